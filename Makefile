@@ -1,0 +1,50 @@
+# longconv-edu: two commands are all a user needs.
+#   make lab    set up .venv, then JupyterLab on notebooks/ (127.0.0.1, with a token)
+#   make test   set up .venv, then every test and every notebook (nbval)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8888
+# JupyterLab refuses to run as root unless told; only then do we tell it.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+.PHONY: lab test setup test-lib test-notebooks notebooks bench clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make lab    set up, then open JupyterLab on notebooks/ (localhost, token)"
+	@echo "make test   set up, then run every test and every notebook"
+
+# One stamp file: the venv is (re)built when requirements.txt or pyproject.toml change.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name longconv-edu --display-name "Python (longconv-edu)" >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
+	    --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+
+test: setup
+	$(MAKE) --no-print-directory test-lib
+	$(MAKE) --no-print-directory test-notebooks
+
+test-lib: setup
+	$(PY) -m pytest tests
+
+test-notebooks: setup
+	$(PY) -m pytest $(NBVAL_FLAGS) notebooks
+
+# Re-execute every notebook in place (what is committed is what the code prints today).
+notebooks: setup
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.kernel_name=longconv-edu notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,12 @@
+"""longconv_edu: long convolutions for sequence modeling, from the double loop to FlashButterfly.
+
+A teaching library that implements, rung by rung, Fu et al., *Simple Hardware-Efficient Long
+Convolutions for Sequence Modeling* (arXiv 2302.06646, 2023). Shapes throughout: input u is
+(B, H, L) (batch, channels, length), kernel k is (H, Lk). Start with ``long_conv`` and
+``backends()``; each module opens with what it teaches.
+"""
+from .conv import (bidirectional_conv, circular_conv, direct_conv, fft_conv, toeplitz,
+                   toeplitz_conv)
+from .dispatch import backends, long_conv
+
+__version__ = "0.1.0"
