@@ -1,0 +1,153 @@
+"""Checkers for the course exercises: ``check("name", your_function)``.
+
+Each exercise names a reference function from the library and a few inputs. ``check`` runs the
+learner's function and the reference on every input and prints, for the first mismatch, what was
+passed, what was expected and what came back, so the learner sees *what* is wrong, not only that
+something is. It never raises for the learner's mistakes: it prints and returns False. An
+unfilled exercise (raising NotImplementedError) is reported as such.
+
+    >>> from longconv_edu.exercises import check, list_exercises
+    >>> check("causal_fft_conv", my_fft_conv)
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["Exercise", "EXERCISES", "check", "list_exercises", "register"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str
+    rung: int
+    task: str                                   # one sentence: what to write
+    reference: Callable                         # the library's answer
+    cases: Callable[[], list]                   # -> list of argument tuples (built fresh each check)
+    rtol: float = 1e-8                          # relative to the reference's max magnitude
+    hint: str = ""
+    compare: Callable | None = field(default=None)  # custom (got, expected) -> str | None
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def register(ex: Exercise) -> Exercise:
+    if ex.name in EXERCISES:
+        raise ValueError(f"exercise name {ex.name!r} is already registered")
+    EXERCISES[ex.name] = ex
+    return ex
+
+
+def list_exercises(rung: int | None = None) -> list[str]:
+    """Names of the registered exercises (of one rung if given), in course order."""
+    return [e.name for e in sorted(EXERCISES.values(), key=lambda e: (e.rung, e.name))
+            if rung is None or e.rung == rung]
+
+
+def _to_np(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, (tuple, list)):
+        return [_to_np(v) for v in x]
+    return np.asarray(x)
+
+
+def _short(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor{tuple(x.shape)} {x.dtype}"
+    if isinstance(x, np.ndarray):
+        return f"array{x.shape} {x.dtype}"
+    return repr(x)[:60]
+
+
+def _compare(got, want, rtol: float) -> str | None:
+    """None if equal to tolerance, else a sentence saying what differs."""
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            return f"expected a sequence of {len(want)} items, got {_short(got)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            msg = _compare(g, w, rtol)
+            if msg:
+                return f"item {i}: {msg}"
+        return None
+    g, w = _to_np(got), _to_np(want)
+    if g.shape != w.shape:
+        return f"shape {g.shape}, expected {w.shape}"
+    if g.dtype.kind != w.dtype.kind and not (g.dtype.kind in "fc" and w.dtype.kind in "fc"):
+        return f"dtype {g.dtype}, expected something like {w.dtype}"
+    if w.size == 0:
+        return None
+    err = np.abs(g.astype(np.complex128) - w.astype(np.complex128))
+    scale = max(float(np.max(np.abs(w))), 1e-30)
+    if not np.all(np.isfinite(err)) or float(np.max(err)) > rtol * scale:
+        idx = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))), err.shape)
+        return (f"values differ: largest error {float(np.nanmax(err)):.3g} at index {tuple(map(int, idx))} "
+                f"(got {g[idx]:.6g}, expected {w[idx]:.6g}; tolerance {rtol:g} x {scale:.3g})")
+    return None
+
+
+def check(name: str, fn: Callable, *, verbose: bool = True) -> bool:
+    """Run the learner's ``fn`` against exercise ``name``'s reference; print a report; return pass/fail."""
+    if name not in EXERCISES:
+        raise ValueError(f"name must be one of {', '.join(map(repr, list_exercises()))}; got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be a function, got {type(fn).__name__}")
+    ex = EXERCISES[name]
+    say = print if verbose else (lambda *a, **k: None)
+    cases = ex.cases()
+    for i, args in enumerate(cases):
+        want = ex.reference(*args)
+        try:
+            got = fn(*args)
+        except NotImplementedError:
+            say(f"[{name}] not filled in yet: replace the `raise NotImplementedError` with your code.")
+            return False
+        except Exception as e:  # the learner's bug: report it, do not crash the notebook
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            say(f"[{name}] case {i + 1}/{len(cases)} raised {type(e).__name__}: {e}\n"
+                f"    at line {frame.lineno}: {frame.line}\n    inputs: {', '.join(_short(a) for a in args)}")
+            return False
+        msg = (ex.compare or (lambda g, w: _compare(g, w, ex.rtol)))(got, want)
+        if msg:
+            say(f"[{name}] case {i + 1}/{len(cases)} is wrong: {msg}\n"
+                f"    inputs: {', '.join(_short(a) for a in args)}" + (f"\n    hint: {ex.hint}" if ex.hint else ""))
+            return False
+    say(f"[{name}] all {len(cases)} cases pass.")
+    return True
+
+
+# ----------------------------------------------------------------------------- rungs 1-2
+def _conv_cases():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(1, 1, 1, 1), (2, 3, 16, 16), (1, 2, 37, 5), (3, 1, 64, 64)]
+    return [(torch.randn(B, H, L, generator=g, dtype=torch.float64),
+             torch.randn(H, Lk, generator=g, dtype=torch.float64)) for B, H, L, Lk in shapes]
+
+
+def _toeplitz_cases():
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(Lk, generator=g, dtype=torch.float64), L) for Lk, L in [(1, 1), (3, 5), (8, 8), (5, 13)]]
+
+
+def _register_rung12():
+    from . import conv
+    register(Exercise("toeplitz_matrix", 1,
+                      "Build the L x L lower-triangular Toeplitz matrix T[t, s] = k[t - s] of a 1-D kernel.",
+                      conv.toeplitz, _toeplitz_cases,
+                      hint="T[t, s] is k[t - s] when 0 <= t - s < len(k), and 0 otherwise."))
+    register(Exercise("direct_conv_loop", 1,
+                      "Write the causal convolution y[b,h,t] = sum_s k[h,s] u[b,h,t-s] as a loop.",
+                      conv.direct_conv, _conv_cases,
+                      hint="s runs from 0 to min(t, Lk - 1); outputs never look at the future."))
+    register(Exercise("causal_fft_conv", 2,
+                      "Compute the causal convolution with torch.fft: pad, multiply spectra, invert, truncate.",
+                      conv.fft_conv, _conv_cases,
+                      hint="An FFT of size L gives the circular convolution; pad to 2L and keep the first L outputs."))
+
+
+_register_rung12()

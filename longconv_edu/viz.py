@@ -1,0 +1,52 @@
+"""Matplotlib helpers shared by notebooks, widgets and the benchmark: each returns a Figure.
+
+Plots are plain functions of arrays, so tests call them directly and widgets only wire them.
+Nothing here computes results; it only draws what the other modules computed.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix"]
+
+
+def as_numpy(x) -> np.ndarray:
+    """A detached CPU NumPy copy of a tensor or array-like (for plotting only)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.0, **kw):
+    """A figure with a grid of axes sized for a notebook cell; returns (fig, axes)."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             constrained_layout=True, squeeze=False, **kw)
+    return fig, axes
+
+
+def plot_kernels(kernels: dict, *, title: str = "", ax=None):
+    """Overlay named 1-D kernels (name -> array) against their tap index."""
+    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure(width=7))
+    for name, k in kernels.items():
+        ax.plot(as_numpy(k).ravel(), label=name, lw=1)
+    ax.set_xlabel("tap s (lag)")
+    ax.set_ylabel("k[s]")
+    if title:
+        ax.set_title(title)
+    if len(kernels) > 1:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_matrix(M, *, title: str = "", ax=None, cmap: str = "RdBu_r", symmetric: bool = True):
+    """A heatmap of a real matrix (Toeplitz matrices, DFT parts, butterfly factors)."""
+    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure())
+    M = as_numpy(M)
+    vmax = float(np.max(np.abs(M))) or 1.0
+    im = ax.imshow(M, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None,
+                   interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        ax.set_title(title)
+    return fig
