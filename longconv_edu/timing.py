@@ -1,0 +1,77 @@
+"""Timing helpers shared by the notebooks' small live timings and the benchmark CLI.
+
+``time_call`` returns the median of several wall-clock runs after warm-up (JIT compilation and
+caches stay out of the number). Timings are measurements of this machine at this moment: the
+notebooks mark them so nbval does not compare them, and the benchmark reports ratios against
+torch.fft measured in the same run, which survive a busy machine better than seconds do.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from ._checks import check_int
+
+__all__ = ["time_call", "sweep", "loglog_slope"]
+
+
+def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, min_time: float = 0.0,
+              **kwargs) -> float:
+    """Median wall-clock seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs after ``warmup``.
+
+    ``min_time``: if one run is shorter than this, each timed sample loops the call until it
+    lasts at least that long and reports the per-call time (steadier for microsecond calls).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    repeats = check_int(repeats, "repeats", min=1)
+    warmup = check_int(warmup, "warmup", min=0)
+    for _ in range(warmup):
+        fn(*args, **kwargs)
+    samples = []
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn(*args, **kwargs)
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_time:
+                break
+        samples.append(elapsed / n)
+    return statistics.median(samples)
+
+
+def sweep(fns: dict[str, Callable], lengths, make_inputs: Callable[[int], tuple], *,
+          repeats: int = 3, skip: Callable[[str, int], bool] | None = None,
+          progress: bool = True) -> dict[str, dict[int, float]]:
+    """Time each named function over each length: {name: {L: seconds}} (skipped pairs absent).
+
+    make_inputs(L) builds the arguments once per length, shared by every function, so all are
+    timed on the same data. ``skip(name, L)`` leaves out pairs that would take too long.
+    """
+    from tqdm.auto import tqdm
+
+    lengths = [check_int(L, "lengths[i]", min=1) for L in lengths]
+    out: dict[str, dict[int, float]] = {name: {} for name in fns}
+    jobs = [(L, name) for L in lengths for name in fns]
+    bar = tqdm(jobs, desc="timing", disable=not progress, leave=False)
+    args = {}
+    for L, name in bar:
+        if skip is not None and skip(name, L):
+            continue
+        if L not in args:
+            args = {L: make_inputs(L)}
+        bar.set_postfix_str(f"{name} L={L}")
+        out[name][L] = time_call(fns[name], *args[L], repeats=repeats)
+    return out
+
+
+def loglog_slope(lengths, seconds) -> float:
+    """Least-squares slope of log(seconds) against log(L): ~1 for O(L log L) at large L, ~2 for O(L^2)."""
+    x, y = np.log(np.asarray(lengths, float)), np.log(np.asarray(seconds, float))
+    if x.size < 2:
+        raise ValueError(f"lengths must hold at least 2 points to fit a slope, got {x.size}")
+    return float(np.polyfit(x, y, 1)[0])
