@@ -15,7 +15,7 @@ import numpy as np
 
 from ._checks import check_int
 
-__all__ = ["time_call", "sweep", "loglog_slope"]
+__all__ = ["time_call", "sweep", "loglog_slope", "crossover"]
 
 
 def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, min_time: float = 0.0,
@@ -75,3 +75,26 @@ def loglog_slope(lengths, seconds) -> float:
     if x.size < 2:
         raise ValueError(f"lengths must hold at least 2 points to fit a slope, got {x.size}")
     return float(np.polyfit(x, y, 1)[0])
+
+
+def crossover(slow: dict, fast: dict) -> float | None:
+    """The length L from which ``fast`` stays faster than ``slow``: {L: seconds} each.
+
+    Over the lengths both were timed at, find the last one where ``fast`` is not yet faster and
+    interpolate, on log-log axes, to where the two curves cross before the next length. Returns
+    None when ``fast`` is never faster, or already faster at every common length (no crossing
+    was measured), so a caller never marks a crossover that the data do not show.
+    """
+    if not isinstance(slow, dict) or not isinstance(fast, dict):
+        raise TypeError(f"slow and fast must be dicts {{L: seconds}}, got "
+                        f"{type(slow).__name__} and {type(fast).__name__}")
+    common = sorted(set(slow) & set(fast))
+    if len(common) < 2:
+        raise ValueError(f"slow and fast must share at least 2 lengths, got {len(common)} in common")
+    gap = [np.log(slow[L]) - np.log(fast[L]) for L in common]   # > 0 where fast is faster
+    if gap[-1] <= 0 or all(g > 0 for g in gap):
+        return None
+    i = max(j for j, g in enumerate(gap) if g <= 0)               # last length fast still loses
+    x0, x1 = np.log(common[i]), np.log(common[i + 1])
+    g0, g1 = gap[i], gap[i + 1]
+    return float(np.exp(x0 + (x1 - x0) * (-g0) / (g1 - g0)))
