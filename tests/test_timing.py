@@ -61,3 +61,12 @@ def test_time_call_and_sweep_call_what_they_are_given():
     assert set(out) == {"a", "b"} and set(out["a"]) == {1, 4} and set(out["b"]) == {1}
     with pytest.raises(TypeError, match="fn must be callable"):
         time_call(3)
+
+
+def test_time_call_stat_min_is_the_fastest_sample():
+    import time
+    delays = iter([0.0, 0.02, 0.0, 0.02])          # warm-up, then three timed runs: slow, fast, slow
+    fn = lambda: time.sleep(next(delays))          # noqa: E731
+    assert time_call(fn, repeats=3, warmup=1, stat="min") < 0.015
+    with pytest.raises(ValueError, match="stat must be one of 'median', 'min'; got 'mean'"):
+        time_call(lambda: None, stat="mean")
