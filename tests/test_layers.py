@@ -267,3 +267,11 @@ LAYER = LongConv(2, 16, seed=0)
 def test_bad_forward_and_helper_input(call, exc, arg):
     with pytest.raises(exc, match=arg):
         call()
+
+
+def test_double_exp_init_layer_matches_numpy_reference():
+    layer = LongConv(3, 64, channels=4, lam=0.001, kernel_init="double_exp", seed=7).double().eval()
+    assert layer.raw_kernel.shape == (4, 3, 64)
+    u = torch.randn(2, 3, 50, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(layer(u).numpy(), layer_np(layer, u.numpy())) < 1e-10
