@@ -205,3 +205,25 @@ def test_bad_input(call, exc, arg):
     with pytest.raises(exc) as info:
         call()
     assert arg in str(info.value)
+
+
+def test_exercise_checkers(capsys):
+    from longconv_edu.exercises import check, list_exercises
+    assert {"butterfly_stage", "radix2_twiddles"} <= set(list_exercises(3))
+    assert {"four_step_twiddles", "monarch_split", "four_step_dft"} <= set(list_exercises(4))
+    # the library's answers pass, a float32 twiddle passes, and typical mistakes are caught
+    assert check("butterfly_stage", butterfly_stage)
+    assert not check("butterfly_stage", lambda y, s: y)
+    assert check("radix2_twiddles", lambda n: torch.exp(-2j * torch.pi * torch.arange(n // 2) / n))
+    assert not check("radix2_twiddles", lambda n: torch.exp(2j * torch.pi * torch.arange(n // 2) / n))
+    assert check("four_step_twiddles", twiddle_grid)
+    assert check("monarch_split", lambda N: monarch_factors(N, 32))
+    assert not check("monarch_split", lambda N: (64, N // 64))
+
+    def four_step(x, n1, n2):
+        Y = (dft_matrix(n1) @ x.reshape(n1, n2)) * twiddle_grid(n1, n2)
+        return (Y @ dft_matrix(n2).T).T.reshape(-1)
+    assert check("four_step_dft", four_step)
+    assert not check("four_step_dft", lambda x, n1, n2: four_step(x, n1, n2).reshape(n2, n1).T.reshape(-1))
+    out = capsys.readouterr().out
+    assert "monarch_split] case 3/5 is wrong" in out and "not powers of two" in out
