@@ -217,7 +217,7 @@ def test_exercise_checkers(capsys):
     assert check("radix2_twiddles", lambda n: torch.exp(-2j * torch.pi * torch.arange(n // 2) / n))
     assert not check("radix2_twiddles", lambda n: torch.exp(2j * torch.pi * torch.arange(n // 2) / n))
     assert check("four_step_twiddles", twiddle_grid)
-    assert check("monarch_split", lambda N: monarch_factors(N, 32))
+    assert check("monarch_split", lambda N: monarch_factors(N)[::-1])      # any valid split passes
     assert not check("monarch_split", lambda N: (64, N // 64))
 
     def four_step(x, n1, n2):
