@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.butterfly import butterfly_conv, butterfly_kernel_spectrum, three_pass_conv
+from longconv_edu.butterfly import (butterfly_conv, butterfly_kernel_spectrum, radix2_conv,
+                                   three_pass_conv)
 from oracles import causal_conv_np, rel_err
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-4}
@@ -42,7 +43,9 @@ def test_butterfly_and_three_pass_match_numpy(case, dtype):
     for name, y in [("butterfly_conv", butterfly_conv(u, k)),
                     ("three_pass_conv", three_pass_conv(u, k)),
                     ("three_pass_conv outer=2", three_pass_conv(u, k, outer=2)),
-                    ("long_conv butterfly", long_conv(u, k, backend="butterfly"))]:
+                    ("long_conv butterfly", long_conv(u, k, backend="butterfly")),
+                    ("radix2_conv", radix2_conv(u, k)),
+                    ("radix2_conv torch", radix2_conv(u, k, jit=False))]:
         assert y.shape == u.shape and y.dtype == dtype, name
         assert rel_err(y.numpy(), ref) < TOL[dtype], name
 
@@ -131,6 +134,8 @@ def _u(*shape, dtype=torch.float64):
     (lambda: butterfly_kernel_spectrum(_u(3, 8), 8, factors=(3, 4)), ValueError, "factors"),
     (lambda: three_pass_conv(_u(2, 3, 8), _u(3, 8), outer=3), ValueError, "outer"),
     (lambda: three_pass_conv(_u(2, 3, 8), _u(3, 8), outer=0), ValueError, "outer"),
+    (lambda: radix2_conv(_u(2, 3, 8), _u(3, 8), jit=1), TypeError, "jit"),
+    (lambda: radix2_conv(_u(2, 3, 8), _u(2, 8)), ValueError, "k"),
 ])
 def test_bad_input(call, exc, arg):
     with pytest.raises(exc) as info:

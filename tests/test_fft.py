@@ -227,3 +227,23 @@ def test_exercise_checkers(capsys):
     assert not check("four_step_dft", lambda x, n1, n2: four_step(x, n1, n2).reshape(n2, n1).T.reshape(-1))
     out = capsys.readouterr().out
     assert "monarch_split] case 3/5 is wrong" in out and "not powers of two" in out
+
+
+def test_four_step_stages_end_in_the_dft():
+    from longconv_edu.fft import four_step_stages
+    x = signal((12,), seed=7)
+    steps = four_step_stages(x, 3, 4)
+    assert [A.shape for _, A in steps] == [(3, 4)] * 4 + [(4, 3)]
+    assert rel_err(steps[-1][1].reshape(-1).numpy(), np.fft.fft(x.numpy())) < 1e-12
+    with pytest.raises(ValueError, match="factors"):
+        four_step_stages(x, 5, 4)
+    with pytest.raises(ValueError, match="x must be 1-D"):
+        four_step_stages(x.reshape(3, 4), 3, 4)
+
+
+def test_returned_matrices_are_fresh():
+    """Editing (or training) a returned matrix must never change the library's cached constants."""
+    for make_it in (lambda: dft_matrix(4), lambda: twiddles(8), lambda: twiddle_grid(2, 4)):
+        a = make_it()
+        a.mul_(0)
+        assert bool(make_it().abs().max() > 0.5)
