@@ -109,3 +109,13 @@ def test_bad_input(call, exc, arg):
 
 def test_module_names():
     assert {"unfused_fft_conv", "fused_conv", "three_pass_conv", "roofline_time"} <= set(io.__all__)
+
+
+def test_unfused_multi_pass_fft():
+    # fft_passes=2 adds, to each of the three transforms, one more read and write of its 5 bins
+    one, two = unfused_fft_conv(1, 1, 4), unfused_fft_conv(1, 1, 4, fft_passes=2)
+    assert two.bytes_read - one.bytes_read == 3 * 40
+    assert two.bytes_written - one.bytes_written == 3 * 40
+    assert two.flops == one.flops
+    with pytest.raises(ValueError, match="fft_passes"):
+        unfused_fft_conv(1, 1, 4, fft_passes=0)
