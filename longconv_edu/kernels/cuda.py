@@ -27,14 +27,15 @@ ever needed. ``kernel_spectrum`` computes it with the same stages, so the layout
 
 **Rows too long for shared memory: the three-pass scheme.** A tile of n values needs 2*n*s bytes
 of shared memory (real and imaginary planes, s bytes per real). When N does not fit the budget
-``smem_bytes``, N = N1 * N2 with N2 the largest tile that fits, and the same DIF stages are
+``smem_bytes``, N = N1 * N2 with tiles of N1 and N2 values that fit, and the same DIF stages are
 split in two groups: the first log2(N1) stages only ever combine elements whose indices agree
 modulo N2 (a "column" of N1 values, stride N2), the last log2(N2) stages act on independent
-contiguous blocks of N2 values. Hence the paper's scheme: pass 1, one block per column does the
-outer stages and writes the row back to global memory; pass 2, one block per contiguous block
-runs the fused forward / multiply / inverse on it (independent sub-problems); pass 3, one block
-per column undoes the outer stages and writes the first L outputs. Three round trips instead of
-one, still far fewer than an unfused FFT convolution (``io_model.three_pass_conv``).
+contiguous blocks of N2 values. (We split N about evenly, N2 = 2^ceil(log2(N)/2) capped by the
+budget.) Hence the paper's scheme: pass 1, one block per column does the outer stages and
+writes the row back to global memory; pass 2, one block per contiguous block runs the fused
+forward / multiply / inverse on it (independent sub-problems); pass 3, one block per column
+undoes the outer stages and writes the first L outputs. Three round trips instead of one
+(``io_model.three_pass_conv``).
 
 **One source of truth, three executors.** Every launch runs one *block program*
 (``block_program``): load a tile -> [forward stages] -> [multiply] -> [inverse stages] -> store,
@@ -284,7 +285,8 @@ def make_plan(L: int, real, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
             f"{t} values ({smem_bytes} bytes of shared memory, {np.dtype(real).name}); the cuda "
             f"backend supports L <= {max_length(real, smem_bytes)} with this budget (raise "
             f"smem_bytes, or use backend='fft')")
-    return Plan(N, N // t, t, threads, real)
+    inner = min(t, 1 << -(-(N.bit_length() - 1) // 2))   # balanced: about sqrt(N) each way
+    return Plan(N, N // inner, inner, threads, real)
 
 
 # The operations, written against an executor ``ex`` with ex.empty(rows, cols, real),
