@@ -77,7 +77,7 @@ from .._checks import check_conv_inputs, check_int
 
 __all__ = ["cuda_conv", "kernel_spectrum", "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
-           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS"]
+           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings"]
 
 #: The executor's ``cuda`` (numba.cuda, the simulator, or the tracer): see ``bind_cuda``.
 cuda = None
@@ -573,19 +573,19 @@ def kernel_resources(L: int, *, dtype: torch.dtype = torch.float32, cc=(8, 0),
 
     Uses numba.cuda.compile_ptx for compute capability ``cc``; shared bytes per block are read
     from the PTX's .shared declarations; registers per thread come from ``ptxas -v`` when it is
-    available (registers=False skips it). Not available under the simulator.
+    available (registers=False skips it). Under the simulator (which cannot compile) the work is
+    done in a child Python process started without NUMBA_ENABLE_CUDASIM.
     """
     L = check_int(L, "L", min=1)
     if dtype not in _REAL:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if not (isinstance(cc, tuple) and len(cc) == 2 and all(isinstance(c, int) for c in cc)):
         raise TypeError(f"cc must be a (major, minor) tuple of ints such as (8, 0), got {cc!r}")
-    if simulator_active():
-        raise RuntimeError("kernel_resources compiles real PTX, which the CUDA simulator cannot: "
-                           "run it in a process without NUMBA_ENABLE_CUDASIM=1")
     real = _REAL[dtype]
     smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
+    if simulator_active():         # the simulator cannot compile: ask a process without it
+        return _resources_in_child(L, dtype, cc, smem_bytes, threads, registers)
     if plan.passes == 1:
         progs = [Program(plan.N, real)]
     else:
@@ -604,3 +604,54 @@ def _resources(p: Program, cc, threads: int, registers: bool) -> KernelResources
     shared = sum(int(m) for m in _SHARED_DECL.findall(ptx))
     regs, note = _ptxas_registers(ptx, cc) if registers else (None, "registers not requested")
     return KernelResources(p.name, cc, threads, shared, regs, note, ptx)
+
+
+def _resources_in_child(L, dtype, cc, smem_bytes, threads, registers) -> list[KernelResources]:
+    import json
+    import sys
+    code = ("import json, torch; from longconv_edu.kernels.cuda import kernel_resources as kr; "
+            f"rs = kr({L}, dtype=torch.{str(dtype).split('.')[-1]}, cc={tuple(cc)!r}, "
+            f"smem_bytes={smem_bytes}, threads={threads}, registers={registers}); "
+            "print(json.dumps([r.__dict__ for r in rs]))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"compiling the kernels in a child process failed:\n{r.stderr[-2000:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return [KernelResources(**{**d, "cc": tuple(d["cc"])}) for d in out]
+
+
+# ============================================================================ timing on a GPU
+def gpu_timings(lengths=(1024, 4096, 16384), *, B: int = 4, H: int = 256,
+                dtype: torch.dtype = torch.float32, repeats: int = 10) -> list[dict]:
+    """Median seconds of cuda_conv and fft_conv (forward) on the current GPU, per length L.
+
+    Needs a CUDA GPU, torch with CUDA, and the simulator off. Returns [{"L", "cuda_conv",
+    "fft_conv", "speedup"}, ...] (speedup = fft_conv time / cuda_conv time).
+    """
+    from ..conv import fft_conv
+    from ..timing import time_call
+    if not torch.cuda.is_available() or simulator_active():
+        raise RuntimeError("gpu_timings needs a CUDA GPU, a CUDA build of torch, and "
+                           "NUMBA_ENABLE_CUDASIM unset")
+    out = []
+    for L in lengths:
+        L = check_int(L, "lengths[i]", min=1)
+        u = torch.randn(B, H, L, device="cuda", dtype=dtype)
+        k = torch.randn(H, L, device="cuda", dtype=dtype)
+
+        def run(fn):
+            fn(u, k)
+            torch.cuda.synchronize()
+        t_cuda = time_call(run, cuda_conv, repeats=repeats)
+        t_fft = time_call(run, fft_conv, repeats=repeats)
+        out.append({"L": L, "cuda_conv": t_cuda, "fft_conv": t_fft, "speedup": t_fft / t_cuda})
+    return out
+
+
+if __name__ == "__main__":              # python -m longconv_edu.kernels.cuda: GPU timings
+    for row in gpu_timings():
+        print(f"L={row['L']:>6}  cuda_conv {row['cuda_conv'] * 1e3:8.3f} ms  "
+              f"fft_conv {row['fft_conv'] * 1e3:8.3f} ms  speedup x{row['speedup']:.2f}")
