@@ -262,3 +262,37 @@ def test_bad_tracer_and_resource_arguments():
         kc.kernel_resources(16, dtype=torch.float16)
     with pytest.raises(ValueError, match="^L must be >= 1"):
         kc.kernel_resources(0)
+
+
+# ----------------------------------------------------------------------------- layout, plots, exercises
+def test_bit_reversed_spectrum_reference_matches_an_explicit_permutation():
+    k = torch.randn(2, 3, dtype=torch.float64)
+    N = 8
+    rev = [int(format(i, "03b")[::-1], 2) for i in range(N)]        # 0 4 2 6 1 5 3 7
+    want = np.fft.fft(np.pad(k.numpy(), ((0, 0), (0, N - 3))), axis=-1)[:, rev]
+    assert np.allclose(kc.bit_reversed_spectrum(k, N).numpy(), want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="^N must be a power of two"):
+        kc.bit_reversed_spectrum(k, 6)
+
+
+def test_plots_return_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from longconv_edu import viz
+    u, k = make(1, 1, 4, 2, seed=0)
+    tr = trace_conv(u, k, threads=2, record=True)
+    f1 = viz.plot_butterfly_schedule(butterfly_schedule(tr), tr.plan.N)
+    f2 = viz.plot_memory_traffic({"fused": (10, 2), "naive": (30, 20)}, {"fused": (10, 2)})
+    assert len(f1.axes) == 1 and len(f2.axes) == 1
+    labels = f2.axes[0].get_legend_handles_labels()[1]
+    assert "IO model (outline)" in labels
+
+
+def test_exercises_accept_the_reference_and_reject_a_wrong_answer():
+    from longconv_edu.exercises import check
+    assert check("bit_reversed_spectrum", kc.bit_reversed_spectrum, verbose=False)
+    assert not check("bit_reversed_spectrum", lambda k, N: torch.fft.fft(k, n=N), verbose=False)
+    assert check("fused_kernel_traffic", lambda B, H, L, s: (
+        B * H * (L + 2 * kc.fft_size(L)) * s, B * H * L * s), verbose=False)
+    assert not check("fused_kernel_traffic", lambda B, H, L, s: (B * H * L * s, B * H * L * s),
+                     verbose=False)
