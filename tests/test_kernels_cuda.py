@@ -130,6 +130,20 @@ def test_tracer_naive_three_kernels_move_more(case):
     assert naive.total.global_write > fused.total.global_write
 
 
+@pytest.mark.parametrize("L", [1, 2, 3, 7, 8, 9, 16, 17, 32])
+@pytest.mark.parametrize("smem", [48 * 1024, 128])
+def test_edges_stay_in_bounds(L, smem):
+    # every access goes through a bounds-checking CountingArray (an IndexError would fail this);
+    # Lk = L and Lk = 1 at each edge length, fused (48 KiB) and three-pass (tiles of 8 float64)
+    for Lk in {1, L}:
+        u, k = make(1, 1, L, Lk, seed=L)
+        tr = trace_conv(u, k, smem_bytes=smem, threads=2)
+        assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+        m = (io_model.fused_conv if tr.plan.passes == 1 else io_model.three_pass_conv)(
+            1, 1, L, dtype_bytes=8)
+        assert (tr.total.global_read, tr.total.global_write) == (m.bytes_read, m.bytes_written)
+
+
 def test_every_row_moves_the_same_bytes():
     u, k = make(2, 3, 10, 4, seed=1)
     tr = trace_conv(u, k, threads=4)
