@@ -39,6 +39,8 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "torch.fft.rfft/irfft with FFT size 2L, O(L log L): the baseline"),
     Backend("butterfly", "longconv_edu.butterfly", "butterfly_conv", 4,
             "FlashButterfly's Monarch matmul form of the FFT convolution, in PyTorch"),
+    Backend("cuda", "longconv_edu.kernels.cuda", "cuda_conv", 5,
+            "the fused FlashButterfly Numba CUDA kernel (GPU, or NUMBA_ENABLE_CUDASIM=1 on CPU)"),
 ]}
 
 
