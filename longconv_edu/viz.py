@@ -209,6 +209,9 @@ def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: 
     plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
 # ----------------------------------------------------------------------------- rungs 3-4
 __all__ += ["plot_io_model", "plot_dft_matrix", "plot_butterfly_diagram", "plot_factor_patterns",
             "plot_fft_stage", "plot_four_step"]
@@ -351,6 +354,7 @@ def plot_four_step(steps):
         ax.set_xlabel(f"{A.shape[0]} x {A.shape[1]}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
+    return fig
 
 
 # ----------------------------------------------------------------------------- rung 5 (CUDA kernel)
