@@ -547,6 +547,14 @@ EXPERIMENTS = {
              lam=0.001, smooth_width=7),
         (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
         seeds=(0, 1)),
+    "digits-long": Experiment(
+        "sequential digits 32x32 (L = 1024), one seed: does a kernel four times longer change "
+        "the picture?",
+        dict(task="digits", size=32, epochs=8, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             lam=0.001, smooth_width=7),
+        (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
+        seeds=(0,)),
     "pathfinder-reg": Experiment(
         "Pathfinder-style 32x32 (L = 1024): long conv with and without regularisation, and the "
         "SSM kernel for reference",
