@@ -24,9 +24,10 @@ each rank takes ``batch_size / N`` examples per step from a ``DistributedSampler
 batch b is examples ``perm[r::N]`` of the epoch's permutation, so the N ranks together see exactly
 the single-process batch b: an N-process run follows the 1-process run up to float rounding.
 
-Experiments (``run_experiment``): ``--experiment digits-reg`` trains every configuration of the
-table with 3 seeds, skipping finished runs and resuming killed ones, then writes the summary JSON,
-a Markdown table, plots and the learned kernels to ``--out``.
+Experiments (``run_experiment``, the ``EXPERIMENTS`` table below): ``--experiment digits-reg``
+trains every row of that table with 3 seeds (digits-kernel-lr, digits-long, digits-small and
+pathfinder-reg likewise), skipping finished runs and resuming killed ones, then writes the summary
+JSON, a Markdown table, plots and the learned kernels to ``--out`` (course/results/training/).
 
 Testing hook: if the environment variable ``LONGCONV_EDU_KILL_AT_STEP`` is set to n, the process
 kills itself with SIGKILL right after optimiser step n (to test kill-and-resume for real).

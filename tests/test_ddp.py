@@ -5,7 +5,7 @@ independent oracle, that the 2-process run follows a 1-process run with the same
 rank r's batch b is examples perm[r::2] of the epoch's permutation, so both ranks together see
 exactly the single-process batch b, and DDP's gradient average equals the full-batch gradient.
 They differ only by float rounding in the gradient all-reduce (tolerance 1e-4 relative after
-30 AdamW steps; measured differences are ~1e-6). Dropout is off so both runs draw no random numbers.
+30 AdamW steps; measured: step losses within 2e-7, weights within 5e-6 of their largest entry). Dropout is off so both runs draw no random numbers.
 """
 import json
 import os
