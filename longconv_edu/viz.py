@@ -50,3 +50,36 @@ def plot_matrix(M, *, title: str = "", ax=None, cmap: str = "RdBu_r", symmetric:
     if title:
         ax.set_title(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- rungs 3-4
+def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: float,
+                  title: str = ""):
+    """Bytes and FLOPs against L for several schedules, and where each sits on the roofline.
+
+    lengths: the L values; traffics: {schedule name: [io_model.Traffic for each L]};
+    bandwidth in bytes/s, peak_flops in flop/s (the machine the roofline is drawn for).
+    Left: slow-memory bytes vs L. Middle: FLOPs vs L. Right: the roofline, attainable flop/s
+    = min(peak, intensity * bandwidth), with each schedule's (intensity, attainable) points.
+    """
+    fig, axes = new_figure(3, width=4.0, height=3.1)
+    ax_b, ax_f, ax_r = axes[0]
+    L = np.asarray(lengths, float)
+    for name, tr in traffics.items():
+        ax_b.loglog(L, [t.bytes for t in tr], "o-", ms=3, label=name)
+        ax_f.loglog(L, [t.flops for t in tr], "o-", ms=3, label=name)
+        inten = np.array([t.intensity for t in tr])
+        ax_r.loglog(inten, np.minimum(peak_flops, inten * bandwidth), "o", ms=4, label=name)
+    ax_b.set(xlabel="L", ylabel="bytes to/from slow memory", title="memory traffic")
+    ax_f.set(xlabel="L", ylabel="real FLOPs", title="arithmetic")
+    x = np.logspace(-2, 3, 200)
+    ax_r.loglog(x, np.minimum(peak_flops, x * bandwidth), "k-", lw=1, label="roofline")
+    ridge = peak_flops / bandwidth
+    ax_r.axvline(ridge, color="gray", ls=":", lw=1)
+    ax_r.set(xlabel="FLOPs per byte", ylabel="attainable flop/s",
+             title=f"roofline (ridge at {ridge:.0f} flop/B)")
+    for ax in (ax_b, ax_f, ax_r):
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
