@@ -10,3 +10,5 @@ from .conv import (bidirectional_conv, circular_conv, direct_conv, fft_conv, toe
 from .dispatch import backends, long_conv
 
 __version__ = "0.1.0"
+from .layers import LongConv, param_groups
+from .regularize import kernel_dropout, smooth, squash, ssm_kernel
