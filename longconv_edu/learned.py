@@ -33,10 +33,10 @@ the result is kept (at init the imaginary part is zero up to rounding).
 Parameters and their optimiser settings. Each block is stored as a real tensor of shape
 (H, n_i, n_i, 2) -- real and imaginary parts, so every optimiser and ``state_dict`` sees plain
 real numbers -- and viewed as complex with ``torch.view_as_complex`` in the forward pass. Every
-block parameter is tagged ``p._optim = {"lr": block_lr, "weight_decay": 0.0}`` (the tag the
-kernel parameters of ``LongConv`` carry), so ``param_groups`` gives the blocks their own learning
-rate (the paper's 0.001) and no weight decay: decay would pull the blocks towards the zero matrix,
-not towards the DFT.
+block parameter is tagged with ``layers.tag_params`` (``p._optim = {"lr": block_lr,
+"weight_decay": 0.0}``, the tag the kernel parameters of ``LongConv`` carry), so
+``layers.param_groups`` gives the blocks their own learning rate (the paper's 0.001) and no weight
+decay: decay would pull the blocks towards the zero matrix, not towards the DFT.
 
 Public API:
 
@@ -62,6 +62,7 @@ from torch import nn
 
 from ._checks import check_choice, check_conv_inputs, check_float, check_int, check_tensor
 from .fft import dft_matrix, monarch_dft
+from .layers import tag_params
 
 __all__ = ["learned_butterfly_conv", "LearnedButterflyConv", "dft_blocks", "block_drift",
            "default_factors", "check_factors", "check_blocks"]
@@ -221,7 +222,8 @@ class LearnedButterflyConv(nn.Module):
         (entries of a DFT block have modulus 1); 0 starts exactly at the DFT.
     block_lr: learning rate tagged on every block parameter (weight decay 0), read by
         ``param_groups``.
-    dtype: float32 (complex64 blocks) or float64 (complex128 blocks); the input must match.
+    dtype: float32 (complex64 blocks) or float64 (complex128 blocks) at construction; the input
+        must match the blocks' current dtype (``layer.double()`` converts them).
     seed: seeds the perturbation (ignored when init_noise is 0).
 
     forward(u, k): u (B, H, L) with L <= l_max, k (H, Lk) with Lk <= L -> y (B, H, L).
@@ -241,7 +243,7 @@ class LearnedButterflyConv(nn.Module):
         self.inverse = check_choice(inverse, "inverse", ["tied", "learned"])
         self.init_noise = check_float(init_noise, "init_noise", min=0.0)
         self.block_lr = check_float(block_lr, "block_lr", min=0.0, min_inclusive=False)
-        self.dtype = check_choice(dtype, "dtype", list(_COMPLEX_OF))
+        self.dtype = check_choice(dtype, "dtype", list(_COMPLEX_OF))   # at construction
         gen = torch.Generator().manual_seed(check_int(seed, "seed", min=0))
         self.forward_blocks = self._new_blocks(gen)
         self.inverse_blocks = self._new_blocks(gen) if self.inverse == "learned" else None
@@ -253,10 +255,10 @@ class LearnedButterflyConv(nn.Module):
             if self.init_noise > 0:
                 # complex Gaussian with E|z|^2 = init_noise^2: each part has std init_noise/sqrt(2)
                 w += torch.randn(w.shape, generator=gen, dtype=w.dtype) * (self.init_noise / math.sqrt(2))
-            p = nn.Parameter(w)
-            p._optim = {"lr": self.block_lr, "weight_decay": 0.0}
-            params.append(p)
-        return nn.ParameterList(params)
+            params.append(nn.Parameter(w))
+        plist = nn.ParameterList(params)
+        tag_params(plist, [str(i) for i in range(len(params))], lr=self.block_lr, weight_decay=0.0)
+        return plist
 
     def blocks(self, which: str = "forward") -> list[torch.Tensor]:
         """The blocks as complex (H, n_i, n_i) views ("forward" or "inverse"; tied -> forward's)."""
@@ -282,10 +284,10 @@ class LearnedButterflyConv(nn.Module):
         if L > self.l_max:
             raise ValueError(f"u has length L = {L} but this LearnedButterflyConv was built for "
                              f"l_max = {self.l_max} (FFT size {self.fft_size}); build it with l_max >= {L}")
-        if u.dtype != self.dtype:
-            raise TypeError(f"u has dtype {u.dtype} but the blocks are {_COMPLEX_OF[self.dtype]} "
-                            f"(built with dtype={self.dtype}); cast u with .to({self.dtype}) "
-                            f"or build the layer with dtype={u.dtype}")
+        dtype = self.forward_blocks[0].dtype                        # follows layer.to(...)
+        if u.dtype != dtype:
+            raise TypeError(f"u has dtype {u.dtype} but the blocks are {_COMPLEX_OF[dtype]}; "
+                            f"cast u with .to({dtype}) or the layer with .to({u.dtype})")
         inv = self.blocks("inverse") if self.inverse_blocks is not None else None
         return learned_butterfly_conv(u, k, self.blocks("forward"), inverse_blocks=inv)
 

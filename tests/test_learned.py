@@ -11,6 +11,8 @@ Oracles and tolerances (relative to the reference's max magnitude):
   float64, 1e-10.
 * Gradients with respect to the blocks: torch.autograd.gradcheck (finite differences, float64).
 """
+from copy import deepcopy
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu import fft_conv, long_conv
+from longconv_edu.layers import LongConv, param_groups
 from longconv_edu.learned import (LearnedButterflyConv, block_drift, default_factors,
                                   dft_blocks, learned_butterfly_conv)
 from oracles import causal_conv_np, dft_matrix_np, monarch_matrix_np, rel_err
@@ -190,7 +193,7 @@ def test_module_bad_arguments(kwargs, exc, match):
 
 
 @pytest.mark.parametrize("u, k, exc, match", [
-    (U.double(), K.double(), TypeError, r"u has dtype torch.float64 but the blocks are torch.complex64"),
+    (U.double(), K.double(), TypeError, r"u has dtype torch.float64 but the blocks are torch.complex64.*\.to\(torch.float64\)"),
     (torch.randn(1, 2, 9), torch.randn(2, 9), ValueError, r"u has length L = 9 .* l_max = 8"),
     (torch.randn(1, 3, 8), torch.randn(3, 8), ValueError, r"u has H = 3 channels .* d_model = 2"),
     (U, torch.randn(2, 9), ValueError, r"k must have length 1 <= Lk <= L = 8"),
@@ -221,3 +224,43 @@ def test_module_bad_input(u, k, exc, match):
 def test_functional_bad_blocks(blocks, extra, exc, match):
     with pytest.raises(exc, match=match):
         learned_butterfly_conv(U, K, blocks, **extra)
+
+
+# ----------------------------------------------------------------------------- the LongConv option
+@pytest.mark.parametrize("bidirectional, channels", [(False, 1), (True, 1), (False, 2)])
+def test_longconv_option_at_init_equals_fixed_layer(bidirectional, channels):
+    """Same seed, eval mode: the layer with the learned butterfly is the FFT layer (float64)."""
+    kw = dict(channels=channels, bidirectional=bidirectional, seed=3, lam=0.0)
+    fixed = LongConv(4, 24, **kw).double().eval()
+    learned = LongConv(4, 24, learned_butterfly=True, **kw).double().eval()
+    missing, unexpected = learned.load_state_dict(fixed.state_dict(), strict=False)  # same weights
+    assert all(m.startswith("butterfly.") for m in missing) and not unexpected
+    assert sum(p.numel() for p in learned.butterfly.parameters()) == channels * 4 * 2 * (6 * 6 + 8 * 8)
+    u = torch.randn(3, 4, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    # the blocks were built in float32 (rounding 6e-8 per entry) before .double(): hence 1e-6
+    assert rel_err(learned(u).detach().numpy(), fixed(u).detach().numpy()) < 1e-6
+    learned.train()(u).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in learned.butterfly.parameters())
+
+
+def test_param_groups_give_the_blocks_their_own_lr():
+    model = LongConv(4, 32, kernel_lr=1e-4, learned_butterfly=True, butterfly_inverse="learned",
+                     butterfly_lr=2e-3, seed=0)
+    groups = param_groups(model, lr=4e-3, weight_decay=0.05)
+    by_lr = {g["lr"]: g for g in groups}
+    assert set(by_lr) == {4e-3, 1e-4, 2e-3}
+    blocks = {id(p) for p in model.butterfly.parameters()}
+    assert len(blocks) == 4 and {id(p) for p in by_lr[2e-3]["params"]} == blocks
+    assert by_lr[2e-3]["weight_decay"] == 0.0 and by_lr[4e-3]["weight_decay"] == 0.05
+    assert not blocks & {id(p) for p in by_lr[4e-3]["params"]}
+    copy = param_groups(deepcopy(model), lr=4e-3, weight_decay=0.05)   # tags survive deepcopy
+    assert sorted(len(g["params"]) for g in copy) == sorted(len(g["params"]) for g in groups)
+
+
+def test_longconv_option_bad_input():
+    with pytest.raises(TypeError, match=r"learned_butterfly must be True or False, got 'yes'"):
+        LongConv(4, 8, learned_butterfly="yes")
+    with pytest.raises(ValueError, match=r"inverse must be one of 'tied', 'learned'; got 'x'"):
+        LongConv(4, 8, learned_butterfly=True, butterfly_inverse="x")
+    with pytest.raises(ValueError, match=r"block_lr must be > 0.0"):
+        LongConv(4, 8, learned_butterfly=True, butterfly_lr=-1.0)
