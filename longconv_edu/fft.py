@@ -39,7 +39,7 @@ from ._checks import check_int, check_tensor, is_power_of_two
 
 __all__ = ["dft_matrix", "twiddles", "twiddle_grid", "bit_reversal_permutation",
            "fft_recursive", "butterfly_stage", "fft_iterative", "butterfly_factors",
-           "monarch_dft"]
+           "monarch_factors", "monarch_dft"]
 
 SIGNAL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 _COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128,
@@ -279,6 +279,24 @@ def butterfly_factors(n: int, *, inverse: bool = False) -> tuple[list[torch.Tens
 
 
 # ----------------------------------------------------------------------------- rung 4: Monarch
+def monarch_factors(N: int, max_factor: int = 64) -> tuple[int, ...]:
+    """Split a power of two N into 2 or 3 power-of-two factors, each <= max_factor, for monarch_dft.
+
+    As few factors as possible (at least 2), as equal as possible, largest first:
+    4096 -> (64, 64), 8192 -> (32, 16, 16) with max_factor 32, 2 -> (2, 1), 1 -> (1, 1).
+    N beyond max_factor**3 needs a larger max_factor (a clear error says so).
+    """
+    N = check_int(N, "N", min=1, power_of_two=True)
+    max_factor = check_int(max_factor, "max_factor", min=2, power_of_two=True)
+    e, m = N.bit_length() - 1, max_factor.bit_length() - 1
+    k = max(2, -(-e // m))                               # number of factors
+    if k > 3:
+        raise ValueError(f"N must be <= max_factor**3 = {max_factor ** 3} to split into at most 3 "
+                         f"factors <= max_factor, got N={N}; raise max_factor")
+    exps = [e // k + (1 if i < e % k else 0) for i in range(k)]
+    return tuple(1 << x for x in exps)
+
+
 def _check_factors(factors, N: int) -> tuple[int, ...]:
     if isinstance(factors, (int, np.integer)) or not isinstance(factors, (tuple, list)):
         raise TypeError(f"factors must be a tuple of 2 or 3 ints such as (N1, N2), got {factors!r}")

@@ -39,8 +39,9 @@ import math
 from dataclasses import dataclass, field
 
 from ._checks import check_float, check_int
+from .fft import monarch_factors
 
-__all__ = ["Traffic", "fft_flops", "monarch_flops", "monarch_split", "unfused_fft_conv",
+__all__ = ["Traffic", "fft_flops", "monarch_flops", "unfused_fft_conv",
            "fused_conv", "three_pass_conv", "flashbutterfly_conv", "roofline_time"]
 
 
@@ -100,30 +101,15 @@ def fft_flops(N: int, *, real_input: bool = False) -> float:
     return f / 2 if real_input else f
 
 
-def monarch_split(N: int, max_factor: int = 64) -> tuple[int, ...]:
-    """A balanced split of a power of two N into power-of-two factors each <= max_factor.
-
-    Uses as few factors as possible, as equal as possible, largest first: 4096 -> (64, 64),
-    8192 -> (32, 16, 16), 32768 -> (32, 32, 32). N = 1 -> (1,).
-    """
-    N = check_int(N, "N", min=1, power_of_two=True)
-    max_factor = check_int(max_factor, "max_factor", min=2, power_of_two=True)
-    e, m = N.bit_length() - 1, max_factor.bit_length() - 1
-    if e == 0:
-        return (1,)
-    k = -(-e // m)                                    # number of factors
-    exps = [e // k + (1 if i < e % k else 0) for i in range(k)]
-    return tuple(1 << x for x in exps)
-
-
 def monarch_flops(N: int, factors=None) -> float:
     """Real flops of one N-point complex DFT in the matmul form with the given factors."""
     N = check_int(N, "N", min=1)
-    factors = monarch_split(N) if factors is None else tuple(factors)
+    factors = monarch_factors(N) if factors is None else tuple(factors)
     if math.prod(factors) != N:
         raise ValueError(f"factors must multiply to N = {N}, got {factors} "
                          f"(product {math.prod(factors)})")
-    return float(sum(8 * N * n for n in factors) + 6 * N * (len(factors) - 1))
+    stages = [n for n in factors if n > 1]            # a factor of 1 is no work
+    return float(sum(8 * N * n for n in stages) + 6 * N * max(len(stages) - 1, 0))
 
 
 def unfused_fft_conv(B: int, H: int, L: int, *, dtype_bytes: int = 4,
@@ -163,7 +149,7 @@ def fused_conv(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size: int | 
     bytes_read = B*H*(L*s + 2*N*s), bytes_written = B*H*L*s. N = fft_size or 2L, rounded up to a
     power of two (the matmul form's factors are powers of two). The kernel spectrum is computed
     once per layer (its own small cost is not counted here). FLOPs: the matmul form of the forward
-    and inverse N-point DFTs (``factors``, default ``monarch_split(N)``) and the pointwise product.
+    and inverse N-point DFTs (``factors``, default ``monarch_factors(N)``) and the pointwise product.
     """
     B, H, L, s, N = _sizes(B, H, L, dtype_bytes, fft_size, pow2=True)
     passes = [("fused conv", B * H * (L * s + 2 * N * s), B * H * L * s)]
@@ -179,10 +165,10 @@ def three_pass_conv(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size: i
     N complex values and the N complex kernel spectrum, do `outer` independent M-point
     DFT -> product -> inverse DFT, write N complex values. Pass 3 (outer back): read N complex,
     inverse twiddles and outer-point DFTs, write the L outputs. ``outer`` defaults to the first
-    factor of ``monarch_split(N)``.
+    factor of ``monarch_factors(N)``.
     """
     B, H, L, s, N = _sizes(B, H, L, dtype_bytes, fft_size, pow2=True)
-    n1 = monarch_split(N)[0] if outer is None else check_int(outer, "outer", min=1, power_of_two=True)
+    n1 = monarch_factors(N)[0] if outer is None else check_int(outer, "outer", min=1, power_of_two=True)
     if N % n1:
         raise ValueError(f"outer must divide the FFT size N = {N}, got {n1}")
     M = N // n1
