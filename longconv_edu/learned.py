@@ -28,7 +28,14 @@ The inverse G_theta has two choices (``inverse=``):
                 the DFT), doubling the block parameters.
 
 The kernel k goes through the same forward transform F_theta as the input, and the real part of
-the result is kept (at init the imaginary part is zero up to rounding).
+the result is kept (at init the imaginary part is zero up to rounding). In code G_theta is
+``monarch_dft(z, inverse=True, blocks=[conj(C_i) / n_i])`` (conjugate twiddles, blocks as given),
+which is conj(F_C) / N for blocks C_i: C_i = B_i when tied. The sequence of operations is the
+one of ``butterfly.butterfly_conv`` -- transform u, transform k, multiply, inverse transform,
+real part, first L -- with the same FFT size (the smallest power of two >= 2L unless ``factors``
+say otherwise) and the same default factors (``fft.monarch_factors``); the only difference is that
+the blocks are (H, n_i, n_i) instead of fixed (n_i, n_i), which changes no matmul size, so the
+FLOPs are the same.
 
 Parameters and their optimiser settings. Each block is stored as a real tensor of shape
 (H, n_i, n_i, 2) -- real and imaginary parts, so every optimiser and ``state_dict`` sees plain
@@ -61,39 +68,17 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_conv_inputs, check_float, check_int, check_tensor
+from .butterfly import _default_size, _resolve
 from .fft import dft_matrix, monarch_dft
 from .layers import tag_params
 
 __all__ = ["learned_butterfly_conv", "LearnedButterflyConv", "dft_blocks", "block_drift",
-           "default_factors", "check_factors", "check_blocks"]
+           "check_blocks"]
 
 _COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
 # ----------------------------------------------------------------------------- validation
-def default_factors(N: int) -> tuple[int, ...]:
-    """Two factors n_1 * n_2 = N, as equal as possible (n_1 <= n_2); (1, N) only for a prime N.
-
-    Works for any N >= 1 (powers of two or not): 128 -> (8, 16), 74 -> (2, 37), 2 -> (1, 2).
-    """
-    N = check_int(N, "N", min=1)
-    n1 = max(d for d in range(1, math.isqrt(N) + 1) if N % d == 0)
-    return (n1, N // n1)
-
-
-def check_factors(factors, N: int, *, name: str = "factors") -> tuple[int, ...]:
-    """Validate a tuple of 2 or 3 positive ints whose product is the FFT size N; return it."""
-    if not isinstance(factors, (tuple, list)):
-        raise TypeError(f"{name} must be a tuple of 2 or 3 ints, got {type(factors).__name__} {factors!r}")
-    if len(factors) not in (2, 3):
-        raise ValueError(f"{name} must have 2 or 3 entries (n_1, n_2[, n_3]), got {len(factors)}: {factors!r}")
-    fs = tuple(check_int(f, f"{name}[{i}]", min=1) for i, f in enumerate(factors))
-    if math.prod(fs) != N:
-        raise ValueError(f"{name} must multiply to the FFT size N = {N}, got {fs} with product "
-                         f"{math.prod(fs)} (for example {default_factors(N)})")
-    return fs
-
-
 def check_blocks(blocks, name: str, *, H: int, dtype: torch.dtype) -> tuple[int, ...]:
     """Validate a list of square complex blocks, each (n, n) or (H, n, n); return the sizes n_i.
 
@@ -171,18 +156,19 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
     blocks: list of complex blocks, one per factor, each (H, n_i, n_i) or (n_i, n_i), complex64
         for float32 input and complex128 for float64; their sizes n_i are the factors and
         N = prod(n_i) the FFT size, which must be >= L + Lk - 1. None: per-channel copies of the
-        exact DFT blocks for N = 2L split by ``factors`` (default ``default_factors(2L)``) -- the
-        learned layer at initialisation, which is what the benchmark times.
+        exact DFT blocks, the FFT size and factors chosen as ``butterfly_conv`` chooses them (N the
+        smallest power of two >= 2L split by ``fft.monarch_factors``, or N = prod(factors) >=
+        L + Lk - 1) -- the learned layer at initialisation, which is what the benchmark times.
     inverse_blocks: blocks for the inverse transform (same sizes); None ties them to ``blocks``.
     Returns (B, H, L) in u's dtype.
 
-    y = first L of Re(conj(F_inv(conj(F(u_pad) * F(k_pad)))) / N), where F and F_inv are
-    ``monarch_dft`` with the given blocks; Re(conj(z)) = Re(z) saves the outer conjugation.
+    y = first L of Re(G(F(u_pad) * F(k_pad))), F = ``monarch_dft`` with ``blocks`` and
+    G = ``monarch_dft(., inverse=True)`` with blocks conj(C_i) / n_i, C = inverse_blocks or blocks.
     """
     B, H, L, Lk = check_conv_inputs(u, k)
     if blocks is None:
-        N = 2 * L
-        factors = default_factors(N) if factors is None else check_factors(factors, N)
+        N, factors = _resolve(_default_size(L), factors, L + Lk - 1,
+                              f"L + Lk - 1 with L={L}, Lk={Lk}")
         blocks = list(_dft_init_blocks(factors, H, u.dtype, u.device))
         if inverse_blocks is not None:
             raise ValueError("inverse_blocks needs blocks too: pass both, or neither for the DFT init")
@@ -203,20 +189,20 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
                              f"they must match")
     else:
         inverse_blocks = blocks
-    cdtype = _COMPLEX_OF[u.dtype]
-    u_f = monarch_dft(nn.functional.pad(u, (0, N - L)).to(cdtype), factors, blocks=blocks)
-    k_f = monarch_dft(nn.functional.pad(k, (0, N - Lk)).to(cdtype), factors, blocks=blocks)
-    y = monarch_dft((u_f * k_f).conj(), factors, blocks=inverse_blocks)
-    return y.real[..., :L] / N
+    inv = [C.conj() / n for C, n in zip(inverse_blocks, factors)]     # O(H n^2): tiny
+    u_f = monarch_dft(nn.functional.pad(u, (0, N - L)), factors, blocks=blocks)
+    k_f = monarch_dft(nn.functional.pad(k, (0, N - Lk)), factors, blocks=blocks)
+    return monarch_dft(u_f * k_f, factors, inverse=True, blocks=inv).real[..., :L]
 
 
 # ----------------------------------------------------------------------------- the module
 class LearnedButterflyConv(nn.Module):
     """Causal long convolution whose Monarch DFT blocks are per-channel trainable parameters.
 
-    d_model: H channels; l_max: the longest sequence L (FFT size N = 2 * l_max; shorter inputs
-    are zero-padded to it, which is still an exact causal convolution).
-    factors: (n_1, n_2) or (n_1, n_2, n_3) with product N (default ``default_factors(N)``).
+    d_model: H channels; l_max: the longest sequence L. FFT size N: the smallest power of two
+    >= 2 l_max, split by ``fft.monarch_factors`` (as ``butterfly_conv`` does), or N = prod(factors)
+    for ``factors`` (n_1, n_2) or (n_1, n_2, n_3), which must give N >= 2 l_max - 1. Shorter
+    inputs are zero-padded to N: still an exact causal convolution.
     inverse: "tied" (the inverse uses the forward blocks, conjugated) or "learned" (its own blocks).
     init_noise: standard deviation of a complex Gaussian added to every block entry at init
         (entries of a DFT block have modulus 1); 0 starts exactly at the DFT.
@@ -237,9 +223,8 @@ class LearnedButterflyConv(nn.Module):
         super().__init__()
         self.d_model = check_int(d_model, "d_model", min=1)
         self.l_max = check_int(l_max, "l_max", min=1)
-        self.fft_size = 2 * self.l_max
-        self.factors = (default_factors(self.fft_size) if factors is None
-                        else check_factors(factors, self.fft_size))
+        self.fft_size, self.factors = _resolve(_default_size(self.l_max), factors, 2 * self.l_max - 1,
+                                               f"2 l_max - 1 with l_max={self.l_max}")
         self.inverse = check_choice(inverse, "inverse", ["tied", "learned"])
         self.init_noise = check_float(init_noise, "init_noise", min=0.0)
         self.block_lr = check_float(block_lr, "block_lr", min=0.0, min_inclusive=False)

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from longconv_edu import fft_conv, long_conv
 from longconv_edu.layers import LongConv, param_groups
-from longconv_edu.learned import (LearnedButterflyConv, block_drift, default_factors,
-                                  dft_blocks, learned_butterfly_conv)
+from longconv_edu.learned import (LearnedButterflyConv, block_drift, dft_blocks,
+                                  learned_butterfly_conv)
 from oracles import causal_conv_np, dft_matrix_np, monarch_matrix_np, rel_err
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-4}
@@ -39,7 +39,7 @@ def make(B, H, L, Lk, seed, dtype=torch.float64):
        st.one_of(st.just(1), st.integers(1, 300), st.sampled_from([2, 32, 64, 100, 128])),
        st.integers(0, 2**31 - 1), st.sampled_from([torch.float64, torch.float32]))
 def test_at_init_equals_causal_conv(B, H, L, seed, dtype):
-    """The functional form with blocks=None (per-channel DFT blocks, N = 2L) is the causal conv."""
+    """The functional form with blocks=None (per-channel DFT blocks) is the causal conv."""
     Lk = 1 + seed % L
     u, k = make(B, H, L, Lk, seed, dtype)
     y = learned_butterfly_conv(u, k)
@@ -85,7 +85,7 @@ def test_perturbed_blocks_match_dense_matrix_oracle(inverse, L, factors):
                                  dtype=torch.float64, seed=7)
     u, k = make(3, H, L, L - 1 if L > 1 else 1, seed=11)
     y = layer(u, k).detach().numpy()
-    N = 2 * L
+    N = int(np.prod(factors))
     fb = [b.detach().numpy() for b in layer.blocks("forward")]
     ib = [b.detach().numpy() for b in layer.blocks("inverse")]
     up = np.concatenate([u.numpy(), np.zeros((3, H, N - L))], axis=-1)
@@ -167,19 +167,14 @@ def test_registered_backend_runs_at_dft_init():
     assert rel_err(y3.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
 
 
-def test_default_factors():
-    assert default_factors(128) == (8, 16) and default_factors(74) == (2, 37)
-    assert default_factors(2) == (1, 2) and default_factors(4096) == (64, 64)
-
-
 # ----------------------------------------------------------------------------- bad input
 C64 = [b for b in dft_blocks((4, 4), 2, torch.float32)]
 U, K = make(1, 2, 8, 8, seed=0, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(factors=(4, 5)), ValueError, r"factors must multiply to the FFT size N = 16, got \(4, 5\)"),
-    (dict(factors=(16,)), ValueError, r"factors must have 2 or 3 entries"),
+    (dict(factors=(2, 4)), ValueError, r"factors must multiply to an FFT size N >= 15 .*got \(2, 4\)"),
+    (dict(factors=(16,)), ValueError, r"factors must hold 2 or 3 sizes"),
     (dict(factors=16), TypeError, r"factors must be a tuple"),
     (dict(factors=(4, 4.0)), TypeError, r"factors\[1\] must be an int"),
     (dict(inverse="both"), ValueError, r"inverse must be one of 'tied', 'learned'; got 'both'"),
@@ -218,7 +213,7 @@ def test_module_bad_input(u, k, exc, match):
     (C64, dict(factors=(2, 8)), ValueError, r"factors \(2, 8\) disagree with the block sizes \(4, 4\)"),
     (C64, dict(inverse_blocks=[C64[0], torch.zeros(2, 2, 2, dtype=torch.complex64)]), ValueError,
      r"inverse_blocks have sizes \(4, 2\) but blocks have \(4, 4\)"),
-    (None, dict(factors=(3, 5)), ValueError, r"factors must multiply to the FFT size N = 16"),
+    (None, dict(factors=(3, 4)), ValueError, r"factors must multiply to an FFT size N >= 15"),
     (None, dict(inverse_blocks=C64), ValueError, r"inverse_blocks needs blocks too"),
 ])
 def test_functional_bad_blocks(blocks, extra, exc, match):
@@ -235,7 +230,7 @@ def test_longconv_option_at_init_equals_fixed_layer(bidirectional, channels):
     learned = LongConv(4, 24, learned_butterfly=True, **kw).double().eval()
     missing, unexpected = learned.load_state_dict(fixed.state_dict(), strict=False)  # same weights
     assert all(m.startswith("butterfly.") for m in missing) and not unexpected
-    assert sum(p.numel() for p in learned.butterfly.parameters()) == channels * 4 * 2 * (6 * 6 + 8 * 8)
+    assert sum(p.numel() for p in learned.butterfly.parameters()) == channels * 4 * 2 * (8 * 8 + 8 * 8)   # N = 64 = 8 x 8
     u = torch.randn(3, 4, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     # the blocks were built in float32 (rounding 6e-8 per entry) before .double(): hence 1e-6
     assert rel_err(learned(u).detach().numpy(), fixed(u).detach().numpy()) < 1e-6
@@ -264,3 +259,28 @@ def test_longconv_option_bad_input():
         LongConv(4, 8, learned_butterfly=True, butterfly_inverse="x")
     with pytest.raises(ValueError, match=r"block_lr must be > 0.0"):
         LongConv(4, 8, learned_butterfly=True, butterfly_lr=-1.0)
+
+
+# ----------------------------------------------------------------------------- cost parity
+@pytest.mark.parametrize("B, H, L, factors", [(2, 4, 64, None), (1, 3, 100, None), (2, 2, 40, (2, 4, 10))])
+def test_flops_equal_the_fixed_butterfly(B, H, L, factors):
+    """Counted by torch's FlopCounterMode (every matmul, 2 flops per multiply-add): the learned
+    transform does exactly the matmuls of butterfly_conv, and they are io_model's matmul count
+    (8 real flops per complex multiply-add there, 2 here: a factor 4)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from longconv_edu.butterfly import butterfly_conv
+    from longconv_edu.fft import monarch_factors
+    from longconv_edu.io_model import monarch_flops
+    u, k = make(B, H, L, L, seed=0, dtype=torch.float32)
+    counts = []
+    for fn in (butterfly_conv, learned_butterfly_conv):
+        with FlopCounterMode(display=False) as fc:
+            fn(u, k, factors=factors)
+        counts.append(fc.get_total_flops())
+    assert counts[0] == counts[1] > 0
+    N = 1 << (2 * L - 1).bit_length()
+    fs = monarch_factors(N) if factors is None else factors
+    N = int(np.prod(fs))
+    matmul_flops = monarch_flops(N, fs) - 6 * N * (len(fs) - 1)        # drop the twiddle products
+    assert 4 * counts[1] == (2 * B * H + H) * matmul_flops             # u, y per row; k per channel
