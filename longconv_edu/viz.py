@@ -83,3 +83,37 @@ def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: floa
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- rung 8
+def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
+    """Learned butterfly blocks beside the DFT blocks they started from, one row per block.
+
+    learned, exact: sequences of complex (n_i, n_i) matrices (one channel's blocks, and the DFT
+    blocks F_{n_i}). Columns: Re F (the DFT block), Re B (the learned block, same colour scale),
+    |B - F| (how far each entry moved; its own scale, printed in the title with the relative
+    Frobenius distance ||B - F|| / ||F||).
+    """
+    learned = [as_numpy(b) for b in learned]
+    exact = [as_numpy(b) for b in exact]
+    names = names or [f"block {i} ({b.shape[0]}x{b.shape[0]})" for i, b in enumerate(exact)]
+    fig, axes = new_figure(3, len(exact), width=2.9, height=2.5)
+    for row, (B, F, name) in enumerate(zip(learned, exact, names)):
+        vmax = max(float(np.abs(F.real).max()), float(np.abs(B.real).max()), 1e-12)
+        for col, (M, what) in enumerate([(F.real, f"Re DFT, {name}"), (B.real, f"Re learned, {name}")]):
+            ax = axes[row, col]
+            im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            ax.set_title(what, fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.75)
+        diff = np.abs(B - F)
+        rel = float(np.linalg.norm(B - F) / max(np.linalg.norm(F), 1e-30))
+        ax = axes[row, 2]
+        im = ax.imshow(diff, cmap="magma", vmin=0, interpolation="nearest")
+        ax.set_title(f"|learned - DFT|, rel. Frobenius {rel:.3f}", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.75)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
