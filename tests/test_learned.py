@@ -284,3 +284,15 @@ def test_flops_equal_the_fixed_butterfly(B, H, L, factors):
     N = int(np.prod(fs))
     matmul_flops = monarch_flops(N, fs) - 6 * N * (len(fs) - 1)        # drop the twiddle products
     assert 4 * counts[1] == (2 * B * H + H) * matmul_flops             # u, y per row; k per channel
+
+
+def test_causal_at_init_but_not_once_the_blocks_move():
+    """Documented behaviour: only the exact DFT keeps the zero-padded product causal."""
+    u = torch.zeros(1, 1, 32, dtype=torch.float64)
+    u[0, 0, 20] = 1.0
+    k = torch.randn(1, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    leak = []
+    for noise in (0.0, 0.1):
+        y = LearnedButterflyConv(1, 32, init_noise=noise, dtype=torch.float64)(u, k).detach()[0, 0]
+        leak.append(float(y[:20].abs().max() / y[20:].abs().max()))
+    assert leak[0] < 1e-12 and leak[1] > 1e-3
