@@ -21,7 +21,6 @@ resume) and in the metrics JSON.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +60,8 @@ class ModelConfig:
     n_heads: int = 4                   # transformer only
     ssm_state_dim: int = 64            # ssm only
     backend: str = "fft"               # long_conv backend of the conv layers
+    kernel_lr: float = 1e-3            # the kernels' own learning rate (their weight decay is 0)
+    seed: int = 0                      # initialises every layer (the same on every DDP rank)
 
     def __post_init__(self):
         check_int(self.d_input, "d_input", min=1)
@@ -76,6 +77,8 @@ class ModelConfig:
         check_int(self.smooth_width, "smooth_width", min=1, odd=True)
         check_int(self.n_heads, "n_heads", min=1)
         check_int(self.ssm_state_dim, "ssm_state_dim", min=2)
+        check_float(self.kernel_lr, "kernel_lr", min=0.0, min_inclusive=False)
+        check_int(self.seed, "seed", min=0)
         if self.model == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model must be divisible by n_heads for the transformer, got "
                              f"d_model={self.d_model}, n_heads={self.n_heads}")
@@ -134,14 +137,15 @@ def _mlp(d_model: int, dropout: float) -> nn.Module:
                          nn.Linear(2 * d_model, d_model))
 
 
-def _conv_layer(cfg: ModelConfig) -> nn.Module:
+def _conv_layer(cfg: ModelConfig, index: int) -> nn.Module:
     from .layers import LongConv
 
     use_squash, use_smooth = REGULARIZERS[cfg.reg]
-    common = dict(dropout=cfg.dropout, backend=cfg.backend)
+    common = dict(dropout=cfg.dropout, backend=cfg.backend, kernel_lr=cfg.kernel_lr,
+                  seed=cfg.seed * 1000 + index)
     if cfg.model == "ssm":
         return LongConv(cfg.d_model, cfg.l_max, lam=0.0, smooth_width=None, kernel_dropout=0.0,
-                        kernel_init="ssm", **common)
+                        kernel_source="ssm", state_dim=cfg.ssm_state_dim, **common)
     return LongConv(cfg.d_model, cfg.l_max, lam=cfg.lam if use_squash else 0.0,
                     smooth_width=cfg.smooth_width if use_smooth else None,
                     kernel_dropout=cfg.kernel_dropout, **common)
@@ -156,15 +160,21 @@ class SequenceClassifier(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        # every weight is drawn from cfg.seed, without touching the caller's random state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self._build(cfg)
+
+    def _build(self, cfg: ModelConfig) -> None:
         self.embed = nn.Linear(cfg.d_input, cfg.d_model)
         blocks = []
-        for _ in range(cfg.n_layers):
+        for i in range(cfg.n_layers):
             if cfg.model == "transformer":
                 blocks.append(Block(cfg.d_model, SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout),
                                     cfg.dropout))
                 blocks.append(Block(cfg.d_model, _mlp(cfg.d_model, cfg.dropout), cfg.dropout))
             else:
-                blocks.append(Block(cfg.d_model, ChannelsFirst(_conv_layer(cfg)), cfg.dropout))
+                blocks.append(Block(cfg.d_model, ChannelsFirst(_conv_layer(cfg, i)), cfg.dropout))
         self.blocks = nn.ModuleList(blocks)
         if cfg.model == "transformer":
             self.pos = nn.Parameter(torch.randn(cfg.l_max, cfg.d_model) * 0.02)

@@ -117,3 +117,52 @@ def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+# ----------------------------------------------------------------------------- rung 7: training
+def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
+    """Mean training curves of an experiment summary (``train.summarize_experiment``): one panel
+    per key, one line per table row, against the epoch."""
+    fig, axes = new_figure(len(keys), width=4.6, height=3.0)
+    for ax, key in zip(axes[0], keys):
+        for row in summary["rows"]:
+            y = np.asarray(row["curves"][key], float)
+            ax.plot(np.arange(1, len(y) + 1), y, label=row["label"], lw=1.5)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " "))
+        if key.endswith("loss"):
+            ax.set_yscale("log")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(summary.get("experiment", ""), fontsize=10)
+    return fig
+
+
+def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, taps: int | None = None):
+    """The paper's picture of learned kernels: one column per model, the first ``rows`` kernel rows
+    on top (first ``taps`` taps) and their mean power spectrum |rfft(k)|^2 below (log-log).
+
+    kernels: {"label/layerN": array (rows, L)} as in ``course/results/training/*-kernels.npz``.
+    """
+    labels = [k.rsplit("/", 1)[0] for k in kernels if k.endswith("/" + layer)]
+    fig, axes = new_figure(len(labels), 2, width=2.6, height=2.2)
+    for j, label in enumerate(labels):
+        k = np.asarray(kernels[f"{label}/{layer}"], float)
+        shown = k[:rows, :taps] if taps else k[:rows]
+        ax = axes[0, j]
+        for i, row in enumerate(shown):
+            ax.plot(row, lw=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("tap", fontsize=8)
+        P = (np.abs(np.fft.rfft(k, axis=-1)) ** 2).mean(0)
+        f = np.fft.rfftfreq(k.shape[-1])
+        ax = axes[1, j]
+        ax.loglog(f[1:], P[1:] + 1e-20, lw=0.8)
+        ax.set_xlabel("frequency (cycles / tap)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        axes[0, j].tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("k[s]", fontsize=8)
+    axes[1, 0].set_ylabel("power", fontsize=8)
+    return fig
+
+
+__all__ += ["plot_training_curves", "plot_kernel_gallery"]
