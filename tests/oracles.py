@@ -65,3 +65,10 @@ def monarch_matrix_np(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
                 for c in range(n2):
                     M[r + n1 * s, n2 * a + c] = b2[s, c] * np.exp(-2j * np.pi * r * c / N) * b1[r, a]
     return M
+
+
+def complex_rel_err(a, b) -> float:
+    """rel_err for complex arrays: max |a - b| / max |b| over complex moduli (rel_err drops imag)."""
+    a = np.asarray(a, dtype=np.complex128)
+    b = np.asarray(b, dtype=np.complex128)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
