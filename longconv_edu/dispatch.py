@@ -37,6 +37,8 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "dense lower-triangular Toeplitz matrix times the input, O(L^2)"),
     Backend("fft", "longconv_edu.conv", "fft_conv", 2,
             "torch.fft.rfft/irfft with FFT size 2L, O(L log L): the baseline"),
+    Backend("numba", "longconv_edu.kernels.cpu", "cpu_conv", 5,
+            "the fused FFT convolution as a Numba CPU kernel: one row per thread, in cache"),
 ]}
 
 
