@@ -41,6 +41,8 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "FlashButterfly's Monarch matmul form of the FFT convolution, in PyTorch"),
     Backend("learned_butterfly", "longconv_edu.learned", "learned_butterfly_conv", 8,
             "Monarch DFT with per-channel (trainable) blocks, timed at their DFT init"),
+    Backend("numba", "longconv_edu.kernels.cpu", "cpu_conv", 5,
+            "the fused FFT convolution as a Numba CPU kernel: one row per thread, in cache"),
 ]}
 
 

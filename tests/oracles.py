@@ -112,3 +112,18 @@ def ssm_impulse_response_np(dt, A, C, L: int) -> np.ndarray:
         y[:, l] = 2.0 * np.real((C * x).sum(-1))
         x = Abar * x
     return y
+
+
+def causal_conv_grads_np(u: np.ndarray, k: np.ndarray, g: np.ndarray):
+    """Gradients of sum(g * y) for y = causal conv(u, k), by the explicit sums over lags s:
+
+    grad_u[b,h,m] = sum_s k[h,s] g[b,h,m+s]        grad_k[h,s] = sum_{b,m} g[b,h,m+s] u[b,h,m]
+    """
+    B, H, L = u.shape
+    u64, k64, g64 = (a.astype(np.float64) for a in (u, k, g))
+    grad_u = np.zeros((B, H, L))
+    grad_k = np.zeros(k.shape)
+    for s in range(k.shape[1]):
+        grad_u[:, :, :L - s] += k64[None, :, s, None] * g64[:, :, s:]
+        grad_k[:, s] = (g64[:, :, s:] * u64[:, :, :L - s]).sum(axis=(0, 2))
+    return grad_u, grad_k
