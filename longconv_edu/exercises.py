@@ -250,3 +250,24 @@ def _register_rung6():
 
 
 _register_rung6()
+
+
+# ----------------------------------------------------------------------------- rung 7
+def _schedule_cases():
+    return [(s, w, t) for (w, t) in [(0, 10), (4, 20), (10, 100)] for s in (0, 1, w, w + 1, t // 2, t - 1)]
+
+
+def _register_rung7():
+    def reference(step, warmup_steps, total_steps):
+        from .train import lr_factor
+
+        return lr_factor(step, warmup_steps, total_steps)
+
+    register(Exercise("lr_schedule", 7,
+                      "Return the learning-rate multiplier at a step: linear warm-up, then half a cosine.",
+                      reference, _schedule_cases, rtol=1e-12,
+                      hint="Warm-up gives (step + 1) / (warmup_steps + 1); after it, "
+                           "0.5 * (1 + cos(pi * (step - warmup_steps) / (total_steps - warmup_steps)))."))
+
+
+_register_rung7()

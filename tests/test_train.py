@@ -177,7 +177,7 @@ def test_bad_checkpoints_raise_and_stay_in_place(tiny_run, tmp_path):
         train.fit(other, tmp_path, resume=True, progress=False, log=lambda s: None)
     assert "reg='none' there, 'squash' here" in str(e.value) and "seed=0 there, 4 here" in str(e.value)
     assert bad.read_bytes() == good
-    with pytest.raises(train.CheckpointError, match="2 process"):
+    with pytest.raises(train.CheckpointError, match="1 process.*this run has 2"):
         train.load_checkpoint(bad, world_size=2)
     # an existing run is never overwritten without --resume
     with pytest.raises(FileExistsError, match="--resume"):
@@ -239,3 +239,18 @@ def test_experiment_sweep_and_summary(monkeypatch, tmp_path, cache):
     again = train.run_experiment("tiny", res, runs_dir=tmp_path / "runs", cache_dir=cache,
                                  progress=False, log=lambda s: None)
     assert again["rows"] == summary["rows"]
+
+
+def test_lr_schedule_exercise(capsys):
+    import math
+
+    from longconv_edu.exercises import check
+
+    def learner(step, warmup_steps, total_steps):       # written from the formula, independently
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (total_steps - warmup_steps)))
+
+    assert check("lr_schedule", learner)
+    assert not check("lr_schedule", lambda s, w, t: 1.0 if s >= w else s / w)
+    assert "is wrong" in capsys.readouterr().out
