@@ -178,3 +178,13 @@ def test_stage_plan_covers_the_packed_fft(L):
     assert int(np.prod([radix for radix, _, _ in plan])) == fft_size(L) // 2
     spans = [span for _, span, _ in plan]
     assert spans[-1] == 1 and all(a == 4 * b for a, b in zip(spans[1:], spans[2:]))
+
+
+@pytest.mark.parametrize("B, H", [(0, 3), (2, 0)])
+def test_empty_batch_or_channels(B, H):
+    u = torch.randn(B, H, 8, requires_grad=True)
+    k = torch.randn(H, 8, requires_grad=True)
+    y = cpu_conv(u, k)
+    assert y.shape == (B, H, 8)
+    y.sum().backward()
+    assert u.grad.shape == u.shape and k.grad.shape == k.shape and not k.grad.any()

@@ -681,9 +681,11 @@ def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     Non-contiguous inputs are copied to contiguous ones first. Runs on numba's threads
     (``numba.set_num_threads`` / NUMBA_NUM_THREADS), one row (b, h) per thread at a time.
     """
-    check_conv_inputs(u, k)
+    B, H, L, Lk = check_conv_inputs(u, k)
     _check_cpu(u, "u")
     _check_cpu(k, "k")
+    if B * H == 0:                       # no rows: an empty result, still part of the graph
+        return u * 0 + k.sum() * 0
     return _FusedConv.apply(u, k)
 
 
