@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for NAME.json and NAME.png (default: %(default)s)")
     p.add_argument("--name", default="bench", help="file name stem (default: bench)")
     p.add_argument("--no-isolate", action="store_true",
-                   help="run every backend in this process (faster; memory figures less clean)")
+                   help="run every backend in this process (faster; memory figures can read low: "
+                        "memory freed by an earlier call is reused without raising the RSS)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--seed", type=int, default=0)
 
@@ -97,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     report = benchmark(names, sorted(set(args.lengths)), rows=args.rows, batch=args.batch,
                        dtype=args.dtype, repeats=args.repeats, time_limit=args.time_limit,
                        isolate=not args.no_isolate, progress=not args.no_progress, seed=args.seed)
-    report["command"] = "python -m longconv_edu bench " + " ".join(sys.argv[2:]) \
-        if sys.argv[1:2] == ["bench"] else None
+    report["command"] = (f"python -m longconv_edu bench --lengths {' '.join(map(str, args.lengths))}"
+                         f" --rows {args.rows} --batch {args.batch} --dtype {args.dtype} --backends"
+                         f" {' '.join(names)} --repeats {args.repeats} --time-limit {args.time_limit:g}"
+                         + (" --no-isolate" if args.no_isolate else ""))
     print(format_table(report))
     paths = save(report, args.out, args.name)
     print("saved " + ", ".join(str(p) for p in paths))
