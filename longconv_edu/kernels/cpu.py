@@ -409,6 +409,17 @@ def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
     zr, zi, _, _ = merge(y1r, y1i, y1r, y1i, z, -one)
     re[1] = zr; im[1] = zi
     half = 1
+    while 2 * half < M and half < 32:        # short octaves: a plain loop (slicing costs more)
+        base = 2 * half
+        for j in range(half):
+            p = base + j; q = 2 * base - 1 - j; c = half + j
+            wr = mre[c]; wi = mim[c]
+            xkr, xki, xmr, xmi = split(re[p], im[p], re[q], im[q], wr, wi)
+            ykr, yki = cmul(xkr, xki, kre[p], ksign * kim[p])
+            ymr, ymi = cmul(xmr, xmi, kre[q], ksign * kim[q])
+            zkr, zki, zmr, zmi = merge(ykr, yki, ymr, ymi, wr, wi)
+            re[p] = zkr; im[p] = zki; re[q] = zmr; im[q] = zmi
+        half *= 2
     while 2 * half < M:                      # octave [2 half, 4 half): p = 2 half + j
         a, b, e = 2 * half, 3 * half, 4 * half
         product_octave(re[a:b], im[a:b], re[b:e], im[b:e], kre[a:b], kim[a:b], kre[b:e],
