@@ -38,6 +38,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,15 +143,18 @@ def _run_worker(name: str, cfg: dict):
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    got = set()
-    for line in proc.stdout:
-        if line.startswith("{"):
-            row = json.loads(line)
-            got.add(row["L"])
-            yield row
-    err = proc.stderr.read()
-    if proc.wait() != 0:
+    with tempfile.TemporaryFile("w+") as errf:     # a file, so a chatty stderr cannot block it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True, env=env)
+        got = set()
+        for line in proc.stdout:
+            if line.startswith("{"):
+                row = json.loads(line)
+                got.add(row["L"])
+                yield row
+        proc.wait()
+        errf.seek(0)
+        err = errf.read()
+    if proc.returncode != 0:
         reason = f"worker exited with code {proc.returncode}: {err.strip()[-300:]}"
         for L in cfg["lengths"]:
             if L not in got:
