@@ -36,11 +36,14 @@ How the FFT is made fast enough to matter (each trick is a function below):
 * **Contiguous twiddles.** Each stage's twiddles are a contiguous table computed once per N
   (``_plan``), read with the same index as the data, so the loop over a group of butterflies is
   a plain loop over arrays that LLVM turns into SIMD instructions.
-* **Loops LLVM can vectorise.** Three loop shapes, chosen by the span s: long spans loop over i
-  inside a group (the group's first row index comes from a table, so LLVM checks for overlap
-  once per group, not over the whole stage, and finds none); span 1 loops over groups of four
-  neighbours (LLVM's interleaved loads and stores); spans 4 and 16 are too short for a vector
-  and stay scalar (about a fifth of the time at L = 16K, see course/05_cpu_kernel.md).
+* **Loops LLVM can vectorise.** Four loop shapes, chosen by the span s (``stage_plan``): long
+  spans loop over i inside a group (the group's first row index comes from a table, so LLVM
+  checks for overlap once per group, not over the whole stage, and finds none); spans 16, 64
+  and 256 are compiled once per span, so every offset is a constant and no check is needed;
+  span 1 loops over groups of four neighbours (LLVM's interleaved loads and stores); span 4
+  stays scalar (about a third of the FFT's time, see ``profile_row`` and
+  course/05_cpu_kernel.md). Indices in the vectorised loops are unsigned: numba wraps negative
+  indices around, a branch per element that blocks vectorisation.
 
 Backward (``_FusedConv.backward``): with G the spectrum of the output gradient,
 grad_u = irfft(G * conj(K)) (a correlation with the kernel: the same fused pass with the conjugate
@@ -56,7 +59,6 @@ from __future__ import annotations
 
 import functools
 import os
-import math
 from typing import NamedTuple
 
 import numba
@@ -66,7 +68,7 @@ from numba import njit, prange
 
 from .._checks import check_conv_inputs, check_int, check_tensor
 
-__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size"]
+__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size", "stage_plan", "profile_row"]
 
 _MIN_FFT = 8          # N >= 8, so the packed complex FFT has at least 4 points (one radix-4 stage)
 _LONG_SPAN = 1024     # spans >= this use stage_long (shorter ones: a stage compiled per span)
@@ -76,6 +78,26 @@ def fft_size(L: int) -> int:
     """The FFT size N used for length L: the smallest power of two >= max(2L, 8)."""
     L = check_int(L, "L", min=1)
     return max(_MIN_FFT, 1 << (2 * L - 1).bit_length())
+
+
+def stage_plan(L: int) -> list[tuple[int, int, str]]:
+    """The forward FFT's stages for length L as (radix, span, loop shape), first stage first.
+
+    The product of the radices is the packed complex size M = N/2. The inverse runs the same
+    stages backwards (transposed, with conjugate twiddles).
+    """
+    M = fft_size(L) // 2
+    odd = (M.bit_length() - 1) % 2
+    first = M // 2 if odd else M // 4
+    plan = [(2 if odd else 4, first, "first stage: reads only the non-zero lower half")]
+    s = first // 4
+    while s >= 1:
+        shape = ("long span: SIMD along the group, overlap checked per group" if s > 256 else
+                 "fixed span: compiled for this span, SIMD along the group" if s >= 16 else
+                 "short span: scalar" if s > 1 else "unit span: SIMD across groups (interleaved)")
+        plan.append((4, s, shape))
+        s //= 4
+    return plan
 
 
 # ============================================================================ plan: twiddles once
@@ -387,6 +409,17 @@ def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
     zr, zi, _, _ = merge(y1r, y1i, y1r, y1i, z, -one)
     re[1] = zr; im[1] = zi
     half = 1
+    while 2 * half < M and half < 32:        # short octaves: a plain loop (slicing costs more)
+        base = 2 * half
+        for j in range(half):
+            p = base + j; q = 2 * base - 1 - j; c = half + j
+            wr = mre[c]; wi = mim[c]
+            xkr, xki, xmr, xmi = split(re[p], im[p], re[q], im[q], wr, wi)
+            ykr, yki = cmul(xkr, xki, kre[p], ksign * kim[p])
+            ymr, ymi = cmul(xmr, xmi, kre[q], ksign * kim[q])
+            zkr, zki, zmr, zmi = merge(ykr, yki, ymr, ymi, wr, wi)
+            re[p] = zkr; im[p] = zki; re[q] = zmr; im[q] = zmi
+        half *= 2
     while 2 * half < M:                      # octave [2 half, 4 half): p = 2 half + j
         a, b, e = 2 * half, 3 * half, 4 * half
         product_octave(re[a:b], im[a:b], re[b:e], im[b:e], kre[a:b], kim[a:b], kre[b:e],
@@ -661,9 +694,11 @@ def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     Non-contiguous inputs are copied to contiguous ones first. Runs on numba's threads
     (``numba.set_num_threads`` / NUMBA_NUM_THREADS), one row (b, h) per thread at a time.
     """
-    check_conv_inputs(u, k)
+    B, H, L, Lk = check_conv_inputs(u, k)
     _check_cpu(u, "u")
     _check_cpu(k, "k")
+    if B * H == 0:                       # no rows: an empty result, still part of the graph
+        return u * 0 + k.sum() * 0
     return _FusedConv.apply(u, k)
 
 
@@ -712,3 +747,58 @@ def _natural_order(xre: np.ndarray, xim: np.ndarray, M: int) -> torch.Tensor:
     spec[:, rev] = xre[:, :M] + 1j * xim[:, :M]
     spec[:, M] = xre[:, M] + 1j * xim[:, M]
     return torch.from_numpy(spec)
+
+
+def profile_row(L: int, *, dtype: str = "float32", repeats: int = 50) -> dict[str, float]:
+    """Microseconds per row for each step of the fused pass at length L, on one thread.
+
+    Each step runs alone on a buffer restored before every call (so the numbers cannot drift
+    into overflow), the best of 5 rounds of ``repeats`` calls each. Keys: 'load', one
+    'forward radix-R span S' per stage (the first stage included), 'product', 'inverse' (all
+    inverse stages together) and 'store'. Their sum is about one row of conv_rows.
+    """
+    import time
+
+    L = check_int(L, "L", min=1)
+    repeats = check_int(repeats, "repeats", min=1)
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    M = fft_size(L) // 2
+    P = _plan(M, dt.name)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(L).astype(dt)
+    y = np.empty(L, dt)
+    kre = (rng.standard_normal(M + 1) / M).astype(dt)
+    kim = (rng.standard_normal(M + 1) / M).astype(dt)
+    re, im = np.empty(M, dt), np.empty(M, dt)
+    load_row(x, re, im, M)
+    src = (re.copy(), im.copy())
+    one = dt.type(1)
+
+    def best(step):
+        step()
+        out = float("inf")
+        for _ in range(5):
+            total = 0.0
+            for _ in range(repeats):
+                re[:], im[:] = src
+                t0 = time.perf_counter()
+                step()
+                total += time.perf_counter() - t0
+            out = min(out, total / repeats)
+        return out * 1e6
+
+    times = {"load": best(lambda: load_row(x, re, im, M))}
+    stages = stage_plan(L)
+    times[f"forward radix-{stages[0][0]} span {stages[0][1]}"] = best(
+        lambda: first_stage(re, im, P.tw_re, P.tw_im, M))
+    o = stages[0][1] if stages[0][0] == 2 else 3 * stages[0][1]
+    for radix, s, _ in stages[1:]:
+        times[f"forward radix-4 span {s}"] = best(
+            lambda s=s, o=o: radix4_stage(re, im, P.tw_re, P.tw_im, M, s, o, P.rows, False))
+        o += 3 * s
+    times["product"] = best(lambda: spectral_product(re, im, kre, kim, P.mid_re, P.mid_im, M, one))
+    times["inverse"] = best(lambda: fft_inverse(re, im, P.tw_re, P.tw_im, M, P.rows))
+    times["store"] = best(lambda: store_row(re, im, y, one))
+    return times
