@@ -118,6 +118,10 @@ class LongConv(nn.Module):
       kernel_lr       learning rate for the kernel parameters (None: the model's), weight decay 0
       kernel_source   "free" (a learned (channels, H, l_max) parameter) or "ssm" (``SSMKernel``)
       state_dim       SSM state size for kernel_source="ssm"
+      learned_butterfly  rung 8: True swaps the fixed transform (``backend``) for a
+                      ``learned.LearnedButterflyConv`` over the channels * H rows: the Monarch DFT
+                      with per-row trainable blocks, starting at the exact DFT (attribute ``butterfly``)
+      butterfly_inverse  "tied" or "learned" (see ``learned``); butterfly_lr: the blocks' own lr
 
     Attributes: ``raw_kernel`` (the free kernel parameter, (channels, H, l_max), or
     (channels, H, 2 l_max) bidirectional: causal taps then anti-causal ones; absent for "ssm"),
@@ -130,7 +134,8 @@ class LongConv(nn.Module):
                  smooth_width: int | None = None, kernel_dropout: float = 0.1, dropout: float = 0.0,
                  bidirectional: bool = False, backend: str = "fft", kernel_init: str = "random",
                  kernel_lr: float | None = None, kernel_source: str = "free", state_dim: int = 64,
-                 seed: int | None = None):
+                 seed: int | None = None, learned_butterfly: bool = False,
+                 butterfly_inverse: str = "tied", butterfly_lr: float = 1e-3):
         super().__init__()
         self.d_model = H = check_int(d_model, "d_model", min=1)
         self.l_max = check_int(l_max, "l_max", min=1)
@@ -174,12 +179,26 @@ class LongConv(nn.Module):
         self.D = nn.Parameter(torch.randn(self.channels, H, generator=g))
         self.dropout = nn.Dropout(dropout)
         self.output_linear = nn.Linear(self.channels * H, 2 * H)
+        # rung 8 (additive): a learned butterfly replaces the fixed transform of ``backend``
+        if not isinstance(learned_butterfly, bool):
+            raise TypeError(f"learned_butterfly must be True or False, got {learned_butterfly!r}")
+        if learned_butterfly:
+            from .learned import LearnedButterflyConv      # rung 8 sits above this rung: lazy import
+            self.butterfly = LearnedButterflyConv(self.channels * H, self.l_max,
+                                                  inverse=butterfly_inverse, block_lr=butterfly_lr)
+
+    def _conv(self, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """One causal convolution (B, C*H, L) x (C*H, L): the learned butterfly or the backend."""
+        if hasattr(self, "butterfly"):
+            return self.butterfly(u, k)
+        return long_conv(u, k, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, l_max={self.l_max}, channels={self.channels}, lam={self.lam}, "
                 f"smooth_width={self.smooth_width}, kernel_dropout={self.kernel_dropout}, "
                 f"bidirectional={self.bidirectional}, backend={self.backend!r}, "
-                f"kernel_source={self.kernel_source!r}")
+                f"kernel_source={self.kernel_source!r}"
+                + (", learned_butterfly=True" if hasattr(self, "butterfly") else ""))
 
     # -------------------------------------------------------------------- kernels
     def _base_kernel(self, n: int) -> torch.Tensor:
@@ -230,14 +249,13 @@ class LongConv(nn.Module):
         k = self._kernel(L, training=self.training).reshape(C * H, -1)
         uc = u.repeat(1, C, 1)                                      # (B, C*H, L): row c*H + h is u[:, h]
         if not self.bidirectional:
-            y = long_conv(uc, k, backend=self.backend)
+            y = self._conv(uc, k)
         else:
             # lags -1..-L are a causal convolution of the time-reversed input with the
             # anti-causal taps delayed by one: any registered causal backend can do both halves.
             k_past, k_future = k[:, :L], k[:, L:]
             k_future = torch.cat([torch.zeros_like(k_future[:, :1]), k_future[:, :L - 1]], dim=-1)
-            y = (long_conv(uc, k_past, backend=self.backend)
-                 + long_conv(uc.flip(-1), k_future, backend=self.backend).flip(-1))
+            y = self._conv(uc, k_past) + self._conv(uc.flip(-1), k_future).flip(-1)
         y = y.view(B, C, H, L) + self.D[None, :, :, None] * u[:, None]
         z = self.dropout(F.gelu(y)).reshape(B, C * H, L)
         out = self.output_linear(z.transpose(1, 2))                 # (B, L, 2H)

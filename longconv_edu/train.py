@@ -90,6 +90,7 @@ class RunConfig:
     permute: bool = False              # digits only: fixed pixel permutation
     data_seed: int = 0                 # the train/val/test split (digits) or generator (pathfinder)
     n_train: int = 0                   # 0: all; digits: first n of the train split; pathfinder: generate n
+    learned_butterfly: bool = False    # rung 8: learned Monarch DFT blocks in every LongConv
 
     def __post_init__(self):
         check_choice(self.task, "task", TASKS)
@@ -119,11 +120,13 @@ class RunConfig:
                            dropout=self.dropout, kernel_dropout=self.kernel_dropout, lam=self.lam,
                            smooth_width=self.smooth_width, n_heads=self.n_heads,
                            backend=self.backend, kernel_lr=self.kernel_lr, seed=self.seed,
-                           input_mean=input_mean, input_std=input_std)
+                           input_mean=input_mean, input_std=input_std,
+                           learned_butterfly=self.learned_butterfly)
 
     @property
     def label(self) -> str:
-        return self.model if self.model != "longconv" else f"longconv/{self.reg}"
+        label = self.model if self.model != "longconv" else f"longconv/{self.reg}"
+        return label + ("+learned-butterfly" if self.learned_butterfly else "")   # rung 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -737,6 +740,8 @@ def add_arguments(p) -> None:
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     g.add_argument("--permute", action="store_true", default=None,
                    help="digits: read pixels in one fixed random order")
+    g.add_argument("--learned-butterfly", action="store_true", default=None,
+                   help="rung 8: learn the Monarch DFT blocks of every LongConv (start: the DFT)")
     g = p.add_argument_group("where and how")
     g.add_argument("--out", required=True, help="run folder (checkpoint, metrics.json), or the "
                                                 "results folder with --experiment")
