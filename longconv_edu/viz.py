@@ -10,7 +10,6 @@ import numpy as np
 
 __all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
            "plot_timings"]
-__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix", "plot_benchmark"]
 
 
 def as_numpy(x) -> np.ndarray:
@@ -169,50 +168,6 @@ def plot_timings(results: dict, *, fit_min_L: int | None = None, crossover: tupl
     return fig
 
 
-# ----------------------------------------------------------------------------- rung 6: smooth kernels
-__all__ += ["plot_spectra", "plot_kernel_comparison"]
-
-
-def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | None = None):
-    """Magnitude spectra |rfft(k)| (log scale) of named 1-D kernels against frequency in cycles
-    per tap (0 .. 0.5); an optional dashed line marks a cutoff frequency."""
-    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure(width=7))
-    drew = False
-    for name, k in kernels.items():
-        k = as_numpy(k).ravel().astype(np.float64)
-        mag = np.abs(np.fft.rfft(k))
-        f = np.fft.rfftfreq(k.size)
-        if np.any(mag > 0):
-            ax.semilogy(f, np.maximum(mag, 1e-12 * mag.max()), label=name, lw=0.8)
-            drew = True
-        else:
-            ax.plot([], [], label=f"{name} (all zero)")
-    if cutoff is not None:
-        ax.axvline(cutoff, color="0.5", ls="--", lw=0.8)
-    ax.set_xlabel("frequency (cycles per tap)")
-    ax.set_ylabel("|K(f)|")
-    if title:
-        ax.set_title(title)
-    if len(kernels) > 1 or not drew:
-        ax.legend(fontsize=8)
-    return fig
-
-
-def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: str = "",
-                           cutoff: float | None = None, zoom: int | None = None):
-    """Two panels: a kernel before/after an operator against the tap index (the first ``zoom``
-    taps if given), and both magnitude spectra. Returns the Figure."""
-    fig, axes = new_figure(2, width=4.6, height=2.9)
-    b, a = as_numpy(before).ravel(), as_numpy(after).ravel()
-    n = b.size if zoom is None else max(1, min(int(zoom), b.size))
-    plot_kernels({labels[0]: b[:n], labels[1]: a[:n]}, ax=axes[0, 0],
-                 title="kernel" + (f" (first {n} taps)" if n < b.size else ""))
-    plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
 # ----------------------------------------------------------------------------- rungs 3-4
 __all__ += ["plot_io_model", "plot_dft_matrix", "plot_butterfly_diagram", "plot_factor_patterns",
             "plot_fft_stage", "plot_four_step"]
@@ -248,89 +203,6 @@ def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: floa
     if title:
         fig.suptitle(title)
     return fig
-
-
-# ----------------------------------------------------------------------------- rung 8
-def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
-    """Learned butterfly blocks beside the DFT blocks they started from, one row per block.
-
-    learned, exact: sequences of complex (n_i, n_i) matrices (one channel's blocks, and the DFT
-    blocks F_{n_i}). Columns: Re F (the DFT block), Re B (the learned block, same colour scale),
-    |B - F| (how far each entry moved; its own scale, printed in the title with the relative
-    Frobenius distance ||B - F|| / ||F||).
-    """
-    learned = [as_numpy(b) for b in learned]
-    exact = [as_numpy(b) for b in exact]
-    names = names or [f"block {i} ({b.shape[0]}x{b.shape[0]})" for i, b in enumerate(exact)]
-    fig, axes = new_figure(3, len(exact), width=2.9, height=2.5)
-    for row, (B, F, name) in enumerate(zip(learned, exact, names)):
-        vmax = max(float(np.abs(F.real).max()), float(np.abs(B.real).max()), 1e-12)
-        for col, (M, what) in enumerate([(F.real, f"Re DFT, {name}"), (B.real, f"Re learned, {name}")]):
-            ax = axes[row, col]
-            im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-            ax.set_title(what, fontsize=8)
-            fig.colorbar(im, ax=ax, shrink=0.75)
-        diff = np.abs(B - F)
-        rel = float(np.linalg.norm(B - F) / max(np.linalg.norm(F), 1e-30))
-        ax = axes[row, 2]
-        im = ax.imshow(diff, cmap="magma", vmin=0, interpolation="nearest")
-        ax.set_title(f"|learned - DFT|, rel. Frobenius {rel:.3f}", fontsize=8)
-        fig.colorbar(im, ax=ax, shrink=0.75)
-        for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
-# ----------------------------------------------------------------------------- rung 7: training
-def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
-    """Mean training curves of an experiment summary (``train.summarize_experiment``): one panel
-    per key, one line per table row, against the epoch."""
-    fig, axes = new_figure(len(keys), width=4.6, height=3.0)
-    for ax, key in zip(axes[0], keys):
-        for row in summary["rows"]:
-            y = np.asarray(row["curves"][key], float)
-            ax.plot(np.arange(1, len(y) + 1), y, label=row["label"], lw=1.5)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key.replace("_", " "))
-        if key.endswith("loss"):
-            ax.set_yscale("log")
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(summary.get("experiment", ""), fontsize=10)
-    return fig
-
-
-def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, taps: int | None = None):
-    """The paper's picture of learned kernels: one column per model, the first ``rows`` kernel rows
-    on top (first ``taps`` taps) and their mean power spectrum |rfft(k)|^2 below (log-log).
-
-    kernels: {"label/layerN": array (rows, L)} as in ``course/results/training/*-kernels.npz``.
-    """
-    labels = [k.rsplit("/", 1)[0] for k in kernels if k.endswith("/" + layer)]
-    fig, axes = new_figure(len(labels), 2, width=2.6, height=2.2)
-    for j, label in enumerate(labels):
-        k = np.asarray(kernels[f"{label}/{layer}"], float)
-        shown = k[:rows, :taps] if taps else k[:rows]
-        ax = axes[0, j]
-        for i, row in enumerate(shown):
-            ax.plot(row, lw=0.8)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("tap", fontsize=8)
-        P = (np.abs(np.fft.rfft(k, axis=-1)) ** 2).mean(0)
-        f = np.fft.rfftfreq(k.shape[-1])
-        ax = axes[1, j]
-        ax.loglog(f[1:], P[1:] + 1e-20, lw=0.8)
-        ax.set_xlabel("frequency (cycles / tap)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        axes[0, j].tick_params(labelsize=7)
-    axes[0, 0].set_ylabel("k[s]", fontsize=8)
-    axes[1, 0].set_ylabel("power", fontsize=8)
-    return fig
-
-
-__all__ += ["plot_training_curves", "plot_kernel_gallery"]
 
 
 def plot_dft_matrix(F, *, title: str = "DFT matrix"):
@@ -504,67 +376,6 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
     if title:
         ax.set_title(title)
     return fig
-# ----------------------------------------------------------------------------- rung 7: training
-def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
-    """Mean training curves of an experiment summary (``train.summarize_experiment``): one panel
-    per key, one line per table row, against the epoch."""
-    fig, axes = new_figure(len(keys), width=4.6, height=3.0)
-    for ax, key in zip(axes[0], keys):
-        for row in summary["rows"]:
-            y = np.asarray(row["curves"][key], float)
-            ax.plot(np.arange(1, len(y) + 1), y, label=row["label"], lw=1.5)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key.replace("_", " "))
-        if key.endswith("loss"):
-            ax.set_yscale("log")
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(summary.get("experiment", ""), fontsize=10)
-    return fig
-
-
-# ----------------------------------------------------------------------------- rung 6: smooth kernels
-__all__ += ["plot_spectra", "plot_kernel_comparison"]
-
-
-def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | None = None):
-    """Magnitude spectra |rfft(k)| (log scale) of named 1-D kernels against frequency in cycles
-    per tap (0 .. 0.5); an optional dashed line marks a cutoff frequency."""
-    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure(width=7))
-    drew = False
-    for name, k in kernels.items():
-        k = as_numpy(k).ravel().astype(np.float64)
-        mag = np.abs(np.fft.rfft(k))
-        f = np.fft.rfftfreq(k.size)
-        if np.any(mag > 0):
-            ax.semilogy(f, np.maximum(mag, 1e-12 * mag.max()), label=name, lw=0.8)
-            drew = True
-        else:
-            ax.plot([], [], label=f"{name} (all zero)")
-    if cutoff is not None:
-        ax.axvline(cutoff, color="0.5", ls="--", lw=0.8)
-    ax.set_xlabel("frequency (cycles per tap)")
-    ax.set_ylabel("|K(f)|")
-    if title:
-        ax.set_title(title)
-    if len(kernels) > 1 or not drew:
-        ax.legend(fontsize=8)
-    return fig
-
-
-__all__ += ["plot_training_curves", "plot_kernel_gallery"]
-def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: str = "",
-                           cutoff: float | None = None, zoom: int | None = None):
-    """Two panels: a kernel before/after an operator against the tap index (the first ``zoom``
-    taps if given), and both magnitude spectra. Returns the Figure."""
-    fig, axes = new_figure(2, width=4.6, height=2.9)
-    b, a = as_numpy(before).ravel(), as_numpy(after).ravel()
-    n = b.size if zoom is None else max(1, min(int(zoom), b.size))
-    plot_kernels({labels[0]: b[:n], labels[1]: a[:n]}, ax=axes[0, 0],
-                 title="kernel" + (f" (first {n} taps)" if n < b.size else ""))
-    plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
 
 
 # ----------------------------------------------------------------------------- rung 5: benchmark
@@ -605,4 +416,131 @@ def plot_benchmark(report: dict, *, title: str = ""):
         ax_s.legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------- rung 6: smooth kernels
+__all__ += ["plot_spectra", "plot_kernel_comparison"]
+
+
+def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | None = None):
+    """Magnitude spectra |rfft(k)| (log scale) of named 1-D kernels against frequency in cycles
+    per tap (0 .. 0.5); an optional dashed line marks a cutoff frequency."""
+    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure(width=7))
+    drew = False
+    for name, k in kernels.items():
+        k = as_numpy(k).ravel().astype(np.float64)
+        mag = np.abs(np.fft.rfft(k))
+        f = np.fft.rfftfreq(k.size)
+        if np.any(mag > 0):
+            ax.semilogy(f, np.maximum(mag, 1e-12 * mag.max()), label=name, lw=0.8)
+            drew = True
+        else:
+            ax.plot([], [], label=f"{name} (all zero)")
+    if cutoff is not None:
+        ax.axvline(cutoff, color="0.5", ls="--", lw=0.8)
+    ax.set_xlabel("frequency (cycles per tap)")
+    ax.set_ylabel("|K(f)|")
+    if title:
+        ax.set_title(title)
+    if len(kernels) > 1 or not drew:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: str = "",
+                           cutoff: float | None = None, zoom: int | None = None):
+    """Two panels: a kernel before/after an operator against the tap index (the first ``zoom``
+    taps if given), and both magnitude spectra. Returns the Figure."""
+    fig, axes = new_figure(2, width=4.6, height=2.9)
+    b, a = as_numpy(before).ravel(), as_numpy(after).ravel()
+    n = b.size if zoom is None else max(1, min(int(zoom), b.size))
+    plot_kernels({labels[0]: b[:n], labels[1]: a[:n]}, ax=axes[0, 0],
+                 title="kernel" + (f" (first {n} taps)" if n < b.size else ""))
+    plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ----------------------------------------------------------------------------- rung 7: training
+def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
+    """Mean training curves of an experiment summary (``train.summarize_experiment``): one panel
+    per key, one line per table row, against the epoch."""
+    fig, axes = new_figure(len(keys), width=4.6, height=3.0)
+    for ax, key in zip(axes[0], keys):
+        for row in summary["rows"]:
+            y = np.asarray(row["curves"][key], float)
+            ax.plot(np.arange(1, len(y) + 1), y, label=row["label"], lw=1.5)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " "))
+        if key.endswith("loss"):
+            ax.set_yscale("log")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(summary.get("experiment", ""), fontsize=10)
+    return fig
+
+
+def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, taps: int | None = None):
+    """The paper's picture of learned kernels: one column per model, the first ``rows`` kernel rows
+    on top (first ``taps`` taps) and their mean power spectrum |rfft(k)|^2 below (log-log).
+
+    kernels: {"label/layerN": array (rows, L)} as in ``course/results/training/*-kernels.npz``.
+    """
+    labels = [k.rsplit("/", 1)[0] for k in kernels if k.endswith("/" + layer)]
+    fig, axes = new_figure(len(labels), 2, width=2.6, height=2.2)
+    for j, label in enumerate(labels):
+        k = np.asarray(kernels[f"{label}/{layer}"], float)
+        shown = k[:rows, :taps] if taps else k[:rows]
+        ax = axes[0, j]
+        for i, row in enumerate(shown):
+            ax.plot(row, lw=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("tap", fontsize=8)
+        P = (np.abs(np.fft.rfft(k, axis=-1)) ** 2).mean(0)
+        f = np.fft.rfftfreq(k.shape[-1])
+        ax = axes[1, j]
+        ax.loglog(f[1:], P[1:] + 1e-20, lw=0.8)
+        ax.set_xlabel("frequency (cycles / tap)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        axes[0, j].tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("k[s]", fontsize=8)
+    axes[1, 0].set_ylabel("power", fontsize=8)
+    return fig
+
+
+__all__ += ["plot_training_curves", "plot_kernel_gallery"]
+
+
+# ----------------------------------------------------------------------------- rung 8
+def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
+    """Learned butterfly blocks beside the DFT blocks they started from, one row per block.
+
+    learned, exact: sequences of complex (n_i, n_i) matrices (one channel's blocks, and the DFT
+    blocks F_{n_i}). Columns: Re F (the DFT block), Re B (the learned block, same colour scale),
+    |B - F| (how far each entry moved; its own scale, printed in the title with the relative
+    Frobenius distance ||B - F|| / ||F||).
+    """
+    learned = [as_numpy(b) for b in learned]
+    exact = [as_numpy(b) for b in exact]
+    names = names or [f"block {i} ({b.shape[0]}x{b.shape[0]})" for i, b in enumerate(exact)]
+    fig, axes = new_figure(3, len(exact), width=2.9, height=2.5)
+    for row, (B, F, name) in enumerate(zip(learned, exact, names)):
+        vmax = max(float(np.abs(F.real).max()), float(np.abs(B.real).max()), 1e-12)
+        for col, (M, what) in enumerate([(F.real, f"Re DFT, {name}"), (B.real, f"Re learned, {name}")]):
+            ax = axes[row, col]
+            im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            ax.set_title(what, fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.75)
+        diff = np.abs(B - F)
+        rel = float(np.linalg.norm(B - F) / max(np.linalg.norm(F), 1e-30))
+        ax = axes[row, 2]
+        im = ax.imshow(diff, cmap="magma", vmin=0, interpolation="nearest")
+        ax.set_title(f"|learned - DFT|, rel. Frobenius {rel:.3f}", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.75)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
