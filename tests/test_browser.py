@@ -1,0 +1,186 @@
+"""The course as a learner uses it: JupyterLab in headless Chromium.
+
+nbval runs every notebook without a browser, so it never sees a widget render or a slider move.
+These tests start their own JupyterLab (127.0.0.1, random token, free port, a scratch copy of
+notebooks/ so nothing committed is rewritten), drive Debian's Chromium through Playwright
+(launched by path, never downloaded), and always stop the server and its kernels.
+
+- test_squash_explorer_responds_to_lam: open notebooks/06_smooth_kernels.ipynb, run all cells,
+  find the squash explorer (CSS class ``squash-explorer``), drag its ``lam`` slider with the mouse,
+  and check that the plotted kernel (the image's pixels) and the smoothness numbers change.
+  Screenshots before and after go to artifacts/browser/.
+- test_notebook_runs_in_browser[NN_x.ipynb]: every notebook opens, renders its cells and runs
+  without an error output in the page.
+
+Marked ``browser``; skipped (with the reason) where /usr/bin/chromium or playwright is missing,
+except on CI (``CI`` or ``LONGCONV_REQUIRE_BROWSER`` set), where that is a failure.
+Select them with ``pytest -m browser``, leave them out with ``-m "not browser"``.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, REPO, JupyterLabServer, LabPage,
+                             make_lab_root, require_browser)
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SMOOTH_NB = "06_smooth_kernels.ipynb"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab server for this module; stopped (with its kernels) however the tests end."""
+    require_browser()
+    work = tmp_path_factory.mktemp("jupyterlab")
+    server = JupyterLabServer(make_lab_root(work / "root"), work)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def lab_page(lab, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        yield LabPage(page, lab)
+    finally:
+        context.close()
+        lab.shutdown_kernels()          # every notebook starts from a fresh kernel
+
+
+# JavaScript: a fingerprint of what the explorer shows. Images are hashed by their pixels (drawn
+# into a canvas), so a re-rendered but identical plot counts as unchanged; the text is that of the
+# explorer without its controls (sliders, dropdowns and their read-outs always change with a drag).
+_JS_FINGERPRINT = r"""
+(el) => {
+  const hash = s => { let h = 2166136261; for (let i = 0; i < s.length; i++) {
+      h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); } return (h >>> 0).toString(16); };
+  const images = [];
+  for (const img of el.querySelectorAll('img')) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    if (!c.width || !c.height) { images.push('empty'); continue; }
+    c.getContext('2d').drawImage(img, 0, 0);
+    images.push(hash(c.toDataURL('image/png')));
+  }
+  for (const c of el.querySelectorAll('canvas')) images.push(hash(c.toDataURL('image/png')));
+  for (const s of el.querySelectorAll('svg')) images.push(hash(s.outerHTML));
+  const clone = el.cloneNode(true);
+  clone.querySelectorAll('.widget-slider, .widget-dropdown, .widget-toggle-buttons, .widget-readout,' +
+                         ' .widget-text, .widget-button, img, canvas, svg').forEach(n => n.remove());
+  return {images, text: clone.innerText.replace(/\s+/g, ' ').trim()};
+}
+"""
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", text)
+
+
+def _drag_slider(page, slider, fraction: float) -> None:
+    """Drag the noUiSlider handle by ``fraction`` of the track's width, with the mouse."""
+    handle = slider.locator(".noUi-handle").first
+    track = slider.locator(".noUi-target, .slider").first
+    handle.scroll_into_view_if_needed()
+    hb, tb = handle.bounding_box(), track.bounding_box()
+    x0, y0 = hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2
+    x1 = min(max(x0 + fraction * tb["width"], tb["x"] + 1), tb["x"] + tb["width"] - 1)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * i / 10, y0)
+    page.mouse.up()
+
+
+@pytest.mark.skipif(SMOOTH_NB not in NOTEBOOKS, reason=f"notebooks/{SMOOTH_NB} does not exist yet")
+def test_squash_explorer_responds_to_lam(lab_page):
+    page = lab_page.page
+    lab_page.open_notebook(f"notebooks/{SMOOTH_NB}")
+    lab_page.run_all(timeout_s=150)
+    assert lab_page.errors() == [], f"{SMOOTH_NB} raised in the browser: {lab_page.errors()}"
+
+    explorer = page.locator(".squash-explorer").first
+    explorer.wait_for(state="visible", timeout=30_000)
+    explorer.scroll_into_view_if_needed()
+    slider = explorer.locator(".widget-slider").filter(
+        has=page.locator(".widget-label", has_text=re.compile(r"^\s*lam\s*$"))).first
+    assert slider.count() == 1, "the explorer has no slider labelled 'lam'"
+    page.wait_for_function("el => el.querySelectorAll('img, canvas, svg').length > 0",
+                           arg=explorer.element_handle(), timeout=30_000)
+    readout = slider.locator(".widget-readout").first
+    before = explorer.evaluate(_JS_FINGERPRINT)
+    lam_before = readout.inner_text()
+    lab_page.screenshot("squash_explorer_before.png", explorer)
+
+    # Drag towards the side with more room, so the value surely moves.
+    handle = slider.locator(".noUi-handle").first
+    hb, tb = handle.bounding_box(), slider.locator(".noUi-target").first.bounding_box()
+    room_right = (tb["x"] + tb["width"]) - (hb["x"] + hb["width"] / 2)
+    _drag_slider(page, slider, 0.4 if room_right > tb["width"] / 2 else -0.4)
+
+    # the slider moved (the page shows the new lam) ...
+    page.wait_for_function("([el, old]) => el.innerText.trim() !== old.trim()",
+                           arg=[readout.element_handle(), lam_before], timeout=10_000)
+    lam_after = readout.inner_text()
+    # ... and the kernel plot and the numbers follow, once the Python callback has redrawn them
+    deadline = time.monotonic() + 30
+    after = before
+    while time.monotonic() < deadline:
+        after = explorer.evaluate(_JS_FINGERPRINT)
+        if after["images"] != before["images"] and _numbers(after["text"]) != _numbers(before["text"]):
+            break
+        time.sleep(0.5)
+    time.sleep(0.5)                     # let a final redraw land before the screenshot
+    after = explorer.evaluate(_JS_FINGERPRINT)
+    lab_page.screenshot("squash_explorer_after.png", explorer)
+    lab_page.screenshot("smooth_kernels_page.png")
+
+    assert after["images"] and len(after["images"]) == len(before["images"]), \
+        f"the explorer's plots disappeared: {before['images']} -> {after['images']}"
+    assert after["images"] != before["images"], \
+        f"dragging lam {lam_before} -> {lam_after} did not change the plotted kernel"
+    assert _numbers(before["text"]), f"no numbers shown in the explorer: {before['text']!r}"
+    assert _numbers(after["text"]) != _numbers(before["text"]), (
+        f"dragging lam {lam_before} -> {lam_after} did not change the smoothness numbers:\n"
+        f"{before['text']!r}")
+    assert lab_page.errors() == [], f"moving the slider raised: {lab_page.errors()}"
+
+
+@pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks/NN_*.ipynb yet")
+@pytest.mark.parametrize("name", NOTEBOOKS or ["none"])
+def test_notebook_runs_in_browser(lab_page, name):
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    lab_page.open_notebook(f"notebooks/{name}")
+    # it renders: every cell of the file is on the page, and the stored outputs hold no error
+    n_cells = lab_page.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count()
+    assert n_cells == len(nb.cells), f"{name}: {n_cells} cells on the page, {len(nb.cells)} in the file"
+    assert lab_page.state()["kernelName"] == "longconv-edu", \
+        f"{name} did not start the longconv-edu kernel: {lab_page.state()['kernelName']!r}"
+    assert lab_page.errors() == [], f"{name} as committed shows errors: {lab_page.errors()}"
+    # it runs: every cell again, in this browser's kernel, without an error output
+    state = lab_page.run_all(timeout_s=240)
+    assert lab_page.errors() == [], f"{name} raised in the browser: {lab_page.errors()}"
+    not_run = [i for i, c in enumerate(state["cells"]) if c["source"].strip() and c["count"] is None]
+    assert not not_run, f"{name}: code cells {not_run} did not run"
