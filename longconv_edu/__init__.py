@@ -8,5 +8,10 @@ Convolutions for Sequence Modeling* (arXiv 2302.06646, 2023). Shapes throughout:
 from .conv import (bidirectional_conv, circular_conv, direct_conv, fft_conv, toeplitz,
                    toeplitz_conv)
 from .dispatch import backends, long_conv
+from .fft import (bit_reversal_permutation, butterfly_factors, butterfly_stage, dft_matrix,
+                  fft_iterative, fft_recursive, monarch_dft, monarch_factors, twiddle_grid, twiddles)
+from .butterfly import butterfly_conv, butterfly_kernel_spectrum, three_pass_conv
 
 __version__ = "0.1.0"
+from .layers import LongConv, param_groups
+from .regularize import kernel_dropout, smooth, squash, ssm_kernel

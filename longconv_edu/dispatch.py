@@ -37,6 +37,10 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "dense lower-triangular Toeplitz matrix times the input, O(L^2)"),
     Backend("fft", "longconv_edu.conv", "fft_conv", 2,
             "torch.fft.rfft/irfft with FFT size 2L, O(L log L): the baseline"),
+    Backend("butterfly", "longconv_edu.butterfly", "butterfly_conv", 4,
+            "FlashButterfly's Monarch matmul form of the FFT convolution, in PyTorch"),
+    Backend("learned_butterfly", "longconv_edu.learned", "learned_butterfly_conv", 8,
+            "Monarch DFT with per-channel (trainable) blocks, timed at their DFT init"),
 ]}
 
 

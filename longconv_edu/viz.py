@@ -50,3 +50,119 @@ def plot_matrix(M, *, title: str = "", ax=None, cmap: str = "RdBu_r", symmetric:
     if title:
         ax.set_title(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- rungs 3-4
+def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: float,
+                  title: str = ""):
+    """Bytes and FLOPs against L for several schedules, and where each sits on the roofline.
+
+    lengths: the L values; traffics: {schedule name: [io_model.Traffic for each L]};
+    bandwidth in bytes/s, peak_flops in flop/s (the machine the roofline is drawn for).
+    Left: slow-memory bytes vs L. Middle: FLOPs vs L. Right: the roofline, attainable flop/s
+    = min(peak, intensity * bandwidth), with each schedule's (intensity, attainable) points.
+    """
+    fig, axes = new_figure(3, width=4.0, height=3.1)
+    ax_b, ax_f, ax_r = axes[0]
+    L = np.asarray(lengths, float)
+    for name, tr in traffics.items():
+        ax_b.loglog(L, [t.bytes for t in tr], "o-", ms=3, label=name)
+        ax_f.loglog(L, [t.flops for t in tr], "o-", ms=3, label=name)
+        inten = np.array([t.intensity for t in tr])
+        ax_r.loglog(inten, np.minimum(peak_flops, inten * bandwidth), "o", ms=4, label=name)
+    ax_b.set(xlabel="L", ylabel="bytes to/from slow memory", title="memory traffic")
+    ax_f.set(xlabel="L", ylabel="real FLOPs", title="arithmetic")
+    x = np.logspace(-2, 3, 200)
+    ax_r.loglog(x, np.minimum(peak_flops, x * bandwidth), "k-", lw=1, label="roofline")
+    ridge = peak_flops / bandwidth
+    ax_r.axvline(ridge, color="gray", ls=":", lw=1)
+    ax_r.set(xlabel="FLOPs per byte", ylabel="attainable flop/s",
+             title=f"roofline (ridge at {ridge:.0f} flop/B)")
+    for ax in (ax_b, ax_f, ax_r):
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------- rung 8
+def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
+    """Learned butterfly blocks beside the DFT blocks they started from, one row per block.
+
+    learned, exact: sequences of complex (n_i, n_i) matrices (one channel's blocks, and the DFT
+    blocks F_{n_i}). Columns: Re F (the DFT block), Re B (the learned block, same colour scale),
+    |B - F| (how far each entry moved; its own scale, printed in the title with the relative
+    Frobenius distance ||B - F|| / ||F||).
+    """
+    learned = [as_numpy(b) for b in learned]
+    exact = [as_numpy(b) for b in exact]
+    names = names or [f"block {i} ({b.shape[0]}x{b.shape[0]})" for i, b in enumerate(exact)]
+    fig, axes = new_figure(3, len(exact), width=2.9, height=2.5)
+    for row, (B, F, name) in enumerate(zip(learned, exact, names)):
+        vmax = max(float(np.abs(F.real).max()), float(np.abs(B.real).max()), 1e-12)
+        for col, (M, what) in enumerate([(F.real, f"Re DFT, {name}"), (B.real, f"Re learned, {name}")]):
+            ax = axes[row, col]
+            im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            ax.set_title(what, fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.75)
+        diff = np.abs(B - F)
+        rel = float(np.linalg.norm(B - F) / max(np.linalg.norm(F), 1e-30))
+        ax = axes[row, 2]
+        im = ax.imshow(diff, cmap="magma", vmin=0, interpolation="nearest")
+        ax.set_title(f"|learned - DFT|, rel. Frobenius {rel:.3f}", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.75)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ----------------------------------------------------------------------------- rung 7: training
+def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
+    """Mean training curves of an experiment summary (``train.summarize_experiment``): one panel
+    per key, one line per table row, against the epoch."""
+    fig, axes = new_figure(len(keys), width=4.6, height=3.0)
+    for ax, key in zip(axes[0], keys):
+        for row in summary["rows"]:
+            y = np.asarray(row["curves"][key], float)
+            ax.plot(np.arange(1, len(y) + 1), y, label=row["label"], lw=1.5)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " "))
+        if key.endswith("loss"):
+            ax.set_yscale("log")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(summary.get("experiment", ""), fontsize=10)
+    return fig
+
+
+def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, taps: int | None = None):
+    """The paper's picture of learned kernels: one column per model, the first ``rows`` kernel rows
+    on top (first ``taps`` taps) and their mean power spectrum |rfft(k)|^2 below (log-log).
+
+    kernels: {"label/layerN": array (rows, L)} as in ``course/results/training/*-kernels.npz``.
+    """
+    labels = [k.rsplit("/", 1)[0] for k in kernels if k.endswith("/" + layer)]
+    fig, axes = new_figure(len(labels), 2, width=2.6, height=2.2)
+    for j, label in enumerate(labels):
+        k = np.asarray(kernels[f"{label}/{layer}"], float)
+        shown = k[:rows, :taps] if taps else k[:rows]
+        ax = axes[0, j]
+        for i, row in enumerate(shown):
+            ax.plot(row, lw=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("tap", fontsize=8)
+        P = (np.abs(np.fft.rfft(k, axis=-1)) ** 2).mean(0)
+        f = np.fft.rfftfreq(k.shape[-1])
+        ax = axes[1, j]
+        ax.loglog(f[1:], P[1:] + 1e-20, lw=0.8)
+        ax.set_xlabel("frequency (cycles / tap)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        axes[0, j].tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("k[s]", fontsize=8)
+    axes[1, 0].set_ylabel("power", fontsize=8)
+    return fig
+
+
+__all__ += ["plot_training_curves", "plot_kernel_gallery"]

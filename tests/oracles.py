@@ -41,3 +41,27 @@ def rel_err(a, b) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
+
+
+def dft_matrix_np(n: int) -> np.ndarray:
+    """The n x n DFT matrix W[j, k] = exp(-2 pi i j k / n), straight from the definition."""
+    j = np.arange(n)
+    return np.exp(-2j * np.pi * np.outer(j, j) / n)
+
+
+def monarch_matrix_np(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
+    """The dense N x N matrix of a two-factor Monarch transform with blocks b1 (n1 x n1), b2 (n2 x n2).
+
+    Written entry by entry from the Cooley-Tukey index map (input n = n2_size * a + c, output
+    k = r + n1_size * s): M[r + n1*s, n2*a + c] = b2[s, c] * exp(-2 pi i r c / N) * b1[r, a].
+    With b1, b2 the DFT matrices this is the N-point DFT matrix (checked in test_learned).
+    """
+    n1, n2 = b1.shape[0], b2.shape[0]
+    N = n1 * n2
+    M = np.zeros((N, N), dtype=np.complex128)
+    for r in range(n1):
+        for s in range(n2):
+            for a in range(n1):
+                for c in range(n2):
+                    M[r + n1 * s, n2 * a + c] = b2[s, c] * np.exp(-2j * np.pi * r * c / N) * b1[r, a]
+    return M

@@ -1,0 +1,281 @@
+"""Rung 8: the learned butterfly -- the small DFT matrices inside FlashButterfly, made trainable.
+
+Rung 4 wrote the N-point DFT in its matmul (Monarch) form: split N = n_1 * n_2 (* n_3), then
+
+    F_N = P . (I (x) F_{n_2}) . T . (F_{n_1} (x) I)          (two factors; three work the same way)
+
+small dense DFT matrices F_{n_i} applied as batched matmuls, a fixed diagonal of twiddle factors
+T = exp(-2 pi i j k / N), and a fixed permutation P. The paper's extension (Fu et al. 2023, the
+"learned" FlashButterfly) keeps exactly this structure -- same matmul sizes, same twiddles, same
+permutation, hence the same FLOPs and the same kernel -- but lets the small matrices be trained:
+
+    F_theta = P . (I (x) B_2[h]) . T . (B_1[h] (x) I),        B_i[h] initialised to F_{n_i}
+
+with one complex n_i x n_i block per factor *per channel* h. At initialisation F_theta is the
+DFT, so the layer computes exactly the causal convolution ``fft_conv`` computes; training may then
+move the blocks away from the DFT if that helps the task. The causal convolution becomes
+
+    y[b, h] = first L of  Re( G_theta( F_theta(pad(u[b, h])) * F_theta(pad(k[h])) ) )
+
+The inverse G_theta has two choices (``inverse=``):
+
+* ``"tied"``    G_theta(z) = conj(F_theta(conj(z))) / N: the inverse DFT written as a conjugated
+                forward DFT (rung 2's identity ifft(z) = conj(fft(conj(z))) / N), with the *same*
+                blocks. No extra parameters. Once the blocks move it is no longer the exact
+                inverse of F_theta (conj(F_theta) / N != F_theta^-1 in general) -- it is the same
+                formula, tied to the same parameters.
+* ``"learned"`` the same formula with a second, independent set of blocks (also initialised to
+                the DFT), doubling the block parameters.
+
+The kernel k goes through the same forward transform F_theta as the input, and the real part of
+the result is kept (at init the imaginary part is zero up to rounding). In code G_theta is
+``monarch_dft(z, inverse=True, blocks=[conj(C_i) / n_i])`` (conjugate twiddles, blocks as given),
+which is conj(F_C) / N for blocks C_i: C_i = B_i when tied. The sequence of operations is the
+one of ``butterfly.butterfly_conv`` -- transform u, transform k, multiply, inverse transform,
+real part, first L -- with the same FFT size (the smallest power of two >= 2L unless ``factors``
+say otherwise) and the same default factors (``fft.monarch_factors``); the only difference is that
+the blocks are (H, n_i, n_i) instead of fixed (n_i, n_i), which changes no matmul size, so the
+FLOPs are the same.
+
+Parameters and their optimiser settings. Each block is stored as a real tensor of shape
+(H, n_i, n_i, 2) -- real and imaginary parts, so every optimiser and ``state_dict`` sees plain
+real numbers -- and viewed as complex with ``torch.view_as_complex`` in the forward pass. Every
+block parameter is tagged with ``layers.tag_params`` (``p._optim = {"lr": block_lr,
+"weight_decay": 0.0}``, the tag the kernel parameters of ``LongConv`` carry), so
+``layers.param_groups`` gives the blocks their own learning rate (the paper's 0.001) and no weight
+decay: decay would pull the blocks towards the zero matrix, not towards the DFT.
+
+Public API:
+
+* ``learned_butterfly_conv(u, k, blocks=None, *, inverse_blocks=None, factors=None)``
+    the functional form; ``blocks=None`` means per-channel copies of the exact DFT blocks (the
+    layer at its initialisation). Registered in ``dispatch`` as the backend ``"learned_butterfly"``
+    so the benchmark compares it with the fixed ``"butterfly"``.
+* ``LearnedButterflyConv(d_model, l_max, *, factors=None, inverse="tied", init_noise=0.0,
+  block_lr=1e-3, dtype=torch.float32, seed=0)``  the module holding the blocks; ``forward(u, k)``.
+* ``dft_blocks(factors, H, dtype)`` the exact blocks; ``block_drift(blocks, factors)`` how far
+  learned blocks are from them.
+
+Shapes: u (B, H, L), k (H, Lk) with 1 <= Lk <= L; blocks: a list, one complex tensor per factor,
+each (H, n_i, n_i) (per channel) or (n_i, n_i) (shared). FFT size N = prod(n_i) >= L + Lk - 1.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_conv_inputs, check_float, check_int, check_tensor
+from .butterfly import _default_size, _resolve
+from .fft import dft_matrix, monarch_dft
+from .layers import tag_params
+
+__all__ = ["learned_butterfly_conv", "LearnedButterflyConv", "dft_blocks", "block_drift",
+           "check_blocks"]
+
+_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+# ----------------------------------------------------------------------------- validation
+def check_blocks(blocks, name: str, *, H: int, dtype: torch.dtype) -> tuple[int, ...]:
+    """Validate a list of square complex blocks, each (n, n) or (H, n, n); return the sizes n_i.
+
+    ``dtype`` is the real dtype of the signal: float32 needs complex64 blocks, float64 complex128.
+    """
+    if not isinstance(blocks, (tuple, list)):
+        raise TypeError(f"{name} must be a list of complex tensors, one per factor, got "
+                        f"{type(blocks).__name__}")
+    if len(blocks) not in (2, 3):
+        raise ValueError(f"{name} must hold 2 or 3 blocks (one per factor), got {len(blocks)}")
+    want = _COMPLEX_OF[dtype]
+    sizes = []
+    for i, b in enumerate(blocks):
+        bname = f"{name}[{i}]"
+        check_tensor(b, bname, ndim=(2, 3), dtypes=(want,),
+                     shape_doc="2-D (n, n) shared or 3-D (H, n, n) per channel")
+        if b.shape[-1] != b.shape[-2]:
+            raise ValueError(f"{bname} must be square (n, n) in its last two dimensions, got shape "
+                             f"{tuple(b.shape)}")
+        if b.ndim == 3 and b.shape[0] != H:
+            raise ValueError(f"{bname} has {b.shape[0]} channel blocks (shape {tuple(b.shape)}) but "
+                             f"the input has H = {H} channels")
+        sizes.append(int(b.shape[-1]))
+    return tuple(sizes)
+
+
+# ----------------------------------------------------------------------------- the DFT blocks
+def dft_blocks(factors, H: int | None = None, dtype: torch.dtype = torch.float32,
+               device=None) -> list[torch.Tensor]:
+    """The exact DFT blocks F_{n_i} of a Monarch split: (n_i, n_i) each, or (H, n_i, n_i) copies.
+
+    ``dtype`` is the real dtype of the signal (float32 -> complex64 blocks, float64 -> complex128).
+    """
+    check_choice(dtype, "dtype", list(_COMPLEX_OF))
+    factors = tuple(check_int(f, f"factors[{i}]", min=1) for i, f in enumerate(factors))
+    out = []
+    for n in factors:
+        F = dft_matrix(n, dtype=_COMPLEX_OF[dtype])
+        if device is not None:
+            F = F.to(device)
+        if H is not None:
+            F = F.expand(check_int(H, "H", min=1), n, n).contiguous()
+        out.append(F)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _dft_init_blocks(factors, H, dtype, device):
+    """Per-channel DFT blocks (materialised, not broadcast), cached for the benchmark backend."""
+    return tuple(dft_blocks(factors, H, dtype, device))
+
+
+def block_drift(blocks, factors=None) -> list[torch.Tensor]:
+    """Relative Frobenius distance of each block from the exact DFT, per channel.
+
+    For block i: ||B_i[h] - F_{n_i}||_F / ||F_{n_i}||_F = ||B_i[h] - F_{n_i}||_F / n_i (a DFT
+    matrix has n_i^2 entries of modulus 1). Returns one tensor of shape (H,) (or a 0-D tensor for
+    a shared block) per factor; 0 at initialisation (without ``init_noise``).
+    """
+    out = []
+    for i, b in enumerate(blocks):
+        b = b.detach()
+        n = b.shape[-1]
+        F = dft_matrix(n, dtype=b.dtype).to(b.device)
+        out.append(torch.linalg.matrix_norm(b - F) / n)
+    return out
+
+
+# ----------------------------------------------------------------------------- functional form
+def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inverse_blocks=None,
+                           factors=None) -> torch.Tensor:
+    """Causal long convolution through a Monarch DFT whose small blocks are given (learnable).
+
+    u: (B, H, L) float32/float64; k: (H, Lk), 1 <= Lk <= L, same dtype.
+    blocks: list of complex blocks, one per factor, each (H, n_i, n_i) or (n_i, n_i), complex64
+        for float32 input and complex128 for float64; their sizes n_i are the factors and
+        N = prod(n_i) the FFT size, which must be >= L + Lk - 1. None: per-channel copies of the
+        exact DFT blocks, the FFT size and factors chosen as ``butterfly_conv`` chooses them (N the
+        smallest power of two >= 2L split by ``fft.monarch_factors``, or N = prod(factors) >=
+        L + Lk - 1) -- the learned layer at initialisation, which is what the benchmark times.
+    inverse_blocks: blocks for the inverse transform (same sizes); None ties them to ``blocks``.
+    Returns (B, H, L) in u's dtype.
+
+    y = first L of Re(G(F(u_pad) * F(k_pad))), F = ``monarch_dft`` with ``blocks`` and
+    G = ``monarch_dft(., inverse=True)`` with blocks conj(C_i) / n_i, C = inverse_blocks or blocks.
+    """
+    B, H, L, Lk = check_conv_inputs(u, k)
+    if blocks is None:
+        N, factors = _resolve(_default_size(L), factors, L + Lk - 1,
+                              f"L + Lk - 1 with L={L}, Lk={Lk}")
+        blocks = list(_dft_init_blocks(factors, H, u.dtype, u.device))
+        if inverse_blocks is not None:
+            raise ValueError("inverse_blocks needs blocks too: pass both, or neither for the DFT init")
+    else:
+        factors_b = check_blocks(blocks, "blocks", H=H, dtype=u.dtype)
+        if factors is not None and tuple(factors) != factors_b:
+            raise ValueError(f"factors {tuple(factors)!r} disagree with the block sizes {factors_b} of "
+                             f"blocks; pass one or the other")
+        factors = factors_b
+        N = math.prod(factors)
+        if N < L + Lk - 1:
+            raise ValueError(f"blocks have sizes {factors}, an FFT size N = {N}; a causal convolution "
+                             f"needs N >= L + Lk - 1 = {L + Lk - 1} (no wrap-around)")
+    if inverse_blocks is not None:
+        inv_sizes = check_blocks(inverse_blocks, "inverse_blocks", H=H, dtype=u.dtype)
+        if inv_sizes != factors:
+            raise ValueError(f"inverse_blocks have sizes {inv_sizes} but blocks have {factors}; "
+                             f"they must match")
+    else:
+        inverse_blocks = blocks
+    inv = [C.conj() / n for C, n in zip(inverse_blocks, factors)]     # O(H n^2): tiny
+    u_f = monarch_dft(nn.functional.pad(u, (0, N - L)), factors, blocks=blocks)
+    k_f = monarch_dft(nn.functional.pad(k, (0, N - Lk)), factors, blocks=blocks)
+    return monarch_dft(u_f * k_f, factors, inverse=True, blocks=inv).real[..., :L]
+
+
+# ----------------------------------------------------------------------------- the module
+class LearnedButterflyConv(nn.Module):
+    """Causal long convolution whose Monarch DFT blocks are per-channel trainable parameters.
+
+    d_model: H channels; l_max: the longest sequence L. FFT size N: the smallest power of two
+    >= 2 l_max, split by ``fft.monarch_factors`` (as ``butterfly_conv`` does), or N = prod(factors)
+    for ``factors`` (n_1, n_2) or (n_1, n_2, n_3), which must give N >= 2 l_max - 1. Shorter
+    inputs are zero-padded to N: still an exact causal convolution.
+    inverse: "tied" (the inverse uses the forward blocks, conjugated) or "learned" (its own blocks).
+    init_noise: standard deviation of a complex Gaussian added to every block entry at init
+        (entries of a DFT block have modulus 1); 0 starts exactly at the DFT.
+    block_lr: learning rate tagged on every block parameter (weight decay 0), read by
+        ``param_groups``.
+    dtype: float32 (complex64 blocks) or float64 (complex128 blocks) at construction; the input
+        must match the blocks' current dtype (``layer.double()`` converts them).
+    seed: seeds the perturbation (ignored when init_noise is 0).
+
+    forward(u, k): u (B, H, L) with L <= l_max, k (H, Lk) with Lk <= L -> y (B, H, L).
+    Parameters: ``forward_blocks[i]`` (and ``inverse_blocks[i]`` if learned), real tensors
+    (H, n_i, n_i, 2) holding real and imaginary parts; ``blocks()`` returns them as complex.
+    """
+
+    def __init__(self, d_model: int, l_max: int, *, factors=None, inverse: str = "tied",
+                 init_noise: float = 0.0, block_lr: float = 1e-3, dtype: torch.dtype = torch.float32,
+                 seed: int = 0):
+        super().__init__()
+        self.d_model = check_int(d_model, "d_model", min=1)
+        self.l_max = check_int(l_max, "l_max", min=1)
+        self.fft_size, self.factors = _resolve(_default_size(self.l_max), factors, 2 * self.l_max - 1,
+                                               f"2 l_max - 1 with l_max={self.l_max}")
+        self.inverse = check_choice(inverse, "inverse", ["tied", "learned"])
+        self.init_noise = check_float(init_noise, "init_noise", min=0.0)
+        self.block_lr = check_float(block_lr, "block_lr", min=0.0, min_inclusive=False)
+        self.dtype = check_choice(dtype, "dtype", list(_COMPLEX_OF))   # at construction
+        gen = torch.Generator().manual_seed(check_int(seed, "seed", min=0))
+        self.forward_blocks = self._new_blocks(gen)
+        self.inverse_blocks = self._new_blocks(gen) if self.inverse == "learned" else None
+
+    def _new_blocks(self, gen) -> nn.ParameterList:
+        params = []
+        for F in dft_blocks(self.factors, self.d_model, self.dtype):
+            w = torch.view_as_real(F).clone()                       # (H, n, n, 2)
+            if self.init_noise > 0:
+                # complex Gaussian with E|z|^2 = init_noise^2: each part has std init_noise/sqrt(2)
+                w += torch.randn(w.shape, generator=gen, dtype=w.dtype) * (self.init_noise / math.sqrt(2))
+            params.append(nn.Parameter(w))
+        plist = nn.ParameterList(params)
+        tag_params(plist, [str(i) for i in range(len(params))], lr=self.block_lr, weight_decay=0.0)
+        return plist
+
+    def blocks(self, which: str = "forward") -> list[torch.Tensor]:
+        """The blocks as complex (H, n_i, n_i) views ("forward" or "inverse"; tied -> forward's)."""
+        check_choice(which, "which", ["forward", "inverse"])
+        plist = self.inverse_blocks if which == "inverse" and self.inverse_blocks is not None \
+            else self.forward_blocks
+        return [torch.view_as_complex(p) for p in plist]
+
+    def drift(self) -> dict[str, torch.Tensor]:
+        """Relative Frobenius distance from the DFT, per block and channel: name -> (H,)."""
+        out = {f"forward[{i}] ({n}x{n})": d
+               for i, (n, d) in enumerate(zip(self.factors, block_drift(self.blocks("forward"))))}
+        if self.inverse_blocks is not None:
+            out.update({f"inverse[{i}] ({n}x{n})": d
+                        for i, (n, d) in enumerate(zip(self.factors, block_drift(self.blocks("inverse"))))})
+        return out
+
+    def forward(self, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        B, H, L, Lk = check_conv_inputs(u, k)
+        if H != self.d_model:
+            raise ValueError(f"u has H = {H} channels (shape {tuple(u.shape)}) but this "
+                             f"LearnedButterflyConv was built for d_model = {self.d_model}")
+        if L > self.l_max:
+            raise ValueError(f"u has length L = {L} but this LearnedButterflyConv was built for "
+                             f"l_max = {self.l_max} (FFT size {self.fft_size}); build it with l_max >= {L}")
+        dtype = self.forward_blocks[0].dtype                        # follows layer.to(...)
+        if u.dtype != dtype:
+            raise TypeError(f"u has dtype {u.dtype} but the blocks are {_COMPLEX_OF[dtype]}; "
+                            f"cast u with .to({dtype}) or the layer with .to({u.dtype})")
+        inv = self.blocks("inverse") if self.inverse_blocks is not None else None
+        return learned_butterfly_conv(u, k, self.blocks("forward"), inverse_blocks=inv)
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, l_max={self.l_max}, factors={self.factors}, "
+                f"inverse={self.inverse!r}, init_noise={self.init_noise}, block_lr={self.block_lr}")

@@ -1,0 +1,169 @@
+"""Tests for longconv_edu.data: shapes, determinism, the cache, and what the images contain.
+
+Oracles: scikit-learn's own digits array (the dataset must be exactly those images, split and
+reordered) and an independent NumPy bilinear interpolation for the upsampling; for the
+Pathfinder-style generator, the defining property that both classes draw the very same paths.
+"""
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from longconv_edu import data
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def _bilinear_np(img: np.ndarray, size: int) -> np.ndarray:
+    """Half-pixel-centre bilinear resize (the align_corners=False convention), written directly."""
+    n = img.shape[0]
+    src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = src - i0
+    rows = img[i0] * (1 - w)[:, None] + img[i1] * w[:, None]
+    return rows[:, i0] * (1 - w)[None, :] + rows[:, i1] * w[None, :]
+
+
+def test_digits_splits_are_a_partition_of_sklearn_digits(cache):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    parts = [data.sequential_digits(s, size=8, cache_dir=cache) for s in data.SPLITS]
+    assert [len(p) for p in parts] == [1258, 180, 359]
+    x = torch.cat([p.x for p in parts]).numpy()[:, :, 0]
+    y = torch.cat([p.y for p in parts]).numpy()
+    ref = d.images.reshape(len(d.images), 64) / 16.0
+    # the same multiset of (image, label) rows: sort both by their bytes
+    key = lambda a, b: np.lexsort(np.c_[a, b].T[::-1])  # noqa: E731
+    got, want = np.c_[x, y][key(x, y)], np.c_[ref, d.target][key(ref, d.target)]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)   # float32 of k/16 is exact
+
+
+def test_digits_upsampling_matches_numpy_bilinear(cache):
+    from sklearn.datasets import load_digits
+
+    ds = data.sequential_digits("val", size=32, cache_dir=cache)
+    small = data.sequential_digits("val", size=8, cache_dir=cache)
+    assert ds.x.shape == (180, 1024, 1) and ds.x.dtype == torch.float32
+    assert ds.seq_len == 1024 and ds.d_input == 1 and ds.n_classes == 10
+    assert torch.equal(ds.y, small.y)                    # same split whatever the size
+    for i in range(5):
+        want = _bilinear_np(small.x[i, :, 0].numpy().reshape(8, 8).astype(np.float64), 32)
+        # float32 arithmetic on values in [0, 1]: errors ~1e-7
+        np.testing.assert_allclose(ds.x[i, :, 0].numpy().reshape(32, 32), want, atol=1e-6)
+    assert float(ds.x.min()) >= 0.0 and float(ds.x.max()) <= 1.0
+    assert load_digits().images.shape == (1797, 8, 8)
+
+
+def test_digits_deterministic_and_seeded(cache, tmp_path):
+    a = data.sequential_digits("train", seed=0, size=16, cache_dir=cache)
+    b = data.sequential_digits("train", seed=0, size=16, cache_dir=tmp_path)   # built afresh
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    c = data.sequential_digits("train", seed=1, size=16, cache_dir=cache)
+    assert not torch.equal(a.y, c.y)
+
+
+def test_permuted_digits_use_one_fixed_permutation(cache):
+    plain = data.sequential_digits("test", size=16, cache_dir=cache)
+    perm = data.sequential_digits("test", size=16, permute=True, cache_dir=cache)
+    other_seed = data.sequential_digits("test", size=16, permute=True, seed=3, cache_dir=cache)
+    p = torch.randperm(256, generator=torch.Generator().manual_seed(data.PERMUTATION_SEED))
+    assert torch.equal(perm.x, plain.x[:, p])
+    # the same permutation whatever the split seed
+    plain3 = data.sequential_digits("test", size=16, seed=3, cache_dir=cache)
+    assert torch.equal(other_seed.x, plain3.x[:, p])
+    assert not torch.equal(perm.x, plain.x)
+
+
+def test_cache_written_under_cache_dir_and_damaged_file_rebuilt(tmp_path):
+    a = data.sequential_digits("val", size=8, cache_dir=tmp_path)
+    files = list(tmp_path.glob("digits-*.pt"))
+    assert len(files) == 1
+    files[0].write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="unreadable"):
+        b = data.sequential_digits("val", size=8, cache_dir=tmp_path)
+    assert torch.equal(a.x, b.x)
+    torch.load(files[0], weights_only=True)               # rebuilt and readable again
+
+
+def test_default_cache_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LONGCONV_EDU_CACHE", str(tmp_path / "c"))
+    assert data.default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("LONGCONV_EDU_CACHE")
+    assert data.default_cache_dir().parts[-2:] == (".cache", "longconv_edu")
+
+
+def test_pathfinder_shapes_balance_and_determinism(cache, tmp_path):
+    t0 = time.perf_counter()
+    ds = data.pathfinder("train", n_train=400, n_val=50, n_test=50, cache_dir=cache)
+    assert time.perf_counter() - t0 < 60                  # generated in seconds, not minutes
+    assert ds.x.shape == (400, 1024, 1) and ds.y.shape == (400,) and ds.n_classes == 2
+    assert set(ds.y.tolist()) == {0, 1}
+    assert 0.4 < ds.y.float().mean() < 0.6                # balanced up to ~2.5 standard errors
+    assert float(ds.x.min()) == 0.0 and float(ds.x.max()) == 1.0
+    again = data.pathfinder("train", n_train=400, n_val=50, n_test=50, cache_dir=tmp_path)
+    assert torch.equal(ds.x, again.x) and torch.equal(ds.y, again.y)
+    other = data.pathfinder("train", seed=1, n_train=400, n_val=50, n_test=50, cache_dir=tmp_path)
+    assert not torch.equal(ds.x, other.x)
+    test = data.pathfinder("test", n_train=400, n_val=50, n_test=50, cache_dir=cache)
+    assert test.x.shape == (50, 1024, 1)
+    # the splits are different images (image i comes from stream [seed, i])
+    assert not any(torch.equal(test.x[0], ds.x[i]) for i in range(len(ds)))
+
+
+def test_pathfinder_classes_differ_only_in_the_markers(cache):
+    # label passed explicitly: the random stream draws the same paths for both labels, so the
+    # two images may differ only where the markers sit (<= 2 markers removed, 2 added).
+    marker_area = 9   # pixels within radius 1.3 of a point: at most 3x3
+    for s in range(20):
+        pos, lab1 = data.render_pathfinder(np.random.default_rng(s), 32, label=1)
+        neg, lab0 = data.render_pathfinder(np.random.default_rng(s), 32, label=0)
+        assert (lab1, lab0) == (1, 0)
+        diff = int((pos != neg).sum())
+        assert 0 < diff <= 4 * marker_area
+    # no intensity shortcut: the mean ink per class is about the same
+    ds = data.pathfinder("val", n_train=10, n_val=300, n_test=10, cache_dir=cache)
+    ink = ds.x[:, :, 0].sum(1)
+    m1, m0 = ink[ds.y == 1].mean(), ink[ds.y == 0].mean()
+    assert abs(m1 - m0) / m0 < 0.1
+
+
+def test_pathfinder_64():
+    img, label = data.render_pathfinder(np.random.default_rng(0), 64)
+    assert img.shape == (64, 64) and img.dtype == np.float32 and label in (0, 1)
+    assert img.sum() > 64                                   # long paths scale with the image
+
+
+def test_subset_and_repr(cache):
+    ds = data.sequential_digits("train", size=8, cache_dir=cache)
+    sub = ds.subset(10)
+    assert len(sub) == 10 and torch.equal(sub.x, ds.x[:10])
+    x, y = sub[3]
+    assert x.shape == (64, 1) and y.dtype == torch.int64
+    assert "N=10" in repr(sub)
+
+
+@pytest.mark.parametrize("call, exc, names", [
+    (lambda: data.load_task("mnist"), ValueError, ["task", "'digits'", "'pathfinder'"]),
+    (lambda: data.sequential_digits("training"), ValueError, ["split", "'train'", "'val'"]),
+    (lambda: data.sequential_digits(size=4), ValueError, ["size", ">= 8"]),
+    (lambda: data.sequential_digits(seed=-1), ValueError, ["seed"]),
+    (lambda: data.sequential_digits(permute=1), TypeError, ["permute"]),
+    (lambda: data.sequential_digits(test_frac=0.9), ValueError, ["test_frac"]),
+    (lambda: data.pathfinder(size=48), ValueError, ["size", "32", "64"]),
+    (lambda: data.pathfinder(n_train=0), ValueError, ["n_train"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4), torch.zeros(3), 2), ValueError, ["x", "(N, L, C)"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.zeros(3), 2).subset(0), ValueError,
+     ["n", ">= 1"]),
+])
+def test_bad_input(call, exc, names):
+    with pytest.raises(exc) as e:
+        call()
+    for n in names:
+        assert n in str(e.value)
