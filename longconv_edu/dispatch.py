@@ -41,6 +41,8 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "FlashButterfly's Monarch matmul form of the FFT convolution, in PyTorch"),
     Backend("learned_butterfly", "longconv_edu.learned", "learned_butterfly_conv", 8,
             "Monarch DFT with per-channel (trainable) blocks, timed at their DFT init"),
+    Backend("cuda", "longconv_edu.kernels.cuda", "cuda_conv", 5,
+            "the fused FlashButterfly Numba CUDA kernel (GPU, or NUMBA_ENABLE_CUDASIM=1 on CPU)"),
 ]}
 
 

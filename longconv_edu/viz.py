@@ -166,3 +166,65 @@ def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, 
 
 
 __all__ += ["plot_training_curves", "plot_kernel_gallery"]
+# ----------------------------------------------------------------------------- rung 5 (CUDA kernel)
+def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
+    """Which CUDA thread computes which butterfly, stage by stage, in one thread block.
+
+    stages: [(label, [(thread, top, bottom), ...]), ...] as ``kernels.trace.butterfly_schedule``
+    returns it; n: the tile length. Columns are stages (separated by the dashed barriers,
+    ``cuda.syncthreads()``), rows are shared-memory positions 0..n-1; each butterfly is drawn as
+    the two lines joining its positions, coloured by the thread that computes it.
+    """
+    fig, axes = new_figure(1, width=min(1.0 + 0.75 * len(stages), 11), height=3.6)
+    ax = axes[0, 0]
+    threads = sorted({t for _, pairs in stages for t, _, _ in pairs})
+    cmap = plt.get_cmap("tab10")
+    for j, (label, pairs) in enumerate(stages):
+        for t, a, b in pairs:
+            c = cmap(threads.index(t) % 10)
+            ax.plot([j, j + 1], [a, a], color=c, lw=0.8)
+            ax.plot([j, j + 1], [b, b], color=c, lw=0.8)
+            ax.plot([j, j + 1], [a, b], color=c, lw=0.8)
+            ax.plot([j, j + 1], [b, a], color=c, lw=0.8)
+        ax.axvline(j + 1, color="gray", ls="--", lw=0.6)
+    ax.set_xticks([j + 0.5 for j in range(len(stages))])
+    ax.set_xticklabels([lab.replace(", ", "\n") for lab, _ in stages], fontsize=7)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_ylabel("shared-memory index")
+    for i, t in enumerate(threads):
+        ax.plot([], [], color=cmap(i % 10), label=f"thread {t}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str = "bytes",
+                        title: str = ""):
+    """Global-memory bytes read and written per schedule: measured bars, model markers.
+
+    measured: {schedule: (bytes_read, bytes_written)} (e.g. from the tracer); model: the same
+    keys (or a subset) with the IO model's prediction, drawn as black outlines over the bars.
+    """
+    fig, axes = new_figure(1, width=6.0, height=3.2)
+    ax = axes[0, 0]
+    names = list(measured)
+    x = np.arange(len(names))
+    w = 0.38
+    reads = [measured[k][0] for k in names]
+    writes = [measured[k][1] for k in names]
+    ax.bar(x - w / 2, reads, w, label="read (tracer)", color="tab:blue")
+    ax.bar(x + w / 2, writes, w, label="written (tracer)", color="tab:orange")
+    if model:
+        for i, k in enumerate(names):
+            if k in model:
+                r, wr = model[k]
+                ax.bar([i - w / 2, i + w / 2], [r, wr], w, fill=False, edgecolor="k", lw=1.2,
+                       label="IO model" if i == 0 else None)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set_ylabel(f"global memory {unit}")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -1,0 +1,264 @@
+"""Rung 5a: the FlashButterfly CUDA kernel without a GPU: PTX, tracer, bad input, simulator.
+
+Four kinds of evidence, none needing a GPU:
+* the simulator suite (tests/test_kernels_cuda_sim.py: forward and backward against numpy and
+  torch.fft autograd), run here in a child process with NUMBA_ENABLE_CUDASIM=1 (numba reads that
+  variable once, at import, and this process imports numba normally);
+* the real kernels compiled to PTX for compute capabilities 8.0 and 9.0, with shared memory per
+  block read from the PTX and registers per thread from ptxas;
+* the tracer, which runs the kernel's own code with counting, bounds-checking arrays: its output
+  against numpy.convolve (float64, 1e-10 as in test_conv.py) and its global-memory bytes against
+  io_model's formulas, exactly (integers);
+* bad input: each case asserts the exception type and that the message names the argument.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from longconv_edu import io_model, long_conv
+from longconv_edu.kernels import cuda as kc
+from longconv_edu.kernels.trace import butterfly_schedule, trace_conv
+from oracles import causal_conv_np, rel_err
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def make(B, H, L, Lk, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, H, L, generator=g, dtype=dtype),
+            torch.randn(H, Lk, generator=g, dtype=dtype))
+
+
+# ----------------------------------------------------------------------------- the simulator suite
+@pytest.mark.skipif(SIM, reason="this process is already the simulator: the suite runs directly")
+def test_simulator_suite():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(ROOT / "tests" / "test_kernels_cuda_sim.py")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    tail = (r.stdout + r.stderr)[-4000:]
+    assert r.returncode == 0, f"simulator suite failed:\n{tail}"
+    assert " passed" in tail and "skipped" not in tail.splitlines()[-1], tail
+
+
+# ----------------------------------------------------------------------------- PTX and resources
+needs_compiler = pytest.mark.skipif(SIM, reason="compile_ptx is not available in the simulator")
+
+
+@needs_compiler
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_kernel_compiles_to_ptx(cc, dtype):
+    (res,) = kc.kernel_resources(1000, dtype=dtype, cc=cc)       # N = 2048: one fused kernel
+    s = 4 if dtype == torch.float32 else 8
+    assert f".target sm_{cc[0]}{cc[1]}" in res.ptx
+    assert "bar.sync" in res.ptx                                 # cuda.syncthreads between stages
+    assert res.shared_bytes == 2 * 2048 * s                      # re and im planes of the row
+    assert res.threads == kc.DEFAULT_THREADS
+    print(f"\ncc {cc} {dtype}: {res.program}: {res.shared_bytes} B shared/block, "
+          f"{res.registers} registers/thread ({res.note})")
+    if kc.ptxas_path() is not None:                              # pinned: nvidia-cuda-nvcc
+        assert isinstance(res.registers, int) and 8 <= res.registers <= 255, res.note
+
+
+@needs_compiler
+def test_three_pass_kernels_compile_with_the_tiles_they_use():
+    res = kc.kernel_resources(1 << 14, cc=(9, 0), registers=False)   # N = 32768 > 6144 floats
+    assert [r.shared_bytes for r in res] == [2 * 128 * 4, 2 * 256 * 4, 2 * 128 * 4]
+    assert all(r.registers is None for r in res)
+
+
+# ----------------------------------------------------------------------------- the tracer
+@st.composite
+def small_case(draw, max_L=40):
+    B = draw(st.integers(1, 2))
+    H = draw(st.integers(1, 2))
+    L = draw(st.one_of(st.just(1), st.integers(1, max_L), st.sampled_from([n for n in (2, 8, 9, 16, 17, 32, 33) if n <= max_L])))
+    Lk = draw(st.integers(1, L))
+    return B, H, L, Lk, draw(st.integers(0, 2**31 - 1))
+
+
+@given(small_case(), st.sampled_from([1, 2, 4]))
+def test_tracer_fused_counts_equal_the_io_model(case, threads):
+    B, H, L, Lk, seed = case
+    u, k = make(*case)
+    tr = trace_conv(u, k, threads=threads)
+    assert tr.plan.passes == 1
+    assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+    m = io_model.fused_conv(B, H, L, dtype_bytes=8)
+    assert (tr.total.global_read, tr.total.global_write) == (m.bytes_read, m.bytes_written)
+    # shared memory, by counting the code: load writes 2N; each of the 2 log2 N stages reads and
+    # writes 2N; the product reads and writes 2N; the store reads the L kept real parts
+    N, S = tr.plan.N, tr.plan.N.bit_length() - 1
+    row = tr.per_row()
+    assert row.shared_write == 8 * (2 * N + 2 * S * 2 * N + 2 * N)
+    assert row.shared_read == 8 * (2 * S * 2 * N + 2 * N + L)
+
+
+@given(small_case(max_L=32))
+def test_tracer_three_pass_counts_equal_the_io_model(case):
+    B, H, L, Lk, seed = case
+    u, k = make(*case, dtype=torch.float32)
+    tr = trace_conv(u, k, smem_bytes=64, threads=2)      # tiles of 8 float32: three passes if N > 8
+    ref = causal_conv_np(u.double().numpy(), k.double().numpy())
+    assert rel_err(tr.y.numpy(), ref) < 2e-4
+    m = (io_model.three_pass_conv if tr.plan.passes == 3 else io_model.fused_conv)(
+        B, H, L, dtype_bytes=4)
+    assert (tr.total.global_read, tr.total.global_write) == (m.bytes_read, m.bytes_written)
+    assert len(tr.launches) == tr.plan.passes
+
+
+@given(small_case(max_L=20))
+def test_tracer_naive_three_kernels_move_more(case):
+    B, H, L, Lk, seed = case
+    u, k = make(*case)
+    naive, fused = trace_conv(u, k, scheme="naive"), trace_conv(u, k)
+    N, R = naive.plan.N, B * H
+    assert rel_err(naive.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+    assert naive.total.global_read == 8 * R * (L + 6 * N)    # u; U and K; U*K
+    assert naive.total.global_write == 8 * R * (4 * N + L)   # U; U*K; y
+    assert naive.total.global_read > fused.total.global_read
+    assert naive.total.global_write > fused.total.global_write
+
+
+def test_every_row_moves_the_same_bytes():
+    u, k = make(2, 3, 10, 4, seed=1)
+    tr = trace_conv(u, k, threads=4)
+    counts = {c.astuple() for c in tr.launches[0].blocks.values()}
+    assert len(tr.launches[0].blocks) == 6 and len(counts) == 1
+
+
+def test_butterfly_schedule_covers_every_pair_once_per_stage():
+    u, k = make(1, 1, 8, 3, seed=2)                     # N = 16, 4 threads
+    stages = butterfly_schedule(trace_conv(u, k, threads=4, record=True))
+    assert [lab for lab, _ in stages] == ["forward, span 8", "forward, span 4", "forward, span 2",
+                                          "forward, span 1", "inverse, span 1", "inverse, span 2",
+                                          "inverse, span 4", "inverse, span 8"]
+    for lab, pairs in stages:
+        span = int(lab.split()[-1])
+        assert sorted(i for _, a, b in pairs for i in (a, b)) == list(range(16))
+        assert all(b - a == span for _, a, b in pairs)
+        assert {t for t, _, _ in pairs} == {0, 1, 2, 3}
+        assert all(sum(1 for t2, _, _ in pairs if t2 == t) == 2 for t in range(4))
+
+
+def test_tracer_catches_out_of_bounds_access():
+    # give the block program a too-short output: the tracer must refuse, not write past the end
+    from longconv_edu.kernels.trace import _Tracer, _TracingExecutor
+    ex = _TracingExecutor(_Tracer(record=False))
+    p = kc.Program(8, np.float64, "real", True, False, False, "complex")
+    x, out = np.ones((1, 4)), np.zeros((1, 6))
+    with pytest.raises(IndexError, match="outside shape"):
+        ex.launch(p, (1, 1), 2, x, ex.dummy(np.float64), ex.dummy(np.float64),
+                  ex.dummy(np.float64), out, out, 4, 0, 0, 1, 1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- plans
+def test_plan_fused_three_pass_and_limit():
+    f32 = np.float32
+    assert kc.make_plan(1, f32).N == 2 and kc.make_plan(1, f32).passes == 1
+    assert kc.make_plan(4096, f32).N == 8192 and kc.make_plan(4096, f32).passes == 3
+    assert kc.make_plan(2048, f32).passes == 1              # N = 4096 fits 48 KiB as float32
+    assert kc.make_plan(2049, f32).passes == 3              # one above: N = 8192 does not
+    p = kc.make_plan(4096, f32)
+    assert p.outer * p.inner == p.N and max(p.outer, p.inner) <= 4096
+    assert kc.max_length(f32) == 4096 * 4096 // 2
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.skipif(SIM, reason="checks the error given when the simulator is off")
+def test_cpu_tensors_without_gpu_or_simulator_say_how_to_simulate():
+    u, k = make(1, 1, 4, 2, seed=0)
+    with pytest.raises(ValueError, match=r"u is on device cpu.*NUMBA_ENABLE_CUDASIM=1"):
+        kc.cuda_conv(u, k)
+    with pytest.raises(ValueError, match="NUMBA_ENABLE_CUDASIM"):
+        long_conv(u, k, backend="cuda")
+
+
+@pytest.mark.skipif(SIM, reason="checks the error given when the simulator is off")
+def test_setting_the_variable_too_late_is_explained(monkeypatch):
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    u, k = make(1, 1, 4, 2, seed=0)
+    with pytest.raises(ValueError, match="imported before it was set"):
+        kc.cuda_conv(u, k)
+
+
+def test_non_contiguous_input_is_refused():
+    u, k = make(1, 2, 6, 3, seed=0)
+    with pytest.raises(ValueError, match=r"^u must be contiguous"):
+        kc.cuda_conv(torch.randn(1, 2, 12, dtype=torch.float64)[..., ::2], k)   # strided view
+    with pytest.raises(ValueError, match=r"^k must be contiguous"):
+        kc.cuda_conv(u, torch.randn(3, 2, dtype=torch.float64).t())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int64, torch.complex64])
+def test_unsupported_dtype_is_refused(dtype):
+    u = torch.zeros(1, 1, 4, dtype=dtype)
+    k = torch.zeros(1, 2, dtype=dtype)
+    with pytest.raises(TypeError, match=r"^u must have dtype"):
+        kc.cuda_conv(u, k)
+
+
+def test_too_long_sequence_is_refused():
+    u, k = make(1, 1, 9, 2, seed=0)
+    with pytest.raises(ValueError, match=r"^u has length L=9.*supports L <= 2 "):
+        kc.cuda_conv(u, k, smem_bytes=32)       # float64 tiles of 2 values: N <= 2 * 2
+    assert kc.max_length(np.float64, 32) == 2
+
+
+def test_kernel_and_input_on_different_devices():
+    u, _ = make(1, 1, 4, 2, seed=0)
+    with pytest.raises(ValueError, match=r"^k is on device meta but u is on device cpu"):
+        kc.cuda_conv(u, torch.empty(1, 2, dtype=torch.float64, device="meta"))
+
+
+def test_wrong_device_is_refused():
+    u = torch.empty(1, 1, 4, device="meta")
+    k = torch.empty(1, 2, device="meta")
+    with pytest.raises(ValueError, match=r"^u is on device meta"):
+        kc.cuda_conv(u, k)
+
+
+@pytest.mark.parametrize("kw,exc,name", [
+    ({"smem_bytes": 16}, ValueError, "smem_bytes"), ({"smem_bytes": 1.5}, TypeError, "smem_bytes"),
+    ({"threads": 3}, ValueError, "threads"), ({"threads": 2048}, ValueError, "threads"),
+    ({"threads": True}, TypeError, "threads")])
+def test_bad_launch_parameters(kw, exc, name):
+    u, k = make(1, 1, 4, 2, seed=0)
+    with pytest.raises(exc, match=f"^{name} must"):
+        kc.cuda_conv(u, k, **kw)
+
+
+def test_shapes_are_checked_first():
+    u, k = make(1, 2, 4, 2, seed=0)
+    with pytest.raises(ValueError, match=r"^k has H=3 channels"):
+        kc.cuda_conv(u, torch.zeros(3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^k must have length 1 <= Lk <= L"):
+        kc.cuda_conv(u, torch.zeros(2, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^u must be 3-D"):
+        kc.cuda_conv(u[0], k)
+
+
+def test_bad_tracer_and_resource_arguments():
+    u, k = make(1, 1, 4, 2, seed=0)
+    with pytest.raises(ValueError, match="^scheme must be one of"):
+        trace_conv(u, k, scheme="fast")
+    with pytest.raises(ValueError, match="^scheme 'naive'"):
+        trace_conv(u, k, scheme="naive", smem_bytes=64)      # N = 8 > tiles of 4
+    with pytest.raises(TypeError, match="^record must be"):
+        trace_conv(u, k, record=1)
+    with pytest.raises(TypeError, match="^cc must be"):
+        kc.kernel_resources(16, cc="sm_80")
+    with pytest.raises(TypeError, match="^dtype must be"):
+        kc.kernel_resources(16, dtype=torch.float16)
+    with pytest.raises(ValueError, match="^L must be >= 1"):
+        kc.kernel_resources(0)
