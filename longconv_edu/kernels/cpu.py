@@ -1,0 +1,621 @@
+"""Rung 5b: the fused FFT convolution on the CPU, one row at a time in a buffer that stays in cache.
+
+The paper's argument (Fu et al. 2023, section 3.2) is about *where the data lives*: an FFT
+convolution computed as separate passes (rfft of u, multiply, irfft) streams every row through
+slow memory three times, while a fused kernel loads a row once, does all the work in fast memory,
+and writes the result once. On a GPU the fast memory is SRAM; on a CPU it is the L1/L2 cache of a
+core. ``torch.fft`` runs the causal convolution as three batched library calls over tensors of
+B*H*2L numbers, which fall out of cache once L passes a few thousand. Here each thread takes one
+row (b, h) at a time and does
+
+    load u[b, h, :]  ->  forward FFT  ->  times the kernel spectrum  ->  inverse FFT  ->  store y
+
+in a private buffer of 2 x N/2 floats (about 8L bytes in float32: 512 KiB at L = 64K, inside a
+1 MiB L2). Nothing but u, the kernel spectrum and y ever leave the core.
+
+How the FFT is made fast enough to matter (each trick is a function below):
+
+* **Real-input trick.** The FFT size is N = 2L (zero padding makes the circular convolution
+  causal, see ``conv.fft_conv``), but the input is real: pack it as N/2 complex numbers
+  z[m] = x[2m] + i x[2m+1], do one N/2-point complex FFT, then untangle the spectrum of the even
+  and odd samples from the pairs (Z[k], Z[N/2-k]) (``_split``). The inverse packs the product
+  back the same way (``_merge``). Half the work of a complex FFT of size N.
+* **Zero padding is free.** The upper half of z is zero, so the first stage only reads the lower
+  half (``_first_stage``); only the lower half of the output is kept, so the last inverse stage
+  only writes it (``_last_inverse_stage``).
+* **Radix-4 decimation in frequency, in place.** Each stage combines four numbers a span s apart
+  (a 4-point DFT, no multiplications) and multiplies three of the results by twiddles: 8.5 real
+  multiply-adds per point per two bits of N, against 10 for radix 2. Decimation in frequency
+  leaves the spectrum in bit-reversed order; nothing reorders it. The product with the kernel
+  spectrum does not care about the order as long as the kernel spectrum is stored in the same
+  order (``kernel_spectrum``), and the inverse (the transposed algorithm, ``_fft_inverse``)
+  takes bit-reversed input and returns natural order. Even the pairs (k, N/2-k) of the
+  real-input trick are easy to find in bit-reversed order: inside each octave [2^h, 2^(h+1)) of
+  storage positions, position p pairs with 3 * 2^h - 1 - p, so ``_spectral_product`` walks two
+  contiguous runs, one forwards and one backwards.
+* **Contiguous twiddles.** Each stage's twiddles are a contiguous table computed once per N
+  (``_plan``), read with the same index as the data, so the loop over a group of butterflies is
+  a plain loop over arrays that LLVM turns into SIMD instructions.
+* **Loops LLVM can vectorise.** Three loop shapes, chosen by the span s: long spans loop over i
+  inside a group (the group's first row index comes from a table, so LLVM checks for overlap
+  once per group, not over the whole stage, and finds none); span 1 loops over groups of four
+  neighbours (LLVM's interleaved loads and stores); spans 4 and 16 are too short for a vector
+  and stay scalar (about a fifth of the time at L = 16K, see course/05_cpu_kernel.md).
+
+Backward (``_FusedConv.backward``): with G the spectrum of the output gradient,
+grad_u = irfft(G * conj(K)) (a correlation with the kernel: the same fused pass with the conjugate
+spectrum) and grad_k[h] = irfft(sum_b G_b * conj(U_b)) (a correlation with the input, summed over
+the batch). The sum is accumulated per channel by the thread that owns the channel, so no two
+threads ever add into the same numbers.
+
+Shapes: u (B, H, L), k (H, Lk) with 1 <= Lk <= L, float32 or float64, CPU; y (B, H, L).
+The FFT size is N = the smallest power of two >= max(2L, 8); a length that is not a power of
+two is padded further (up to 2x the work of the next power of two), never approximated.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from .._checks import check_conv_inputs, check_int, check_tensor
+
+__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size"]
+
+_MIN_FFT = 8          # N >= 8, so the packed complex FFT has at least 4 points (one radix-4 stage)
+_LONG_SPAN = 64       # spans >= this use the vectorised in-group loop
+
+
+def fft_size(L: int) -> int:
+    """The FFT size N used for length L: the smallest power of two >= max(2L, 8)."""
+    L = check_int(L, "L", min=1)
+    return max(_MIN_FFT, 1 << (2 * L - 1).bit_length())
+
+
+# ============================================================================ plan: twiddles once
+class _Plan(NamedTuple):
+    M: int                 # complex FFT size N/2
+    tw_re: np.ndarray      # per-stage twiddle tables, concatenated (see _plan)
+    tw_im: np.ndarray
+    mid_re: np.ndarray     # W_N^k for the real-input trick, indexed by storage position
+    mid_im: np.ndarray
+    rows: np.ndarray       # rows[g] = 4 g: the first row of group g (see _stage_long)
+
+
+def _bit_reverse(n_bits: int) -> np.ndarray:
+    """rev[p] = p with its n_bits bits in reverse order."""
+    p = np.arange(1 << n_bits)
+    rev = np.zeros_like(p)
+    for b in range(n_bits):
+        rev |= ((p >> b) & 1) << (n_bits - 1 - b)
+    return rev
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(M: int, dtype: str) -> _Plan:
+    """Twiddle tables for an M-point complex FFT, computed in float64 once and cast to dtype.
+
+    Stage order (forward): if log2(M) is odd, one radix-2 stage of span M/2; then radix-4 stages
+    of span M/4 (or M/8), then /4 each, down to span 1. A radix-4 stage of span s owns 3s
+    complex twiddles at offset o: w^i, w^2i, w^3i for i < s with w = exp(-2 pi i / 4s), each run
+    contiguous. A radix-2 stage owns s twiddles exp(-2 pi i i / 2s).
+    """
+    n_bits = M.bit_length() - 1
+    tw = []
+    s = M
+    if n_bits % 2:
+        s = M // 2
+        tw.append(np.exp(-2j * np.pi * np.arange(s) / (2 * s)))
+    s //= 4
+    while s >= 1:
+        i = np.arange(s)
+        for q in (1, 2, 3):
+            tw.append(np.exp(-2j * np.pi * q * i / (4 * s)))
+        s //= 4
+    tw = np.concatenate(tw)
+    # storage position p holds frequency k = rev(p); octave h = [2^h, 2^(h+1)) pairs p with
+    # 3*2^h - 1 - p; compact index c = p - 2^(h-1) for the first half of each octave.
+    rev = _bit_reverse(n_bits)
+    mid = np.zeros(max(M // 2, 1), complex)
+    for h in range(1, n_bits):
+        base, half = 1 << h, 1 << (h - 1)
+        p = base + np.arange(half)
+        mid[half:base] = np.exp(-2j * np.pi * rev[p] / (2 * M))
+    rows = 4 * np.arange(max(1, M // (4 * _LONG_SPAN)), dtype=np.int64)
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)           # noqa: E731
+    return _Plan(M, cast(tw.real), cast(tw.imag), cast(mid.real), cast(mid.imag), rows)
+
+
+# ============================================================================ the numba kernels
+# 'contract' lets LLVM fuse a*b+c into one FMA instruction; everything else stays IEEE
+# (no reassociation, NaN and inf propagate as in torch). cache=True keeps the compiled code in
+# __pycache__, so only the first use on a machine pays the compilation.
+fm = {"contract"}
+jit = functools.partial(njit, fastmath=fm, cache=True)
+inline = functools.partial(njit, fastmath=fm, cache=True, inline="always")
+
+# ---------------------------------------------------------------- butterflies
+@inline
+def dif4(x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i, w1r, w1i, w2r, w2i, w3r, w3i):
+    """4-point DFT of (x0, x1, x2, x3), outputs 2, 1, 3 times w^2, w, w^3; stored order 0 2 1 3."""
+    t0r = x0r + x2r; t0i = x0i + x2i; t1r = x0r - x2r; t1i = x0i - x2i
+    t2r = x1r + x3r; t2i = x1i + x3i; t3r = x1r - x3r; t3i = x1i - x3i
+    y2r = t0r - t2r; y2i = t0i - t2i                 # X_2 = t0 - t2
+    y1r = t1r + t3i; y1i = t1i - t3r                 # X_1 = t1 - i t3
+    y3r = t1r - t3i; y3i = t1i + t3r                 # X_3 = t1 + i t3
+    return (t0r + t2r, t0i + t2i,
+            y2r * w2r - y2i * w2i, y2r * w2i + y2i * w2r,
+            y1r * w1r - y1i * w1i, y1r * w1i + y1i * w1r,
+            y3r * w3r - y3i * w3i, y3r * w3i + y3i * w3r)
+
+@inline
+def dit4(b0r, b0i, b1r, b1i, b2r, b2i, b3r, b3i, w1r, w1i, w2r, w2i, w3r, w3i):
+    """The transpose of dif4 with conjugate twiddles: one stage of the inverse FFT."""
+    c2r = b1r * w2r + b1i * w2i; c2i = b1i * w2r - b1r * w2i      # b1 * conj(w^2)
+    c1r = b2r * w1r + b2i * w1i; c1i = b2i * w1r - b2r * w1i      # b2 * conj(w)
+    c3r = b3r * w3r + b3i * w3i; c3i = b3i * w3r - b3r * w3i      # b3 * conj(w^3)
+    u0r = b0r + c2r; u0i = b0i + c2i; u1r = b0r - c2r; u1i = b0i - c2i
+    u2r = c1r + c3r; u2i = c1i + c3i; u3r = c1r - c3r; u3i = c1i - c3i
+    return (u0r + u2r, u0i + u2i, u1r - u3i, u1i + u3r,
+            u0r - u2r, u0i - u2i, u1r + u3i, u1i - u3r)
+
+@inline
+def butterfly(inverse, x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i, w1r, w1i, w2r, w2i, w3r, w3i):
+    """dif4 (forward stage) or dit4 (inverse stage); ``inverse`` is fixed for a whole loop."""
+    if inverse:
+        return dit4(x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i, w1r, w1i, w2r, w2i, w3r, w3i)
+    return dif4(x0r, x0i, x1r, x1i, x2r, x2i, x3r, x3i, w1r, w1i, w2r, w2i, w3r, w3i)
+
+
+# ---------------------------------------------------------------- stages
+@jit
+def log2_is_odd(M):
+    n = 0
+    while (1 << n) < M:
+        n += 1
+    return n % 2 == 1
+
+
+@jit
+def first_stage(re, im, twr, twi, M):
+    """Stage 1 when the upper half of the input is zero: reads M/2 numbers, writes M."""
+    if log2_is_odd(M):                               # radix 2, span M/2: (a, 0) -> (a, a w)
+        s = M // 2
+        for i in range(s):
+            ar = re[i]; ai = im[i]; wr = twr[i]; wi = twi[i]
+            re[s + i] = ar * wr - ai * wi
+            im[s + i] = ar * wi + ai * wr
+        return s, s // 4
+    s = M // 4                                       # radix 4 with x2 = x3 = 0
+    for i in range(s):
+        x0r = re[i]; x0i = im[i]; x1r = re[s + i]; x1i = im[s + i]
+        y = dif4(x0r, x0i, x1r, x1i, x0r * 0, x0i * 0, x1r * 0, x1i * 0,
+                 twr[i], twi[i], twr[s + i], twi[s + i], twr[2 * s + i], twi[2 * s + i])
+        re[i] = y[0]; im[i] = y[1]; re[s + i] = y[2]; im[s + i] = y[3]
+        re[2 * s + i] = y[4]; im[2 * s + i] = y[5]; re[3 * s + i] = y[6]; im[3 * s + i] = y[7]
+    return 3 * s, s // 4
+
+@jit
+def stage_long(re, im, twr, twi, M, s, o, rows, inverse):
+    """A radix-4 stage with span s >= 64: groups of 4 rows of s, vectorised along the rows.
+
+    re/im are viewed as (M/s, s) matrices; group g is rows rows[g] .. rows[g]+3. Reading
+    the row index from a table (instead of computing 4g) keeps LLVM from widening its
+    overlap check over the whole stage, where the four rows of every group overlap the rows
+    of the others: the per-group check passes and the loop runs on SIMD registers.
+    """
+    r2 = re.reshape((M // s, s)); i2 = im.reshape((M // s, s))
+    t2r = twr[o:o + 3 * s].reshape((3, s)); t2i = twi[o:o + 3 * s].reshape((3, s))
+    for g in range(M // (4 * s)):
+        a0 = rows[g]; a1 = a0 + 1; a2 = a0 + 2; a3 = a0 + 3
+        for i in range(s):
+            y = butterfly(inverse, r2[a0, i], i2[a0, i], r2[a1, i], i2[a1, i], r2[a2, i],
+                          i2[a2, i], r2[a3, i], i2[a3, i], t2r[0, i], t2i[0, i], t2r[1, i],
+                          t2i[1, i], t2r[2, i], t2i[2, i])
+            r2[a0, i] = y[0]; i2[a0, i] = y[1]; r2[a1, i] = y[2]; i2[a1, i] = y[3]
+            r2[a2, i] = y[4]; i2[a2, i] = y[5]; r2[a3, i] = y[6]; i2[a3, i] = y[7]
+
+@jit
+def stage_short(re, im, twr, twi, M, s, o, inverse):
+    """A radix-4 stage with a short span (4 or 16): twiddle i fixed, loop over the groups."""
+    for i in range(s):
+        w1r = twr[o + i]; w1i = twi[o + i]; w2r = twr[o + s + i]; w2i = twi[o + s + i]
+        w3r = twr[o + 2 * s + i]; w3i = twi[o + 2 * s + i]
+        for g in range(M // (4 * s)):
+            b0 = 4 * s * g + i; b1 = b0 + s; b2 = b1 + s; b3 = b2 + s
+            y = butterfly(inverse, re[b0], im[b0], re[b1], im[b1], re[b2], im[b2], re[b3],
+                          im[b3], w1r, w1i, w2r, w2i, w3r, w3i)
+            re[b0] = y[0]; im[b0] = y[1]; re[b1] = y[2]; im[b1] = y[3]
+            re[b2] = y[4]; im[b2] = y[5]; re[b3] = y[6]; im[b3] = y[7]
+
+@jit
+def stage_unit(re, im, M, inverse):
+    """The radix-4 stage of span 1: four neighbours, twiddles all 1 (interleaved SIMD)."""
+    one = re[0] * 0 + 1
+    zero = one - one
+    for g in range(M // 4):
+        b = 4 * g
+        y = butterfly(inverse, re[b], im[b], re[b + 1], im[b + 1], re[b + 2], im[b + 2],
+                      re[b + 3], im[b + 3], one, zero, one, zero, one, zero)
+        re[b] = y[0]; im[b] = y[1]; re[b + 1] = y[2]; im[b + 1] = y[3]
+        re[b + 2] = y[4]; im[b + 2] = y[5]; re[b + 3] = y[6]; im[b + 3] = y[7]
+
+@jit
+def radix4_stage(re, im, twr, twi, M, s, o, rows, inverse):
+    if s >= 64:
+        stage_long(re, im, twr, twi, M, s, o, rows, inverse)
+    elif s > 1:
+        stage_short(re, im, twr, twi, M, s, o, inverse)
+    else:
+        stage_unit(re, im, M, inverse)
+
+@jit
+def fft_forward(re, im, twr, twi, M, rows):
+    """M-point DFT in place; input's upper half must be zero; output in bit-reversed order."""
+    o, s = first_stage(re, im, twr, twi, M)
+    while s >= 1:
+        radix4_stage(re, im, twr, twi, M, s, o, rows, False)
+        o += 3 * s
+        s //= 4
+
+@jit
+def fft_inverse(re, im, twr, twi, M, rows):
+    """Unscaled inverse of fft_forward (bit-reversed in, natural out), lower half only."""
+    odd = log2_is_odd(M)
+    s = 1
+    o = twr.shape[0] - 3                              # the span-1 stage owns the last 3
+    s_first = M // 2 if odd else M // 4
+    while s < s_first and s < M:
+        radix4_stage(re, im, twr, twi, M, s, o, rows, True)
+        s *= 4
+        o -= 3 * s
+    if odd:                                           # transposed radix 2: out0 = b0 + b1 conj(w)
+        s = M // 2
+        for i in range(s):
+            br = re[s + i]; bi = im[s + i]; wr = twr[i]; wi = twi[i]
+            re[i] = re[i] + (br * wr + bi * wi)
+            im[i] = im[i] + (bi * wr - br * wi)
+    else:                                             # transposed radix 4: outputs 0 and 1 only
+        s = M // 4
+        for i in range(s):
+            y = dit4(re[i], im[i], re[s + i], im[s + i], re[2 * s + i], im[2 * s + i],
+                     re[3 * s + i], im[3 * s + i], twr[i], twi[i], twr[s + i], twi[s + i],
+                     twr[2 * s + i], twi[2 * s + i])
+            re[i] = y[0]; im[i] = y[1]; re[s + i] = y[2]; im[s + i] = y[3]
+
+# ---------------------------------------------------------------- real-input trick
+@inline
+def split(ar, ai, br, bi, wr, wi):
+    """From a = Z[k], b = Z[M-k] and w = W_N^k: (2X[k], 2X[N/2-k]) of the real input."""
+    er = ar + br; ei = ai - bi                       # E = a + conj(b)   (even samples)
+    dr = ar - br; di = ai + bi                       # D = a - conj(b);  O = -i D (odd samples)
+    tr = wr * di + wi * dr; ti = wi * di - wr * dr   # w O
+    return er + tr, ei + ti, er - tr, ti - ei        # X_k = E + wO, X_{M-k} = conj(E - wO)
+
+@inline
+def merge(ckr, cki, cmr, cmi, wr, wi):
+    """Inverse of split: from Y[k], Y[N/2-k] the packed Z'[k], Z'[M-k] (times 2)."""
+    er = ckr + cmr; ei = cki - cmi                   # Ye = Y_k + conj(Y_m)
+    fr = ckr - cmr; fi = cki + cmi                   # F = Y_k - conj(Y_m)
+    orr = fr * wr + fi * wi; oi = fi * wr - fr * wi  # Yo = F conj(w)
+    return er - oi, ei + orr, er + oi, orr - ei      # Z'_k = Ye + i Yo, Z'_m = conj(Ye - i Yo)
+
+@inline
+def cmul(ar, ai, br, bi):
+    return ar * br - ai * bi, ar * bi + ai * br
+
+@jit
+def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
+    """Z -> X (split) -> X * K -> merge, in place, for every pair; ksign=-1 uses conj(K)."""
+    z = re[0] * 0
+    one = z + 1
+    # p = 0 holds k = 0 and (slot M of the spectra) k = N/2; p = 1 holds k = N/4
+    x0r, x0i, xmr, xmi = split(re[0], im[0], re[0], im[0], one, z)
+    y0r, y0i = cmul(x0r, x0i, kre[0], ksign * kim[0])
+    ymr, ymi = cmul(xmr, xmi, kre[M], ksign * kim[M])
+    zr, zi, _, _ = merge(y0r, y0i, ymr, ymi, one, z)
+    re[0] = zr; im[0] = zi
+    x1r, x1i, _, _ = split(re[1], im[1], re[1], im[1], z, -one)
+    y1r, y1i = cmul(x1r, x1i, kre[1], ksign * kim[1])
+    zr, zi, _, _ = merge(y1r, y1i, y1r, y1i, z, -one)
+    re[1] = zr; im[1] = zi
+    half = 1
+    while 2 * half < M:
+        base = 2 * half
+        for j in range(half):
+            p = base + j; q = 2 * base - 1 - j; c = half + j
+            wr = mre[c]; wi = mim[c]
+            xkr, xki, xmr, xmi = split(re[p], im[p], re[q], im[q], wr, wi)
+            ykr, yki = cmul(xkr, xki, kre[p], ksign * kim[p])
+            ymr, ymi = cmul(xmr, xmi, kre[q], ksign * kim[q])
+            zkr, zki, zmr, zmi = merge(ykr, yki, ymr, ymi, wr, wi)
+            re[p] = zkr; im[p] = zki; re[q] = zmr; im[q] = zmi
+        half *= 2
+
+@jit
+def unpack(re, im, xre, xim, mre, mim, M, scale):
+    """The spectrum (storage order, slot M = Nyquist) of the packed FFT in re/im, times scale."""
+    z = re[0] * 0
+    one = z + 1
+    a, b, c, d = split(re[0], im[0], re[0], im[0], one, z)
+    xre[0] = a * scale; xim[0] = b * scale; xre[M] = c * scale; xim[M] = d * scale
+    a, b, _, _ = split(re[1], im[1], re[1], im[1], z, -one)
+    xre[1] = a * scale; xim[1] = b * scale
+    half = 1
+    while 2 * half < M:
+        base = 2 * half
+        for j in range(half):
+            p = base + j; q = 2 * base - 1 - j; c_ = half + j
+            a, b, c, d = split(re[p], im[p], re[q], im[q], mre[c_], mim[c_])
+            xre[p] = a * scale; xim[p] = b * scale; xre[q] = c * scale; xim[q] = d * scale
+        half *= 2
+
+@jit
+def pack(xre, xim, re, im, mre, mim, M):
+    """Inverse of unpack (without scale): spectrum -> packed Z' ready for fft_inverse."""
+    z = xre[0] * 0
+    one = z + 1
+    a, b, _, _ = merge(xre[0], xim[0], xre[M], xim[M], one, z)
+    re[0] = a; im[0] = b
+    a, b, _, _ = merge(xre[1], xim[1], xre[1], xim[1], z, -one)
+    re[1] = a; im[1] = b
+    half = 1
+    while 2 * half < M:
+        base = 2 * half
+        for j in range(half):
+            p = base + j; q = 2 * base - 1 - j; c_ = half + j
+            a, b, c, d = merge(xre[p], xim[p], xre[q], xim[q], mre[c_], mim[c_])
+            re[p] = a; im[p] = b; re[q] = c; im[q] = d
+        half *= 2
+
+# ---------------------------------------------------------------- rows in and out
+@jit
+def load_row(x, re, im, M):
+    """z[m] = x[2m] + i x[2m+1] for the real row x, zero up to M/2 (the upper half is never read)."""
+    n = x.shape[0]
+    h = n // 2
+    for m in range(h):
+        re[m] = x[2 * m]
+        im[m] = x[2 * m + 1]
+    z = x[0] * 0
+    if n % 2:
+        re[h] = x[n - 1]; im[h] = z
+        h += 1
+    for m in range(h, M // 2):
+        re[m] = z; im[m] = z
+
+@jit
+def store_row(re, im, y, scale):
+    """y[2m] = re[m], y[2m+1] = im[m] (times scale) for the first len(y) samples."""
+    n = y.shape[0]
+    h = n // 2
+    for m in range(h):
+        y[2 * m] = re[m] * scale
+        y[2 * m + 1] = im[m] * scale
+    if n % 2:
+        y[n - 1] = re[h] * scale
+
+# ---------------------------------------------------------------- parallel drivers
+@njit(parallel=True, fastmath=fm, cache=True)
+def conv_rows(x, kre, kim, twr, twi, mre, mim, rows, M, n_chunks, y, ksign):
+    """y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r (fused).
+
+    x, y: (R, L) with rows r = b*H + h; kre/kim: (H, M+1) kernel spectra already divided by
+    4M (storage order). Rows are split into n_chunks runs; each run owns one buffer.
+    """
+    R = x.shape[0]
+    H = kre.shape[0]
+    one = x[0, 0] * 0 + 1
+    for c in prange(n_chunks):
+        re = np.empty(M, x.dtype)
+        im = np.empty(M, x.dtype)
+        for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
+            h = r % H
+            load_row(x[r], re, im, M)
+            fft_forward(re, im, twr, twi, M, rows)
+            spectral_product(re, im, kre[h], kim[h], mre, mim, M, ksign)
+            fft_inverse(re, im, twr, twi, M, rows)
+            store_row(re, im, y[r], one)
+
+@njit(parallel=True, fastmath=fm, cache=True)
+def spectra(x, twr, twi, mre, mim, rows, M, scale, xre, xim):
+    """Spectra (storage order, times scale) of the rows of x: (R, Lx) -> (R, M+1)."""
+    for r in prange(x.shape[0]):
+        re = np.empty(M, x.dtype)
+        im = np.empty(M, x.dtype)
+        load_row(x[r], re, im, M)
+        fft_forward(re, im, twr, twi, M, rows)
+        unpack(re, im, xre[r], xim[r], mre, mim, M, scale)
+
+@njit(parallel=True, fastmath=fm, cache=True)
+def grad_rows(g, u, kre, kim, twr, twi, mre, mim, rows, M, n_split, Lk, gu, gk, want_gu):
+    """Backward of conv_rows for every channel h and part c of the batch (one task each).
+
+    g, u, gu: (B*H, L); gk: (H, n_split, Lk) partial kernel gradients (summed by the caller).
+    Task (h, c) owns channel h for batch indices c, c + n_split, ...: its spectrum
+    accumulator acc = sum_b G_b conj(U_b) is private, so no two threads add to it.
+    """
+    R, L = g.shape
+    H = kre.shape[0]
+    B = R // H
+    one = g[0, 0] * 0 + 1
+    scale = one / (8 * M)
+    for task in prange(H * n_split):
+        h = task // n_split
+        c = task % n_split
+        gre = np.empty(M, g.dtype); gim = np.empty(M, g.dtype)
+        ure = np.empty(M, g.dtype); uim = np.empty(M, g.dtype)
+        are = np.zeros(M + 1, g.dtype); aim = np.zeros(M + 1, g.dtype)
+        for b in range(c, B, n_split):
+            r = b * H + h
+            load_row(g[r], gre, gim, M)
+            fft_forward(gre, gim, twr, twi, M, rows)
+            load_row(u[r], ure, uim, M)
+            fft_forward(ure, uim, twr, twi, M, rows)
+            # accumulate G conj(U) for every stored frequency (2X convention on both: x4)
+            gk0r, gk0i, gkmr, gkmi = split(gre[0], gim[0], gre[0], gim[0], one, one - one)
+            uk0r, uk0i, ukmr, ukmi = split(ure[0], uim[0], ure[0], uim[0], one, one - one)
+            are[0] += gk0r * uk0r + gk0i * uk0i; aim[0] += gk0i * uk0r - gk0r * uk0i
+            are[M] += gkmr * ukmr + gkmi * ukmi; aim[M] += gkmi * ukmr - gkmr * ukmi
+            g1r, g1i, _, _ = split(gre[1], gim[1], gre[1], gim[1], one - one, -one)
+            u1r, u1i, _, _ = split(ure[1], uim[1], ure[1], uim[1], one - one, -one)
+            are[1] += g1r * u1r + g1i * u1i; aim[1] += g1i * u1r - g1r * u1i
+            half = 1
+            while 2 * half < M:
+                base = 2 * half
+                for j in range(half):
+                    p = base + j; q = 2 * base - 1 - j; cc = half + j
+                    wr = mre[cc]; wi = mim[cc]
+                    gkr, gki, gmr, gmi = split(gre[p], gim[p], gre[q], gim[q], wr, wi)
+                    ukr, uki, umr, umi = split(ure[p], uim[p], ure[q], uim[q], wr, wi)
+                    are[p] += gkr * ukr + gki * uki; aim[p] += gki * ukr - gkr * uki
+                    are[q] += gmr * umr + gmi * umi; aim[q] += gmi * umr - gmr * umi
+                half *= 2
+            if want_gu:
+                spectral_product(gre, gim, kre[h], kim[h], mre, mim, M, -one)
+                fft_inverse(gre, gim, twr, twi, M, rows)
+                store_row(gre, gim, gu[r], one)
+        # grad_k partial for (h, c): irfft of the accumulated cross spectrum (x4 and x2)
+        pack(are, aim, gre, gim, mre, mim, M)
+        fft_inverse(gre, gim, twr, twi, M, rows)
+        store_row(gre, gim, gk[h, c], scale)
+
+
+# ============================================================================ torch glue
+def _check_cpu(x: torch.Tensor, name: str) -> None:
+    if x.device.type != "cpu":
+        raise ValueError(f"{name} must be on the CPU for the numba backend, got device {x.device} "
+                         f"(move it with .cpu(), or use backend='cuda' on a GPU)")
+
+
+def _as_rows(x: torch.Tensor) -> np.ndarray:
+    """A C-contiguous (rows, length) NumPy view of a detached CPU tensor (copied if strided)."""
+    x = x.detach()
+    return np.ascontiguousarray(x.reshape(-1, x.shape[-1]).numpy())
+
+
+def _spectrum(k: torch.Tensor, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel spectra K / 4M, (H, M+1), in storage order (4M: the fused pass's scaling)."""
+    kn = _as_rows(k)
+    plan = _plan(M, kn.dtype.name)
+    kre = np.empty((kn.shape[0], M + 1), kn.dtype)
+    kim = np.empty_like(kre)
+    spectra(kn, plan.tw_re, plan.tw_im, plan.mid_re, plan.mid_im, plan.rows, M,
+                       kn.dtype.type(1.0 / (8 * M)), kre, kim)
+    return kre, kim
+
+
+def _threads() -> int:
+    return int(numba.get_num_threads())
+
+
+def _forward(u: torch.Tensor, k: torch.Tensor, ksign: int) -> torch.Tensor:
+    B, H, L = u.shape
+    M = fft_size(L) // 2
+    un = _as_rows(u)
+    plan = _plan(M, un.dtype.name)
+    kre, kim = _spectrum(k, M)
+    y = np.empty_like(un)
+    n_chunks = max(1, min(un.shape[0], 8 * _threads()))
+    conv_rows(un, kre, kim, plan.tw_re, plan.tw_im, plan.mid_re, plan.mid_im,
+                         plan.rows, M, n_chunks, y, un.dtype.type(ksign))
+    return torch.from_numpy(y).reshape(B, H, L)
+
+
+class _FusedConv(torch.autograd.Function):
+    """Autograd for the fused CPU convolution: forward and backward both run the fused kernels."""
+
+    @staticmethod
+    def forward(ctx, u, k):
+        ctx.save_for_backward(u, k)
+        return _forward(u, k, +1)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u, k = ctx.saved_tensors
+        need_u, need_k = ctx.needs_input_grad[:2]
+        grad_u = grad_k = None
+        if need_k:
+            B, H, L = u.shape
+            Lk = k.shape[1]
+            M = fft_size(L) // 2
+            gn, un = _as_rows(grad_y), _as_rows(u)
+            plan = _plan(M, un.dtype.name)
+            kre, kim = _spectrum(k, M)
+            n_split = max(1, min(B, -(-_threads() // H)))
+            gu = np.empty_like(un) if need_u else np.empty((1, 1), un.dtype)
+            gk = np.empty((H, n_split, Lk), un.dtype)
+            grad_rows(gn, un, kre, kim, plan.tw_re, plan.tw_im, plan.mid_re,
+                                 plan.mid_im, plan.rows, M, n_split, Lk, gu, gk, need_u)
+            grad_k = torch.from_numpy(gk.sum(axis=1))
+            if need_u:
+                grad_u = torch.from_numpy(gu).reshape(B, H, L)
+        elif need_u:
+            grad_u = _forward(grad_y, k, -1)
+        return grad_u, grad_k
+
+
+def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Causal long convolution by the fused Numba CPU kernel: same result as ``fft_conv(u, k)``.
+
+    u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L, both float32 or both float64, on the CPU.
+    Returns (B, H, L) in u's dtype; differentiable in u and k (the backward is fused too).
+    Non-contiguous inputs are copied to contiguous ones first. Runs on numba's threads
+    (``numba.set_num_threads`` / NUMBA_NUM_THREADS), one row (b, h) per thread at a time.
+    """
+    check_conv_inputs(u, k)
+    _check_cpu(u, "u")
+    _check_cpu(k, "k")
+    return _FusedConv.apply(u, k)
+
+
+def kernel_spectrum(k: torch.Tensor, L: int) -> torch.Tensor:
+    """The spectrum the fused kernel multiplies by: torch.fft.rfft(k, n=fft_size(L)), (H, N/2+1).
+
+    Computed by this module's own FFT (real-input trick, radix 4, bit-reversed storage) and put
+    back in natural frequency order, so it can be checked against torch.fft.
+    """
+    check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
+    _check_cpu(k, "k")
+    L = check_int(L, "L", min=1)
+    if k.shape[1] > L or k.shape[1] < 1:
+        raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={k.shape[1]}")
+    M = fft_size(L) // 2
+    kre, kim = _spectrum(k, M)
+    return _natural_order(kre, kim, M) * (4 * M)
+
+
+def cpu_rfft(x: torch.Tensor, n: int) -> torch.Tensor:
+    """torch.fft.rfft(x, n) for real rows x (..., Lx) with Lx <= n/2, n a power of two >= 8.
+
+    The forward half of the fused kernel, on its own, for teaching and testing: the result
+    comes back in natural order (the kernel itself never reorders).
+    """
+    check_tensor(x, "x")
+    _check_cpu(x, "x")
+    n = check_int(n, "n", min=_MIN_FFT, power_of_two=True)
+    if x.ndim < 1 or not 1 <= x.shape[-1] <= n // 2:
+        raise ValueError(f"x must have 1 <= x.shape[-1] <= n/2 = {n // 2} (the zero-padded "
+                         f"half is what the fused kernel assumes), got shape {tuple(x.shape)}")
+    M = n // 2
+    xn = _as_rows(x)
+    plan = _plan(M, xn.dtype.name)
+    xre = np.empty((xn.shape[0], M + 1), xn.dtype)
+    xim = np.empty_like(xre)
+    spectra(xn, plan.tw_re, plan.tw_im, plan.mid_re, plan.mid_im, plan.rows, M,
+                       xn.dtype.type(0.5), xre, xim)
+    return _natural_order(xre, xim, M).reshape(*x.shape[:-1], M + 1)
+
+
+def _natural_order(xre: np.ndarray, xim: np.ndarray, M: int) -> torch.Tensor:
+    """(R, M+1) spectra from storage order (p -> k = rev(p), slot M -> k = M) to natural order."""
+    rev = _bit_reverse(M.bit_length() - 1)
+    spec = np.empty(xre.shape, np.result_type(xre.dtype, np.complex64))
+    spec[:, rev] = xre[:, :M] + 1j * xim[:, :M]
+    spec[:, M] = xre[:, M] + 1j * xim[:, M]
+    return torch.from_numpy(spec)
