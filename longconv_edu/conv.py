@@ -16,8 +16,10 @@ so output t sees only inputs 0..t. This module computes that four ways:
                     kernel of length 2L give you, named so they are never confused with the causal one.
 
 Output dtype follows the input (float32 or float64). NaN or inf in the input propagate as in
-torch: through the direct and Toeplitz forms only to the outputs that depend on them, through
-the FFT forms to every output of that row (the FFT mixes all positions).
+torch, never an error: through ``direct_conv`` only to the outputs that depend on them (t >= the
+bad position); through ``toeplitz_conv`` to every output of that row (the zeros above the
+diagonal still multiply the bad value, and 0 * inf = 0 * NaN = NaN); through the FFT forms to
+every output of that row (the FFT mixes all positions).
 """
 from __future__ import annotations
 

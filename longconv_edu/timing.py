@@ -13,14 +13,17 @@ from typing import Callable
 
 import numpy as np
 
-from ._checks import check_int
+from ._checks import check_choice, check_int
 
-__all__ = ["time_call", "sweep", "loglog_slope"]
+__all__ = ["time_call", "sweep", "loglog_slope", "crossover"]
 
 
 def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, min_time: float = 0.0,
-              **kwargs) -> float:
+              stat: str = "median", **kwargs) -> float:
     """Median wall-clock seconds of ``fn(*args, **kwargs)`` over ``repeats`` runs after ``warmup``.
+
+    ``stat="min"`` reports the fastest run instead: on a machine shared with other work, noise only
+    ever adds time, so the minimum is the steadier estimate of what the call itself costs.
 
     ``min_time``: if one run is shorter than this, each timed sample loops the call until it
     lasts at least that long and reports the per-call time (steadier for microsecond calls).
@@ -29,6 +32,7 @@ def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, min_time: 
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     repeats = check_int(repeats, "repeats", min=1)
     warmup = check_int(warmup, "warmup", min=0)
+    stat = check_choice(stat, "stat", ("median", "min"))
     for _ in range(warmup):
         fn(*args, **kwargs)
     samples = []
@@ -41,16 +45,17 @@ def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, min_time: 
             if elapsed >= min_time:
                 break
         samples.append(elapsed / n)
-    return statistics.median(samples)
+    return statistics.median(samples) if stat == "median" else min(samples)
 
 
 def sweep(fns: dict[str, Callable], lengths, make_inputs: Callable[[int], tuple], *,
           repeats: int = 3, skip: Callable[[str, int], bool] | None = None,
-          progress: bool = True) -> dict[str, dict[int, float]]:
+          progress: bool = True, stat: str = "median") -> dict[str, dict[int, float]]:
     """Time each named function over each length: {name: {L: seconds}} (skipped pairs absent).
 
     make_inputs(L) builds the arguments once per length, shared by every function, so all are
     timed on the same data. ``skip(name, L)`` leaves out pairs that would take too long.
+    ``stat``: "median" or "min" of the repeats, as in ``time_call``.
     """
     from tqdm.auto import tqdm
 
@@ -65,7 +70,7 @@ def sweep(fns: dict[str, Callable], lengths, make_inputs: Callable[[int], tuple]
         if L not in args:
             args = {L: make_inputs(L)}
         bar.set_postfix_str(f"{name} L={L}")
-        out[name][L] = time_call(fns[name], *args[L], repeats=repeats)
+        out[name][L] = time_call(fns[name], *args[L], repeats=repeats, stat=stat)
     return out
 
 
@@ -75,3 +80,26 @@ def loglog_slope(lengths, seconds) -> float:
     if x.size < 2:
         raise ValueError(f"lengths must hold at least 2 points to fit a slope, got {x.size}")
     return float(np.polyfit(x, y, 1)[0])
+
+
+def crossover(slow: dict, fast: dict) -> float | None:
+    """The length L from which ``fast`` stays faster than ``slow``: {L: seconds} each.
+
+    Over the lengths both were timed at, find the last one where ``fast`` is not yet faster and
+    interpolate, on log-log axes, to where the two curves cross before the next length. Returns
+    None when ``fast`` is never faster, or already faster at every common length (no crossing
+    was measured), so a caller never marks a crossover that the data do not show.
+    """
+    if not isinstance(slow, dict) or not isinstance(fast, dict):
+        raise TypeError(f"slow and fast must be dicts {{L: seconds}}, got "
+                        f"{type(slow).__name__} and {type(fast).__name__}")
+    common = sorted(set(slow) & set(fast))
+    if len(common) < 2:
+        raise ValueError(f"slow and fast must share at least 2 lengths, got {len(common)} in common")
+    gap = [np.log(slow[L]) - np.log(fast[L]) for L in common]   # > 0 where fast is faster
+    if gap[-1] <= 0 or all(g > 0 for g in gap):
+        return None
+    i = max(j for j, g in enumerate(gap) if g <= 0)               # last length fast still loses
+    x0, x1 = np.log(common[i]), np.log(common[i + 1])
+    g0, g1 = gap[i], gap[i + 1]
+    return float(np.exp(x0 + (x1 - x0) * (-g0) / (g1 - g0)))

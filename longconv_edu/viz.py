@@ -8,7 +8,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix"]
+__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
+           "plot_timings"]
 
 
 def as_numpy(x) -> np.ndarray:
@@ -227,4 +228,118 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title)
+
+
+def _check_named(x, name: str, what: str) -> None:
+    """Plots of several named things take a dict name -> thing; say so clearly otherwise."""
+    if not isinstance(x, dict):
+        raise TypeError(f"{name} must be a dict mapping a name to {what}, got {type(x).__name__}")
+
+
+def _figure_and_axis(ax, width: float = 7):
+    if ax is not None:
+        return ax.figure, ax
+    fig, axes = new_figure(width=width)
+    return fig, axes[0, 0]
+
+
+def plot_signals(signals: dict, *, title: str = "", xlabel: str = "t", ylabel: str = "",
+                 styles: dict | None = None, ax=None):
+    """Overlay named 1-D sequences: name -> y, or name -> (x, y) to give positions explicitly.
+
+    ``styles`` maps a name to matplotlib keyword arguments for that line (colour, marker, ...),
+    so pictures can make e.g. "the truth" a thick grey line under the thinner attempts.
+    """
+    _check_named(signals, "signals", "a 1-D sequence or an (x, y) pair")
+    fig, ax = _figure_and_axis(ax)
+    styles = styles or {}
+    for name, sig in signals.items():
+        if isinstance(sig, tuple) and len(sig) == 2:
+            x, y = as_numpy(sig[0]).ravel(), as_numpy(sig[1]).ravel()
+        else:
+            y = as_numpy(sig).ravel()
+            x = np.arange(y.size)
+        ax.plot(x, y, **{"label": name, "lw": 1.2, **styles.get(name, {})})
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(signals) > 1:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_spectrum(spectra: dict, *, title: str = "", log: bool = True, ax=None):
+    """Magnitude of named one-sided spectra (name -> complex ``rfft`` output, N//2 + 1 bins).
+
+    Bin j is the frequency j / N cycles per sample: bin 0 the mean (DC), the last bin of an even
+    N the Nyquist frequency 1/2. ``log``: a logarithmic magnitude axis (spectra span decades).
+    """
+    _check_named(spectra, "spectra", "a complex rfft output")
+    fig, ax = _figure_and_axis(ax)
+    for name, spec in spectra.items():
+        mag = np.abs(as_numpy(spec).ravel())
+        ax.plot(np.arange(mag.size), mag, label=name, lw=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("rfft bin j  (frequency j/N cycles per sample)")
+    ax.set_ylabel("|k_f[j]|")
+    if title:
+        ax.set_title(title)
+    if len(spectra) > 1:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_timings(results: dict, *, fit_min_L: int | None = None, crossover: tuple | None = None,
+                 title: str = "", ax=None):
+    """Seconds against L on log-log axes: one line per name in ``results`` ({name: {L: seconds}}).
+
+    Each line with at least two lengths >= ``fit_min_L`` gets its least-squares log-log slope
+    (``timing.loglog_slope``) in the legend and as a dotted fitted line: ~2 means O(L^2), ~1
+    means O(L) or O(L log L). ``crossover=(slow, fast)`` marks with a vertical line the length
+    from which ``fast`` beats ``slow`` (``timing.crossover``), if the data show one.
+    """
+    from .timing import crossover as find_crossover
+    from .timing import loglog_slope
+
+    _check_named(results, "results", "a dict {L: seconds}")
+    for name, by_L in results.items():
+        _check_named(by_L, f"results[{name!r}]", "seconds per length L")
+    if crossover is not None:
+        if not (isinstance(crossover, tuple) and len(crossover) == 2
+                and all(n in results for n in crossover)):
+            raise ValueError(f"crossover must be a pair (slow, fast) of keys of results "
+                             f"({', '.join(map(repr, results))}), got {crossover!r}")
+    fig, ax = _figure_and_axis(ax, width=6)
+    for name, by_L in results.items():
+        if not by_L:
+            continue
+        Ls = np.array(sorted(by_L), dtype=float)
+        secs = np.array([by_L[L] for L in sorted(by_L)], dtype=float)
+        fit = Ls >= (fit_min_L or 0)
+        label = name
+        if fit.sum() >= 2:
+            slope = loglog_slope(Ls[fit], secs[fit])
+            label = f"{name}  (slope {slope:.2f})"
+            coef = np.polyfit(np.log(Ls[fit]), np.log(secs[fit]), 1)
+            line, = ax.plot(Ls, secs, "o-", ms=3, lw=1.2, label=label)
+            ax.plot(Ls[fit], np.exp(np.polyval(coef, np.log(Ls[fit]))), ":", lw=1.5,
+                    color=line.get_color())
+        else:
+            ax.plot(Ls, secs, "o-", ms=3, lw=1.2, label=label)
+    if crossover is not None:
+        slow, fast = crossover
+        L_x = find_crossover(results[slow], results[fast])
+        if L_x is not None:
+            ax.axvline(L_x, color="k", ls="--", lw=1, label=f"crossover L ~ {L_x:.0f}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length L")
+    ax.set_ylabel("seconds per call")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
     return fig

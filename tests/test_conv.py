@@ -129,6 +129,8 @@ def test_nan_propagates_without_crashing():
     y_direct = direct_conv(u, k)
     assert not torch.isnan(y_direct[..., :8]).any() and torch.isnan(y_direct[..., 8:]).all()
     assert torch.isnan(fft_conv(u, k)).any()
+    # the dense product multiplies the zeros above the diagonal by NaN too: the whole row is NaN
+    assert torch.isnan(toeplitz_conv(u, k)).all()
 
 
 def test_long_conv_dispatch_and_unknown_backend():

@@ -1,0 +1,117 @@
+"""viz: each plotting helper returns a Figure that draws what it was given (rendered with Agg).
+
+These check structure, not pixels: the right number of lines, their data, the labels and axis
+scales, and that bad arguments give a clear error naming the argument.
+"""
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from longconv_edu import viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_signals_draws_each_sequence_with_its_positions():
+    y = torch.arange(5, dtype=torch.float64)
+    fig = viz.plot_signals({"a": y, "b": (np.arange(10, 15), 2 * y.numpy())}, title="T", ylabel="y",
+                           styles={"a": {"color": "0.5", "lw": 3}})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    a, b = ax.get_lines()
+    assert isinstance(fig, Figure)
+    np.testing.assert_array_equal(a.get_xdata(), np.arange(5))
+    np.testing.assert_array_equal(b.get_xdata(), np.arange(10, 15))
+    np.testing.assert_array_equal(b.get_ydata(), 2 * np.arange(5))
+    assert a.get_linewidth() == 3
+    assert _legend_texts(ax) == ["a", "b"]
+    assert ax.get_title() == "T" and ax.get_ylabel() == "y" and ax.get_xlabel() == "t"
+
+
+def test_plot_signals_on_a_given_axis():
+    fig, axes = viz.new_figure(2)
+    out = viz.plot_signals({"x": np.ones(3)}, ax=axes[0, 1])
+    assert out is fig and len(axes[0, 1].get_lines()) == 1 and not axes[0, 0].get_lines()
+
+
+def test_plot_spectrum_draws_magnitudes_of_every_bin():
+    k = torch.tensor([1.0, 0.5, 0.25, 0.0])
+    k_f = torch.fft.rfft(k, n=8)                       # 8 // 2 + 1 = 5 bins
+    fig = viz.plot_spectrum({"k": k_f, "2k": 2 * k_f})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    line = ax.get_lines()[0]
+    assert line.get_xdata().size == 5
+    np.testing.assert_allclose(line.get_ydata(), np.abs(np.fft.rfft(k.numpy(), n=8)), rtol=1e-6)
+    assert ax.get_yscale() == "log" and "bin" in ax.get_xlabel()
+    assert viz.plot_spectrum({"k": k_f}, log=False).axes[0].get_yscale() == "linear"
+
+
+def _power_law(Ls, c, p):
+    return {L: c * L ** p for L in Ls}
+
+
+def test_plot_timings_fits_slopes_and_marks_crossover():
+    Ls = [16, 32, 64, 128, 256, 512]
+    results = {"quadratic": _power_law(Ls, 1e-8, 2.0), "linear": _power_law(Ls, 1e-6, 1.0),
+               "empty": {}}
+    fig = viz.plot_timings(results, crossover=("quadratic", "linear"), title="t")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = _legend_texts(ax)
+    assert "quadratic  (slope 2.00)" in labels and "linear  (slope 1.00)" in labels
+    # crossover of 1e-8 L^2 and 1e-6 L is at L = 100
+    cross = [t for t in labels if t.startswith("crossover")]
+    assert cross == ["crossover L ~ 100"]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    # two data lines + two fitted lines + the crossover line; the empty entry draws nothing
+    assert len(ax.get_lines()) == 5
+
+
+def test_plot_timings_fit_min_L_restricts_the_fit():
+    Ls = [16, 32, 64, 128, 256]
+    t = {L: (1e-3 if L < 64 else 1e-8 * L ** 2) for L in Ls}   # flat overhead, then quadratic
+    fig = viz.plot_timings({"f": t}, fit_min_L=64)
+    assert _legend_texts(fig.axes[0]) == ["f  (slope 2.00)"]
+    # one length only above fit_min_L: no fit, plain label
+    fig = viz.plot_timings({"f": t}, fit_min_L=256)
+    assert _legend_texts(fig.axes[0]) == ["f"]
+
+
+def test_plot_timings_no_crossover_marked_when_data_show_none():
+    Ls = [16, 32, 64]
+    fig = viz.plot_timings({"a": _power_law(Ls, 1.0, 1.0), "b": _power_law(Ls, 2.0, 1.0)},
+                           crossover=("a", "b"))
+    assert not [t for t in _legend_texts(fig.axes[0]) if t.startswith("crossover")]
+
+
+@pytest.mark.parametrize("fn, arg, name", [
+    (viz.plot_signals, [1, 2, 3], "signals"),
+    (viz.plot_spectrum, np.ones(3), "spectra"),
+    (viz.plot_timings, [(16, 1.0)], "results"),
+    (viz.plot_timings, {"a": [1.0, 2.0]}, "results['a']"),
+])
+def test_bad_containers_name_the_argument(fn, arg, name):
+    with pytest.raises(TypeError, match=re.escape(name) + " must be a dict"):
+        fn(arg)
+
+
+def test_plot_timings_bad_crossover_names_the_argument():
+    with pytest.raises(ValueError, match=r"crossover must be a pair .*'a'.*got \('a', 'nope'\)"):
+        viz.plot_timings({"a": {16: 1.0, 32: 2.0}}, crossover=("a", "nope"))
