@@ -65,3 +65,42 @@ def monarch_matrix_np(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
                 for c in range(n2):
                     M[r + n1 * s, n2 * a + c] = b2[s, c] * np.exp(-2j * np.pi * r * c / N) * b1[r, a]
     return M
+
+# ----------------------------------------------------------------------------- rung 6
+def squash_np(k: np.ndarray, lam: float) -> np.ndarray:
+    """Soft-thresholding written as three cases: k - lam above lam, k + lam below -lam, else 0."""
+    k = np.asarray(k, dtype=np.float64)
+    return np.where(k > lam, k - lam, np.where(k < -lam, k + lam, 0.0))
+
+
+def smooth_np(k: np.ndarray, width: int) -> np.ndarray:
+    """Moving average of odd width along the last axis, zeros beyond the ends: np.convolve 'same'."""
+    k = np.asarray(k, dtype=np.float64)
+    box = np.ones(width) / width
+    rows = k.reshape(-1, k.shape[-1])
+    return np.stack([np.convolve(r, box, mode="same") for r in rows]).reshape(k.shape)
+
+
+def box_filter_hf_fraction(width: int, cutoff: float, n: int = 400001) -> float:
+    """Share of |H(f)|^2 above ``cutoff`` for the length-``width`` moving average, where
+    H(f) = sin(pi f w) / (w sin(pi f)), integrated numerically over 0 < f <= 0.5: the expected
+    high-frequency fraction of smoothed white noise (whose input spectrum is flat)."""
+    f = np.linspace(0.0, 0.5, n)[1:]
+    H2 = (np.sin(np.pi * f * width) / (width * np.sin(np.pi * f))) ** 2
+    return float(H2[f > cutoff].sum() / H2.sum())
+
+
+def ssm_impulse_response_np(dt, A, C, L: int) -> np.ndarray:
+    """Impulse response of diagonal SSMs by running the recurrence (no closed form):
+    x_0 = Bbar, x_{l+1} = Abar x_l, y_l = 2 Re(C . x_l), with Abar = exp(dt A),
+    Bbar = (Abar - 1) / A (zero-order hold, B = 1). dt (H,), A and C (H, N) complex."""
+    dt = np.asarray(dt, dtype=np.float64)[:, None]
+    A = np.asarray(A, dtype=np.complex128)
+    C = np.asarray(C, dtype=np.complex128)
+    Abar = np.exp(dt * A)
+    x = (Abar - 1.0) / A
+    y = np.empty((A.shape[0], L))
+    for l in range(L):
+        y[:, l] = 2.0 * np.real((C * x).sum(-1))
+        x = Abar * x
+    return y
