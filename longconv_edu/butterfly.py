@@ -33,9 +33,10 @@ import math
 import torch
 
 from ._checks import check_conv_inputs, check_int, check_tensor
-from .fft import _check_factors, dft_matrix, monarch_dft, monarch_factors, twiddle_grid
+from .fft import (_check_factors, dft_matrix, fft_iterative, monarch_dft, monarch_factors,
+                  twiddle_grid)
 
-__all__ = ["butterfly_kernel_spectrum", "butterfly_conv", "three_pass_conv"]
+__all__ = ["butterfly_kernel_spectrum", "butterfly_conv", "three_pass_conv", "radix2_conv"]
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -163,3 +164,20 @@ def three_pass_conv(u: torch.Tensor, k: torch.Tensor | None, *, outer: int | Non
     Y = monarch_dft(monarch_dft(Y, inner) * K2, inner, inverse=True)        # pass 2
     x = dft_matrix(n1, inverse=True, dtype=cd).to(u.device) @ (Y * T.conj())  # pass 3
     return x.reshape(*u.shape[:2], N).real[..., :L]
+
+
+def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = True) -> torch.Tensor:
+    """The same causal convolution with rung 3's hand-written radix-2 FFT (fft_iterative).
+
+    N = the smallest power of two >= 2L; y = Re IFFT(FFT(pad u) * FFT(pad k))[:L]. jit=True uses
+    the compiled Numba loop (CPU, no autograd): the "Numba FFT" of the timing tables.
+    u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; returns (B, H, L).
+    """
+    B, H, L, Lk = check_conv_inputs(u, k)
+    if not isinstance(jit, bool):
+        raise TypeError(f"jit must be True or False, got {jit!r}")
+    N = _default_size(L)
+    pad = torch.nn.functional.pad
+    U = fft_iterative(pad(u, (0, N - L)), jit=jit)
+    K = fft_iterative(pad(k, (0, N - Lk)), jit=jit)
+    return fft_iterative(U * K, inverse=True, jit=jit).real[..., :L]

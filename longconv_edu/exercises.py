@@ -526,3 +526,66 @@ def _register_rung6():
 
 
 _register_rung6()
+
+# ----------------------------------------------------------------------------- rungs 3-4
+def _stage_cases():
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for n, stage in [(2, 1), (8, 1), (8, 2), (8, 3), (16, 3), (64, 6)]:
+        x = torch.randn(2, n, generator=g, dtype=torch.float64) \
+            + 1j * torch.randn(2, n, generator=g, dtype=torch.float64)
+        out.append((x, stage))
+    return out
+
+
+def _factor_check(got, want) -> str | None:
+    """Any split works if it is 2 or 3 powers of two, each <= 64, multiplying to N."""
+    N = int(np.prod(want))
+    try:
+        fs = [int(f) for f in got]
+    except TypeError:
+        return f"expected a tuple of 2 or 3 ints, got {_short(got)}"
+    if len(fs) not in (2, 3):
+        return f"expected 2 or 3 factors, got {len(fs)}: {tuple(fs)}"
+    if int(np.prod(fs)) != N:
+        return f"factors {tuple(fs)} multiply to {int(np.prod(fs))}, not N = {N}"
+    bad = [f for f in fs if f > 64 or f < 1 or f & (f - 1)]
+    if bad:
+        return f"factors {tuple(fs)}: {bad} are not powers of two between 1 and 64 (a tensor-core-sized block)"
+    return None
+
+
+def _four_step_cases():
+    g = torch.Generator().manual_seed(4)
+    return [(torch.randn(n1 * n2, generator=g, dtype=torch.float64).to(torch.complex128), n1, n2)
+            for n1, n2 in [(1, 1), (2, 2), (4, 2), (2, 8), (3, 5), (16, 16)]]
+
+
+def _register_rung34():
+    from . import fft
+    register(Exercise("butterfly_stage", 3,
+                      "Apply butterfly stage s to y: in each block of m = 2^s values, (a, b) -> (a + w b, a - w b) "
+                      "with w = exp(-2 pi i j / m), j < m/2.",
+                      fft.butterfly_stage, _stage_cases, rtol=1e-10,
+                      hint="reshape y to (..., N/m, 2, m/2): the first half of each block is a, the second b."))
+    register(Exercise("radix2_twiddles", 3,
+                      "Return the n/2 twiddle factors w_n^k = exp(-2 pi i k / n), k = 0 .. n/2 - 1, as a complex tensor.",
+                      fft.twiddles, lambda: [(n,) for n in (2, 4, 8, 64, 1024)], rtol=1e-6,
+                      hint="the minus sign in the exponent is the forward transform's convention (numpy, torch)."))
+    register(Exercise("four_step_twiddles", 4,
+                      "Return the (n1, n2) four-step twiddles T[c, b] = exp(-2 pi i c b / (n1 n2)).",
+                      fft.twiddle_grid, lambda: [(1, 1), (2, 2), (4, 8), (16, 16), (3, 5)], rtol=1e-6,
+                      hint="c indexes the n1-point DFT outputs (rows), b the columns; N = n1 * n2, not n1 or n2."))
+    register(Exercise("monarch_split", 4,
+                      "Split a power of two N (e.g. 4096) into 2 or 3 Monarch factors, each a power of two <= 64.",
+                      fft.monarch_factors, lambda: [(4096,), (1024,), (65536,), (8,), (262144,)],
+                      compare=_factor_check,
+                      hint="4096 = 2^12: two factors of 2^6 = 64. Past 64 * 64 you need a third factor."))
+    register(Exercise("four_step_dft", 4,
+                      "Compute the DFT of a length n1*n2 vector by the four-step method: reshape (n1, n2), "
+                      "n1-point DFTs down the columns, twiddles, n2-point DFTs along the rows, transpose.",
+                      lambda x, n1, n2: fft.monarch_dft(x, (n1, n2)), _four_step_cases, rtol=1e-10,
+                      hint="output k = c + n1 d sits at Z[c, d]: read Z column by column (Z.T.reshape(-1))."))
+
+
+_register_rung34()

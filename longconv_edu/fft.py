@@ -39,7 +39,7 @@ from ._checks import check_int, check_tensor, is_power_of_two
 
 __all__ = ["dft_matrix", "twiddles", "twiddle_grid", "bit_reversal_permutation",
            "fft_recursive", "butterfly_stage", "fft_iterative", "butterfly_factors",
-           "monarch_factors", "monarch_dft"]
+           "monarch_factors", "monarch_dft", "four_step_stages"]
 
 SIGNAL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 _COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128,
@@ -98,7 +98,7 @@ def dft_matrix(n: int, *, inverse: bool = False, dtype: torch.dtype = torch.comp
     _check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
     F = _roots(n, n, n, inverse, torch.complex128)
-    return (F / n if inverse else F).to(dtype)
+    return (F / n if inverse else F.clone()).to(dtype)        # a fresh tensor, never the cached one
 
 
 def twiddles(n: int, *, inverse: bool = False, dtype: torch.dtype = torch.complex128) -> torch.Tensor:
@@ -111,7 +111,7 @@ def twiddles(n: int, *, inverse: bool = False, dtype: torch.dtype = torch.comple
     n = check_int(n, "n", min=1, power_of_two=True)
     _check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
-    return _roots(2, max(n // 2, 1), n, inverse, torch.complex128)[1, : n // 2].to(dtype)  # row c=1: w^b
+    return _roots(2, max(n // 2, 1), n, inverse, torch.complex128)[1, : n // 2].clone().to(dtype)  # row c=1
 
 
 def twiddle_grid(n1: int, n2: int, *, inverse: bool = False,
@@ -125,7 +125,7 @@ def twiddle_grid(n1: int, n2: int, *, inverse: bool = False,
     n2 = check_int(n2, "n2", min=1)
     _check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
-    return _roots(n1, n2, n1 * n2, inverse, torch.complex128).to(dtype)
+    return _roots(n1, n2, n1 * n2, inverse, torch.complex128).clone().to(dtype)
 
 
 def bit_reversal_permutation(n: int) -> torch.Tensor:
@@ -391,3 +391,24 @@ def _monarch(z: torch.Tensor, fs: tuple[int, ...], mats: list[torch.Tensor], inv
     Y = Y * _roots(n1, rest, M, inverse, z.dtype).to(z.device)  # 2. twiddles w_M^{c b}
     Z = _monarch(Y.reshape(R, G, P * n1, rest), fs[1:], mats[1:], inverse)   # 3. rows
     return Z.reshape(R, G, P, n1, rest).transpose(-1, -2).reshape(R, G, P, M)  # 4. k = c + n1 d
+
+
+def four_step_stages(x: torch.Tensor, n1: int, n2: int) -> list[tuple[str, torch.Tensor]]:
+    """The intermediate arrays of monarch_dft(x, (n1, n2)) for ONE 1-D signal, for pictures.
+
+    Returns [(name, (rows, cols) complex tensor)] for: the reshape x2[a, b] = x[n2 a + b];
+    the n1-point DFTs down the columns (dft_matrix(n1) @ x2); the twiddled array (* twiddle_grid);
+    the n2-point DFTs along the rows (@ dft_matrix(n2).T); and the transpose, whose row-major
+    reading is X = fft(x). Spelled out step by step; monarch_dft computes the same (a test checks).
+    """
+    N = _check_signal(x)
+    if x.ndim != 1:
+        raise ValueError(f"x must be 1-D (one signal) to draw its four steps, got shape {tuple(x.shape)}")
+    _check_factors((n1, n2), N)
+    z = _as_complex(x)
+    x2 = z.reshape(n1, n2)
+    Y = dft_matrix(n1, dtype=z.dtype) @ x2
+    T = Y * twiddle_grid(n1, n2, dtype=z.dtype)
+    Z = T @ dft_matrix(n2, dtype=z.dtype).T
+    return [("reshape (n1, n2)", x2), ("n1-point DFTs (matmul)", Y), ("x twiddles", T),
+            ("n2-point DFTs (matmul)", Z), ("transpose = X", Z.T)]

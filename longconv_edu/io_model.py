@@ -113,21 +113,26 @@ def monarch_flops(N: int, factors=None) -> float:
 
 
 def unfused_fft_conv(B: int, H: int, L: int, *, dtype_bytes: int = 4,
-                     fft_size: int | None = None) -> Traffic:
+                     fft_size: int | None = None, fft_passes: int = 1) -> Traffic:
     """Slow-memory traffic of PyTorch's fft_conv: five kernels, each a round trip.
 
     Passes: rfft(u) reads B*H*L reals, writes B*H*(N/2+1) complex; rfft(k) the same for H rows;
     multiply reads both spectra and writes the product; irfft reads it and writes B*H*N reals;
     truncating to the first L (a slice, made contiguous by the next op) reads and writes B*H*L.
+    fft_passes: slow-memory round trips inside ONE transform. 1 (the default, optimistic) when a
+    row fits in the FFT library's fast memory; a long FFT (cuFFT beyond a few thousand points)
+    runs as several kernels, each extra pass reading and writing the (N/2+1)-complex row again.
     """
     B, H, L, s, N = _sizes(B, H, L, dtype_bytes, fft_size, pow2=False)
+    P = check_int(fft_passes, "fft_passes", min=1)
     F = N // 2 + 1                                    # rfft bins
     c = 2 * s                                         # bytes per complex number
+    extra = (P - 1) * F * c                           # per row, per transform, read and written
     passes = [
-        ("rfft(u)", B * H * L * s, B * H * F * c),
-        ("rfft(k)", H * L * s, H * F * c),
+        ("rfft(u)", B * H * (L * s + extra), B * H * (F * c + extra)),
+        ("rfft(k)", H * (L * s + extra), H * (F * c + extra)),
         ("multiply", B * H * F * c + H * F * c, B * H * F * c),
-        ("irfft", B * H * F * c, B * H * N * s),
+        ("irfft", B * H * (F * c + extra), B * H * (N * s + extra)),
         ("truncate", B * H * L * s, B * H * L * s),
     ]
     flops = (B * H + H) * fft_flops(N, real_input=True) + B * H * 6 * F \

@@ -54,6 +54,10 @@ def plot_matrix(M, *, title: str = "", ax=None, cmap: str = "RdBu_r", symmetric:
 
 
 # ----------------------------------------------------------------------------- rungs 3-4
+__all__ += ["plot_io_model", "plot_dft_matrix", "plot_butterfly_diagram", "plot_factor_patterns",
+            "plot_fft_stage", "plot_four_step"]
+
+
 def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: float,
                   title: str = ""):
     """Bytes and FLOPs against L for several schedules, and where each sits on the roofline.
@@ -385,4 +389,108 @@ def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: 
     plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
     if title:
         fig.suptitle(title, fontsize=10)
+
+def plot_dft_matrix(F, *, title: str = "DFT matrix"):
+    """The complex matrix F as three pictures: real part, imaginary part, and phase (angle)."""
+    F = as_numpy(F)
+    fig, axes = new_figure(3, width=3.3, height=3.0)
+    for ax, (name, part, cmap, lim) in zip(axes[0], [
+            ("real", F.real, "RdBu_r", None), ("imaginary", F.imag, "RdBu_r", None),
+            ("phase (radians)", np.angle(F), "twilight", np.pi)]):
+        vmax = lim or (float(np.max(np.abs(part))) or 1.0)
+        im = ax.imshow(part, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set(title=name, xlabel="input index n", ylabel="frequency k")
+        fig.colorbar(im, ax=ax, shrink=0.75)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_butterfly_diagram(perm, *, stage: int | None = None, ax=None, twiddle_labels: bool = True):
+    """The radix-2 decimation-in-time flow graph for N = len(perm) (N a power of two, small).
+
+    Column 0 holds the inputs in bit-reversed order (x[perm[i]] at row i); column s holds the
+    values after butterfly stage s. Each butterfly of stage s (blocks of m = 2^s) joins rows
+    j and j + m/2 of a block: both outputs take a + w b and a - w b, with w = w_m^j written on the
+    lower input's edges. ``stage`` (1..log2 N) is drawn in colour, the others in grey.
+    """
+    perm = [int(p) for p in as_numpy(perm)]
+    n = len(perm)
+    S = n.bit_length() - 1
+    if ax is None:
+        fig, axes = new_figure(width=1.3 * S + 2.2, height=0.33 * n + 1.0)
+        ax = axes[0, 0]
+    fig = ax.figure
+    for s in range(1, S + 1):
+        m = 1 << s
+        hot = stage == s
+        for start in range(0, n, m):
+            for j in range(m // 2):
+                top, bot = start + j, start + j + m // 2
+                for src in (top, bot):
+                    for dst in (top, bot):
+                        ax.plot([s - 1, s], [src, dst], color="C3" if hot else "0.75",
+                                lw=1.4 if hot else 0.7, zorder=1)
+                if twiddle_labels and hot and n <= 16:
+                    ax.text(s - 0.62, bot + 0.12, f"$w_{{{m}}}^{{{j}}}$" if j else "1", fontsize=7,
+                            color="C0")
+    for s in range(S + 1):
+        ax.scatter([s] * n, range(n), s=14, color="C3" if stage in (s, s + 1) else "k", zorder=2)
+    for i, p in enumerate(perm):
+        ax.text(-0.15, i, f"x[{p}]", ha="right", va="center", fontsize=8)
+        ax.text(S + 0.15, i, f"X[{i}]", ha="left", va="center", fontsize=8)
+    ax.set_xlim(-0.9, S + 0.9)
+    ax.set_ylim(n - 0.5, -0.8)
+    ax.set_xticks(range(S + 1), ["bit-rev"] + [f"stage {s}" for s in range(1, S + 1)], fontsize=8)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"radix-2 butterfly, N = {n}")
+    return fig
+
+
+def plot_factor_patterns(mats, titles, *, ncols: int | None = None):
+    """Where each matrix is non-zero (black), with its non-zero count: butterfly factor sparsity."""
+    mats = [as_numpy(M) for M in mats]
+    ncols = ncols or len(mats)
+    nrows = -(-len(mats) // ncols)
+    fig, axes = new_figure(ncols, nrows, width=2.3, height=2.4)
+    for ax in axes.ravel()[len(mats):]:
+        ax.axis("off")
+    for ax, M, t in zip(axes.ravel(), mats, titles):
+        nz = np.abs(M) > 1e-12
+        ax.imshow(nz, cmap="Greys", interpolation="nearest")
+        ax.set_title(f"{t}\n{int(nz.sum())} non-zeros", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def plot_fft_stage(perm, stage: int, values):
+    """One step of the iterative FFT: the flow graph with ``stage`` highlighted (0 = after the
+    bit-reversal permutation), and the N complex values held after that stage."""
+    values = as_numpy(values)
+    fig, axes = new_figure(2, width=4.6, height=0.28 * len(values) + 1.6)
+    plot_butterfly_diagram(perm, stage=stage if stage > 0 else None, ax=axes[0, 0])
+    ax = axes[0, 1]
+    rows = np.arange(len(values))
+    ax.barh(rows - 0.2, values.real, height=0.4, label="real")
+    ax.barh(rows + 0.2, values.imag, height=0.4, label="imag")
+    ax.set_ylim(len(values) - 0.5, -0.8)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set(title="after bit reversal" if stage == 0 else f"after stage {stage}", ylabel="row")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_four_step(steps):
+    """The four-step (Monarch) DFT as pictures: a list of (title, 2-D complex array) shown as
+    magnitude heatmaps left to right, e.g. reshape -> matmul -> twiddle -> matmul -> transpose."""
+    fig, axes = new_figure(len(steps), width=2.5, height=2.6)
+    for ax, (t, A) in zip(axes[0], steps):
+        A = as_numpy(A)
+        ax.imshow(np.abs(A), cmap="viridis", interpolation="nearest")
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel(f"{A.shape[0]} x {A.shape[1]}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
     return fig

@@ -104,3 +104,9 @@ def ssm_impulse_response_np(dt, A, C, L: int) -> np.ndarray:
         y[:, l] = 2.0 * np.real((C * x).sum(-1))
         x = Abar * x
     return y
+
+def complex_rel_err(a, b) -> float:
+    """rel_err for complex arrays: max |a - b| / max |b| over complex moduli (rel_err drops imag)."""
+    a = np.asarray(a, dtype=np.complex128)
+    b = np.asarray(b, dtype=np.complex128)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
