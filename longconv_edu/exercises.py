@@ -154,15 +154,16 @@ _register_rung12()
 
 
 # ----------------------------------------------------------------------------- rungs 5, 7, 8
-# Reference solutions. No library module computes exactly these small answers (they are the
-# arithmetic a kernel writer or a trainer does on paper), so they are written here, plainly, as
-# the model answer; tests/test_exercises.py checks each against an independent oracle (numpy.fft,
-# torch.fft, hand counts). Exercise notebooks: course/exercises/; solutions: course/solutions/.
+# References come from the library where it computes the answer (kernels.cuda.make_plan,
+# train.cosine_with_warmup, fft.dft_matrix, io_model.monarch_flops, learned.block_drift,
+# torch.fft.rfft). Two small answers no module computes on its own (the CUDA kernel's thread ->
+# butterfly map is inline in its body; a causality probe) are written here as reference solutions;
+# tests/test_exercises.py checks them against independent oracles (the kernel's recorded trace,
+# numpy.fft, autograd Jacobians). Exercise notebooks: course/exercises/; solutions: course/solutions/.
 import math as _math
 
 from ._checks import check_float as _check_float
 from ._checks import check_int as _check_int
-from ._checks import check_tensor as _check_tensor
 
 
 class _Named:
@@ -179,13 +180,19 @@ class _Named:
 
 
 def _same_value(got, want) -> str | None:
-    """Compare a bool or int answer exactly."""
+    """Compare a bool, int or tuple-of-ints answer exactly (int 8 and float 8.0 are equal)."""
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if isinstance(got, np.generic):
         got = got.item()
+    if isinstance(got, list):
+        got = tuple(got)
+    if isinstance(got, tuple):
+        got = tuple(v.item() if isinstance(v, (np.generic, torch.Tensor)) else v for v in got)
     if type(want) is bool and not isinstance(got, bool):
         return f"expected True or False, got {_short(got)}"
+    if type(got) is not type(want) and not (isinstance(got, (int, float)) and isinstance(want, (int, float))):
+        return f"expected a {type(want).__name__} like {want!r}, got {_short(got)}"
     if got != want:
         return f"got {got!r}, expected {want!r}"
     return None
@@ -214,63 +221,58 @@ _register_rung2_extra()
 
 
 # rung 5: the kernels' arithmetic ------------------------------------------------------------
-def thread_butterflies(n: int, stage: int):
-    """Reference: which butterfly each thread of a block computes in one stage of the fused kernel.
+def thread_butterflies(n: int, span: int):
+    """Reference: which butterfly each thread of a block computes in one stage of the CUDA kernel.
 
-    The schedule of an in-place radix-2 FFT (decimation in time, input already bit-reversed):
-    stage s (0-based) combines elements ``half = 2**s`` apart inside groups of ``2 * half``.
-    With n/2 threads, thread t owns exactly one butterfly of every stage:
+    ``kernels.cuda`` runs the FFT in place, decimation in frequency: natural order in, spectrum
+    out in bit-reversed order (the kernel spectrum is kept in that same order, so no bit-reversal
+    pass is ever needed). Its stages have spans h = n/2, n/4, ..., 1; a stage combines elements h
+    apart inside groups of 2h. With n/2 threads, thread q owns one butterfly of each stage:
 
-        top    = (t // half) * (2 * half) + t % half
-        bottom = top + half
-        e      = (t % half) * (n // (2 * half))      # twiddle w = exp(-2j*pi*e/n)
-        x[top], x[bottom] = x[top] + w * x[bottom], x[top] - w * x[bottom]
+        top    = (q // h) * (2 * h) + q % h
+        bottom = top + h
+        e      = (q % h) * (n // (2 * h))           # twiddle w = exp(-2j*pi*e/n)
+        x[top], x[bottom] = x[top] + x[bottom], (x[top] - x[bottom]) * w
 
     Every element is touched by exactly one thread per stage, so a stage needs no atomics, only a
-    barrier (``cuda.syncthreads()``) before the next one. Returns (top, bottom, e): three int64
-    arrays of length n/2, indexed by thread id.
+    barrier (``cuda.syncthreads()``) before the next. Returns (top, bottom, e): three int64 arrays
+    of length n/2, indexed by thread id. (The same map, read off a recorded run of the kernel, is
+    ``kernels.trace.butterfly_schedule``; the tests compare the two.)
     """
     n = _check_int(n, "n", min=2, power_of_two=True)
-    stage = _check_int(stage, "stage", min=0, max=n.bit_length() - 2)
-    half = 1 << stage
-    t = np.arange(n // 2, dtype=np.int64)
-    top = (t // half) * (2 * half) + t % half
-    return top, top + half, (t % half) * (n // (2 * half))
+    h = _check_int(span, "span", min=1, max=n // 2, power_of_two=True)
+    q = np.arange(n // 2, dtype=np.int64)
+    top = (q // h) * (2 * h) + q % h
+    return top, top + h, (q % h) * (n // (2 * h))
 
 
 def shared_memory_plan(L: int, itemsize: int, smem_bytes: int) -> tuple[int, int, int]:
-    """Reference: does one row's FFT fit in a thread block's shared memory, and if not, how to split.
+    """Reference: how ``kernels.cuda`` runs a row of length L: (FFT size N, passes, inner size).
 
-    The causal convolution of a length-L row needs an FFT of size N = the smallest power of two
-    >= 2L. The fused kernel keeps that row as N complex numbers in shared memory, each
-    2 * itemsize bytes (itemsize 4 for float32, 8 for float64). If N * 2 * itemsize <= smem_bytes
-    the whole convolution is one fused pass. Otherwise the paper's three-pass scheme: an outer
-    butterfly pass, independent inner FFT convolutions of size ``inner`` (the largest power of two
-    whose buffer fits), and an outer pass back. Returns (N, passes, inner) with passes 1 or 3
-    (inner == N when it fits).
+    A thin adapter over ``kernels.cuda.make_plan`` (which takes a NumPy dtype instead of
+    ``itemsize``): N is the next power of two >= 2L; a tile of n complex values takes 2 n itemsize
+    bytes; one fused pass if N fits, else three passes with an inner tile of
+    min(largest fitting tile, 2**ceil(log2(N) / 2)) values.
     """
     L = _check_int(L, "L", min=1)
     itemsize = _check_int(itemsize, "itemsize", min=1)
     if itemsize not in (4, 8):
         raise ValueError(f"itemsize must be 4 (float32) or 8 (float64), got {itemsize}")
-    smem_bytes = _check_int(smem_bytes, "smem_bytes", min=4 * itemsize)
-    n = 1 << max(1, (2 * L - 1).bit_length())
-    per_point = 2 * itemsize
-    if n * per_point <= smem_bytes:
-        return n, 1, n
-    inner = 1 << ((smem_bytes // per_point).bit_length() - 1)
-    return n, 3, inner
+    smem_bytes = _check_int(smem_bytes, "smem_bytes", min=4 * itemsize)    # a tile of 2 values
+    from .kernels.cuda import make_plan
+    plan = make_plan(L, np.float32 if itemsize == 4 else np.float64, smem_bytes=smem_bytes)
+    return plan.N, plan.passes, plan.inner
 
 
 def _register_rung5():
     def butterfly_cases():
-        return [(2, 0), (8, 0), (8, 1), (8, 2), (16, 2), (64, 3), (1024, 9)]
+        return [(2, 1), (8, 4), (8, 2), (8, 1), (16, 2), (64, 8), (1024, 512), (1024, 1)]
 
     def plan_cases():
         KiB = 1024
         return [(1, 4, 48 * KiB), (1024, 4, 48 * KiB), (2048, 4, 48 * KiB), (3000, 4, 48 * KiB),
                 (3000, 8, 48 * KiB), (4096, 4, 228 * KiB), (65536, 4, 228 * KiB),
-                (1000, 8, 16 * KiB)]
+                (1000, 8, 16 * KiB), (300, 4, 1 * KiB)]
 
     def rfft_cases():
         g = torch.Generator().manual_seed(5)
@@ -278,19 +280,19 @@ def _register_rung5():
                [(torch.randn(3, 2, 64, generator=g, dtype=torch.float64),)]
 
     register(Exercise("thread_butterflies", 5,
-                      "For stage `stage` of an n-point in-place radix-2 FFT, return per thread t the "
-                      "indices (top, bottom) of its butterfly and its twiddle exponent e.",
+                      "For the stage of span h of the CUDA kernel's in-place FFT (n points, n/2 "
+                      "threads), return per thread q its butterfly's indices (top, bottom) and its "
+                      "twiddle exponent e (w = exp(-2j*pi*e/n)).",
                       thread_butterflies, butterfly_cases,
-                      hint="half = 2**stage; thread t sits in group t // half at offset t % half; "
-                           "the twiddle of offset j in a group of size 2*half is exp(-2j*pi*j/(2*half))."))
+                      hint="thread q sits in group q // h (groups are 2h long) at offset q % h; the "
+                           "twiddle of offset j in a group of 2h is exp(-2j*pi*j/(2h)) = w_n^(j*n/(2h))."))
     register(Exercise("shared_memory_plan", 5,
                       "Given L, the bytes per real number and the shared memory per block, return "
-                      "(FFT size N, number of passes 1 or 3, inner FFT size).",
-                      shared_memory_plan, plan_cases,
-                      compare=lambda g, w: _same_value(tuple(int(v) for v in g)
-                                                       if isinstance(g, (tuple, list)) else g, w),
-                      hint="N is the next power of two >= 2L; a complex number takes 2 * itemsize "
-                           "bytes; the inner size is the largest power of two whose buffer fits."))
+                      "(FFT size N, number of passes 1 or 3, inner tile size) as kernels.cuda plans it.",
+                      shared_memory_plan, plan_cases, compare=_same_value,
+                      hint="N = next power of two >= 2L; a complex value takes 2 * itemsize bytes; "
+                           "t = largest power of two whose tile fits; too long: inner = "
+                           "min(t, 2**ceil(log2(N) / 2))."))
     register(Exercise("rfft_from_half_size_fft", 5,
                       "Compute rfft(x) (length n//2 + 1) of a real x of even length n from ONE complex "
                       "FFT of length n/2: the real-input trick the CPU kernel uses.",
@@ -330,29 +332,11 @@ def is_causal(fn: Callable, L: int, *, tol: float = 1e-9) -> bool:
     return True
 
 
-def cosine_lr(step: int, total_steps: int, warmup_steps: int, base_lr: float,
-              min_lr: float = 0.0) -> float:
-    """Reference: the learning rate at ``step`` of a linear-warmup + cosine-decay schedule.
-
-    Steps count from 0 to total_steps - 1. Warmup (step < warmup_steps): the rate climbs linearly,
-    ``base_lr * (step + 1) / warmup_steps``, so the first step is small but not zero. Then it
-    follows half a cosine from base_lr down towards min_lr:
-
-        p  = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * p)) / 2
-
-    The paper trains with AdamW and a cosine schedule with warmup (kernels at their own, smaller
-    rate): warmup keeps the first large, noisy gradients from throwing the kernels far away.
-    """
-    total_steps = _check_int(total_steps, "total_steps", min=1)
-    step = _check_int(step, "step", min=0, max=total_steps - 1)
-    warmup_steps = _check_int(warmup_steps, "warmup_steps", min=0, max=total_steps)
-    base_lr = _check_float(base_lr, "base_lr", min=0)
-    min_lr = _check_float(min_lr, "min_lr", min=0, max=base_lr)
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + (base_lr - min_lr) * (1 + _math.cos(_math.pi * p)) / 2
+def _cosine_lr_reference(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """The learning rate ``train.cosine_with_warmup`` gives a group of peak rate base_lr at step."""
+    from .train import cosine_with_warmup
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    return base_lr * cosine_with_warmup(opt, warmup_steps, total_steps).lr_lambdas[0](step)
 
 
 def _register_rung7():
@@ -376,9 +360,9 @@ def _register_rung7():
         return [(f, L) for f in fns]
 
     def lr_cases():
-        cases = [(s, 100, 10, 1e-3, 0.0) for s in (0, 4, 9, 10, 11, 50, 99)]
-        cases += [(s, 20, 0, 4e-3, 1e-4) for s in (0, 10, 19)]
-        cases += [(s, 5, 5, 1e-2, 0.0) for s in (0, 4)]
+        cases = [(s, 100, 10, 1e-3) for s in (0, 4, 9, 10, 11, 50, 99)]
+        cases += [(s, 20, 0, 4e-3) for s in (0, 10, 19)]
+        cases += [(s, 5, 5, 1e-2) for s in (0, 4)]
         return cases
 
     register(Exercise("is_causal", 7,
@@ -388,71 +372,33 @@ def _register_rung7():
                       hint="Perturb one input position s and see whether any output before s changes; "
                            "try every s. Linear or not, that is what 'causal' means."))
     register(Exercise("cosine_lr", 7,
-                      "Return the learning rate at `step` of a schedule with linear warmup "
-                      "(base_lr*(step+1)/warmup_steps) then a half cosine from base_lr down to min_lr.",
-                      cosine_lr, lr_cases, rtol=1e-12,
+                      "Return the learning rate at `step` of the course's schedule: linear warmup "
+                      "base_lr*(step+1)/(warmup_steps+1), then a half cosine from base_lr down to 0.",
+                      _cosine_lr_reference, lr_cases, rtol=1e-12,
                       hint="p = (step - warmup_steps) / max(1, total_steps - warmup_steps); "
-                           "lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * p)) / 2."))
+                           "lr = base_lr * (1 + cos(pi * min(p, 1))) / 2."))
 
 
 _register_rung7()
 
 
 # rung 8: learned butterfly ------------------------------------------------------------------
-def dft_block_init(n: int, H: int, inverse: bool = False) -> torch.Tensor:
-    """Reference: H copies of the n x n DFT matrix, the starting point of learned Monarch blocks.
-
-    F[j, k] = exp(-2j*pi*j*k/n) (forward; ``inverse=True``: conj(F) / n, its inverse), as a
-    complex128 tensor of shape (H, n, n), one independent copy per channel so each can learn.
-    At this initialisation the learned butterfly computes exactly the FFT.
-    """
-    n = _check_int(n, "n", min=1)
+def _dft_block_init_reference(n: int, H: int, inverse: bool = False) -> torch.Tensor:
+    """H independent copies of ``fft.dft_matrix(n, inverse=...)``: shape (H, n, n), complex128."""
+    from .fft import dft_matrix
     H = _check_int(H, "H", min=1)
-    if not isinstance(inverse, bool):
-        raise TypeError(f"inverse must be True or False, got {inverse!r}")
-    eye = torch.eye(n, dtype=torch.complex128)
-    F = torch.fft.ifft(eye, dim=0) if inverse else torch.fft.fft(eye, dim=0)
-    return F.expand(H, n, n).clone()
+    return dft_matrix(n, inverse=inverse).expand(H, n, n).clone()
 
 
-def monarch_flops(n: int, factors) -> int:
-    """Reference: real FLOPs of one length-n complex DFT in Monarch form with dense blocks.
-
-    With factors (n1, ..., nk), n1 * ... * nk = n, each of the k stages multiplies n / ni vectors
-    by a dense ni x ni block: n * ni complex multiply-adds, counted as 8 real FLOPs each (4
-    multiplies, 4 adds). Between stages, n twiddle multiplications, 6 real FLOPs each. So
-
-        flops = 8 * n * (n1 + ... + nk) + 6 * n * (k - 1)
-
-    For n = 4096 = 16^3 that is about 6.6x the 5 n log2 n of a radix-2 FFT: more arithmetic, but
-    as dense matmuls on tensor cores it is the faster way on a GPU (the paper's argument).
-    """
-    n = _check_int(n, "n", min=1)
-    if not isinstance(factors, (tuple, list)) or not factors:
-        raise TypeError(f"factors must be a non-empty tuple of ints, got {factors!r}")
-    fs = [_check_int(f, "factors", min=2) for f in factors]
-    if _math.prod(fs) != n:
-        raise ValueError(f"factors must multiply to n = {n}, got {tuple(fs)} (product {_math.prod(fs)})")
-    return 8 * n * sum(fs) + 6 * n * (len(fs) - 1)
-
-
-def block_drift(blocks: torch.Tensor) -> torch.Tensor:
-    """Reference: how far each learned block has moved from the DFT: ||B_h - F||_F / ||F||_F.
-
-    blocks: complex (H, n, n). Returns a float64 tensor of shape (H,): 0 at initialisation, 1 for
-    a block that collapsed to zero.
-    """
-    _check_tensor(blocks, "blocks", ndim=3, dtypes=(torch.complex64, torch.complex128),
-                  shape_doc="3-D (H, n, n)")
-    if blocks.shape[-1] != blocks.shape[-2]:
-        raise ValueError(f"blocks must hold square (n, n) blocks, got shape {tuple(blocks.shape)}")
-    n = blocks.shape[-1]
-    F = torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)
-    diff = torch.linalg.matrix_norm(blocks.to(torch.complex128) - F)
-    return diff / torch.linalg.matrix_norm(F)
+def _block_drift_reference(blocks: torch.Tensor) -> torch.Tensor:
+    """``learned.block_drift`` of one factor's (H, n, n) blocks: (H,) relative Frobenius distances."""
+    from .learned import block_drift
+    return block_drift([blocks])[0]
 
 
 def _register_rung8():
+    from . import io_model
+
     def init_cases():
         return [(1, 1, False), (2, 3, False), (4, 2, False), (16, 2, False), (16, 1, True), (5, 2, True)]
 
@@ -468,30 +414,31 @@ def _register_rung8():
             noise = torch.randn(4, n, n, generator=g, dtype=torch.complex128)
             scales = torch.tensor([0.0, 0.01, 0.5, 2.0], dtype=torch.float64).view(4, 1, 1)
             out.append((F + scales * noise,))
-        out.append((torch.zeros(2, 4, 4, dtype=torch.complex64),))
+        out.append((torch.zeros(2, 4, 4, dtype=torch.complex128),))
         return out
 
     register(Exercise("dft_block_init", 8,
                       "Return H copies (shape (H, n, n), complex) of the n x n DFT matrix "
                       "F[j,k] = exp(-2j*pi*j*k/n), or of its inverse conj(F)/n if inverse=True.",
-                      dft_block_init, init_cases, rtol=1e-12,
+                      _dft_block_init_reference, init_cases, rtol=1e-12,
                       hint="Build F from an outer product of j and k; for the inverse conjugate and "
                            "divide by n; .expand(H, n, n).clone() makes independent copies."))
     register(Exercise("monarch_flops", 8,
                       "Count the real FLOPs of an n-point complex DFT in Monarch form with dense "
                       "blocks of sizes `factors`: 8 per complex multiply-add, 6 per twiddle multiply.",
-                      monarch_flops, flop_cases, compare=_same_value,
+                      io_model.monarch_flops, flop_cases, compare=_same_value,
                       hint="Stage i does n/ni dense ni x ni matrix-vector products = n*ni multiply-adds; "
                            "there are len(factors) - 1 twiddle steps of n multiplications each."))
     register(Exercise("block_drift", 8,
                       "For learned blocks (H, n, n), return per block ||B - F||_F / ||F||_F, the "
                       "relative distance from the exact DFT matrix F.",
-                      block_drift, drift_cases, rtol=1e-10,
+                      _block_drift_reference, drift_cases, rtol=1e-10,
                       hint="The Frobenius norm is the square root of the sum of |entries|^2; "
                            "||F||_F = n for the DFT."))
 
 
 _register_rung8()
+
 
 # ----------------------------------------------------------------------------- rung 6
 def _squash_cases():
