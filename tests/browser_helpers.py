@@ -133,6 +133,15 @@ class JupyterLabServer:
             body = r.read()
         return json.loads(body) if body else None
 
+    def shutdown_kernel(self, path: str) -> None:
+        """Delete the session (and kernel) of the notebook at ``path`` (relative to the root)."""
+        try:
+            for s in self.api("GET", "/api/sessions"):
+                if s.get("path") == path:
+                    self.api("DELETE", f"/api/sessions/{s['id']}")
+        except (urllib.error.URLError, OSError):
+            pass
+
     def shutdown_kernels(self) -> None:
         """Delete every session (and so its kernel): each notebook starts from a fresh kernel."""
         try:
@@ -283,25 +292,36 @@ class LabPage:
         """Run a JupyterLab command, as the menu entry of that name does (the same code path)."""
         self.page.evaluate("name => { window.jupyterapp.commands.execute(name); }", name)
 
-    def run_all(self, timeout_s: float = 180) -> dict:
-        """Clear every output, run all cells (Run > Run All Cells), wait until every code cell has
-        run, or one failed ("Run All" stops there), and the kernel is idle. Returns the state."""
+    def start_run_all(self) -> None:
+        """Clear every output, then Run > Run All Cells; returns at once (see ``run_finished``)."""
         self.dismiss_popups()
         self.command("notebook:clear-all-cell-outputs")
         self.page.wait_for_function(
             "() => [...window.jupyterapp.shell.currentWidget.content.model.cells]"
             ".every(c => c.type !== 'code' || c.executionCount === null)", timeout=30_000)
         self.command("notebook:run-all-cells")
+
+    def run_finished(self) -> tuple[bool, dict]:
+        """(finished, state): finished once every code cell has run, or one failed ("Run All"
+        stops there), and the kernel is idle."""
+        self.dismiss_popups()
+        st = self.state()
+        if not st:
+            return False, {"cells": [], "kernel": "none"}
+        cells = [c for c in st["cells"] if c["source"].strip()]
+        failed = any(c["errors"] for c in cells)
+        done = all(c["count"] is not None for c in cells)
+        return (failed or done) and st["kernel"] == "idle", st
+
+    def run_all(self, timeout_s: float = 180) -> dict:
+        """Clear every output, run all cells, wait until they have run; return the state."""
+        self.start_run_all()
         deadline = time.monotonic() + timeout_s
         st = None
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            self.dismiss_popups()
-            st = self.state()
-            cells = [c for c in st["cells"] if c["source"].strip()]
-            failed = any(c["errors"] for c in cells)
-            done = all(c["count"] is not None for c in cells)
-            if (failed or done) and st["kernel"] == "idle":
+            finished, st = self.run_finished()
+            if finished:
                 return st
         counts = [c["count"] for c in st["cells"]] if st else None
         raise AssertionError(f"cells did not all finish within {timeout_s:.0f} s; execution counts "
