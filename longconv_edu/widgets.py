@@ -222,11 +222,12 @@ def squash_explorer(L: int = 1024, *, lam: float = 0.003, width: int = 1, noise:
 
     Sliders: lam, width (odd), L, noise, seed; a dropdown of starting kernels ("trained model
     kernel" only when a kernel file is found, or given by ``kernel_path``). Each change recomputes
-    ``explorer_state`` and redraws ``explorer_figure``; the metrics are an HTML widget.
+    ``explorer_state`` and redraws ``explorer_figure`` into an Image widget (PNG); the metrics are an HTML widget.
     """
+    import io
+
     import ipywidgets as W
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     options = [s for s in SOURCES if s != "trained model kernel" or find_kernel_file(kernel_path)]
     check_choice(source, "source", options)
@@ -244,17 +245,17 @@ def squash_explorer(L: int = 1024, *, lam: float = 0.003, width: int = 1, noise:
     w_src = W.Dropdown(options=options, value=source, description="kernel",
                        style={"description_width": "60px"})
     metrics = W.HTML()
-    plot = W.Output()
+    plot = W.Image(format="png")        # a PNG of explorer_figure: no output capture needed
 
     def update(*_):
         state = explorer_state(w_src.value, w_L.value, w_noise.value, w_lam.value, w_width.value,
                                w_seed.value, kernel_path=kernel_path)
         metrics.value = metrics_html(state)
-        with plot:
-            plot.clear_output(wait=True)
-            fig = explorer_figure(state)
-            display(fig)
-            plt.close(fig)
+        fig = explorer_figure(state)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=72)
+        plt.close(fig)
+        plot.value = buf.getvalue()
 
     for w in (w_lam, w_width, w_L, w_noise, w_seed, w_src):
         w.observe(update, names="value")

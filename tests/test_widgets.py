@@ -156,3 +156,14 @@ def test_bad_programmatic_input(call, exc, arg):
 def test_default_kernel_file_lookup_uses_the_course_results_folder():
     assert widgets.KERNEL_GLOB.startswith("course/results/training/kernels")
     assert widgets.find_kernel_file(MISSING) is None
+
+
+def test_widget_picture_is_a_png_that_changes_with_the_settings():
+    import ipywidgets as W
+    box = squash_explorer(128, kernel_path=MISSING)
+    img = _find(box, W.Image)
+    first = img.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    _find(box, W.FloatSlider, "lam").value = 0.0
+    assert img.value != first
+    plt.close("all")
