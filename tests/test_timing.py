@@ -70,3 +70,16 @@ def test_time_call_stat_min_is_the_fastest_sample():
     assert time_call(fn, repeats=3, warmup=1, stat="min") < 0.015
     with pytest.raises(ValueError, match="stat must be one of 'median', 'min'; got 'mean'"):
         time_call(lambda: None, stat="mean")
+
+
+def test_time_call_cpu_clock_does_not_count_sleeping():
+    import time
+    wall = time_call(time.sleep, 0.01, repeats=1, warmup=0)
+    cpu = time_call(time.sleep, 0.01, repeats=1, warmup=0, clock="cpu")
+    assert wall >= 0.01 and cpu < 0.005             # sleeping uses no CPU
+    busy = time_call(sum, range(200_000), repeats=1, warmup=0, clock="cpu")
+    assert busy > 0
+    with pytest.raises(ValueError, match="clock must be one of 'wall', 'cpu'; got 'gpu'"):
+        time_call(lambda: None, clock="gpu")
+    with pytest.raises(ValueError, match="clock must be one of"):
+        sweep({"a": lambda n: None}, [1], lambda L: (L,), clock="gpu", progress=False)
