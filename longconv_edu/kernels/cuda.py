@@ -77,7 +77,7 @@ from .._checks import check_conv_inputs, check_int
 
 __all__ = ["cuda_conv", "kernel_spectrum", "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
-           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings"]
+           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table"]
 
 #: The executor's ``cuda`` (numba.cuda, the simulator, or the tracer): see ``bind_cuda``.
 cuda = None
@@ -585,7 +585,9 @@ def kernel_resources(L: int, *, dtype: torch.dtype = torch.float32, cc=(8, 0),
     smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
     if simulator_active():         # the simulator cannot compile: ask a process without it
-        return _resources_in_child(L, dtype, cc, smem_bytes, threads, registers)
+        return [r for *_, r in resource_table((L,), dtypes=(dtype,), ccs=(cc,),
+                                              smem_bytes=smem_bytes, threads=threads,
+                                              registers=registers)]
     if plan.passes == 1:
         progs = [Program(plan.N, real)]
     else:
@@ -606,21 +608,38 @@ def _resources(p: Program, cc, threads: int, registers: bool) -> KernelResources
     return KernelResources(p.name, cc, threads, shared, regs, note, ptx)
 
 
-def _resources_in_child(L, dtype, cc, smem_bytes, threads, registers) -> list[KernelResources]:
+def resource_table(lengths=(1024,), *, dtypes=(torch.float32,), ccs=((8, 0), (9, 0)),
+                   smem_bytes: int = DEFAULT_SMEM_BYTES, threads: int = DEFAULT_THREADS,
+                   registers: bool = True) -> list[tuple]:
+    """``kernel_resources`` for every (dtype, cc, L): [(dtype name, cc, L, KernelResources), ...].
+
+    Under the simulator the whole table is compiled in one child process (numba and NVVM start
+    once, not once per row).
+    """
+    if simulator_active():
+        return _table_in_child(tuple(lengths), tuple(str(d).split(".")[-1] for d in dtypes),
+                               tuple(tuple(c) for c in ccs), smem_bytes, threads, registers)
+    return [(str(d).split(".")[-1], tuple(cc), L, r) for d in dtypes for cc in ccs for L in lengths
+            for r in kernel_resources(L, dtype=d, cc=tuple(cc), smem_bytes=smem_bytes,
+                                      threads=threads, registers=registers)]
+
+
+def _table_in_child(lengths, dtype_names, ccs, smem_bytes, threads, registers) -> list[tuple]:
     import json
     import sys
-    code = ("import json, torch; from longconv_edu.kernels.cuda import kernel_resources as kr; "
-            f"rs = kr({L}, dtype=torch.{str(dtype).split('.')[-1]}, cc={tuple(cc)!r}, "
-            f"smem_bytes={smem_bytes}, threads={threads}, registers={registers}); "
-            "print(json.dumps([r.__dict__ for r in rs]))")
+    code = ("import json, torch; from longconv_edu.kernels.cuda import resource_table; "
+            f"rows = resource_table({lengths!r}, dtypes=[getattr(torch, n) for n in {dtype_names!r}], "
+            f"ccs={ccs!r}, smem_bytes={smem_bytes}, threads={threads}, registers={registers}); "
+            "print(json.dumps([(d, c, L, r.__dict__) for d, c, L, r in rows]))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"compiling the kernels in a child process failed:\n{r.stderr[-2000:]}")
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    return [KernelResources(**{**d, "cc": tuple(d["cc"])}) for d in out]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    return [(d, tuple(c), L, KernelResources(**{**kr, "cc": tuple(kr["cc"])}))
+            for d, c, L, kr in rows]
 
 
 # ============================================================================ timing on a GPU
