@@ -15,3 +15,4 @@ from .butterfly import butterfly_conv, butterfly_kernel_spectrum, three_pass_con
 __version__ = "0.1.0"
 from .layers import LongConv, param_groups
 from .regularize import kernel_dropout, smooth, squash, ssm_kernel
+from .learned import LearnedButterflyConv, learned_butterfly_conv

@@ -62,6 +62,7 @@ class ModelConfig:
     backend: str = "fft"               # long_conv backend of the conv layers
     kernel_lr: float = 1e-3            # the kernels' own learning rate (their weight decay is 0)
     seed: int = 0                      # initialises every layer (the same on every DDP rank)
+    learned_butterfly: bool = False    # rung 8: LongConv(learned_butterfly=True), blocks start at the DFT
 
     def __post_init__(self):
         check_int(self.d_input, "d_input", min=1)
@@ -79,6 +80,8 @@ class ModelConfig:
         check_int(self.ssm_state_dim, "ssm_state_dim", min=2)
         check_float(self.kernel_lr, "kernel_lr", min=0.0, min_inclusive=False)
         check_int(self.seed, "seed", min=0)
+        if not isinstance(self.learned_butterfly, bool):
+            raise TypeError(f"learned_butterfly must be True or False, got {self.learned_butterfly!r}")
         if self.model == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model must be divisible by n_heads for the transformer, got "
                              f"d_model={self.d_model}, n_heads={self.n_heads}")
@@ -142,7 +145,7 @@ def _conv_layer(cfg: ModelConfig, index: int) -> nn.Module:
 
     use_squash, use_smooth = REGULARIZERS[cfg.reg]
     common = dict(dropout=cfg.dropout, backend=cfg.backend, kernel_lr=cfg.kernel_lr,
-                  seed=cfg.seed * 1000 + index)
+                  seed=cfg.seed * 1000 + index, learned_butterfly=cfg.learned_butterfly)
     if cfg.model == "ssm":
         return LongConv(cfg.d_model, cfg.l_max, lam=0.0, smooth_width=None, kernel_dropout=0.0,
                         kernel_source="ssm", state_dim=cfg.ssm_state_dim, **common)

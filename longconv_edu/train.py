@@ -89,6 +89,7 @@ class RunConfig:
     permute: bool = False              # digits only: fixed pixel permutation
     data_seed: int = 0                 # the train/val/test split (digits) or generator (pathfinder)
     n_train: int = 0                   # 0: all; digits: first n of the train split; pathfinder: generate n
+    learned_butterfly: bool = False    # rung 8: learned Monarch DFT blocks in every LongConv
 
     def __post_init__(self):
         check_choice(self.task, "task", TASKS)
@@ -116,7 +117,8 @@ class RunConfig:
                            reg=self.reg, d_model=self.d_model, n_layers=self.n_layers,
                            dropout=self.dropout, kernel_dropout=self.kernel_dropout, lam=self.lam,
                            smooth_width=self.smooth_width, n_heads=self.n_heads,
-                           backend=self.backend, kernel_lr=self.kernel_lr, seed=self.seed)
+                           backend=self.backend, kernel_lr=self.kernel_lr, seed=self.seed,
+                           learned_butterfly=self.learned_butterfly)
 
     @property
     def label(self) -> str:
@@ -669,6 +671,8 @@ def add_arguments(p) -> None:
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=help_text)
     g.add_argument("--permute", action="store_true", default=None,
                    help="digits: read pixels in one fixed random order")
+    g.add_argument("--learned-butterfly", action="store_true", default=None,
+                   help="rung 8: learn the Monarch DFT blocks of every LongConv (start: the DFT)")
     g = p.add_argument_group("where and how")
     g.add_argument("--out", required=True, help="run folder (checkpoint, metrics.json), or the "
                                                 "results folder with --experiment")

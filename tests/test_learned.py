@@ -296,3 +296,15 @@ def test_causal_at_init_but_not_once_the_blocks_move():
         y = LearnedButterflyConv(1, 32, init_noise=noise, dtype=torch.float64)(u, k).detach()[0, 0]
         leak.append(float(y[:20].abs().max() / y[20:].abs().max()))
     assert leak[0] < 1e-12 and leak[1] > 1e-3
+
+
+def test_training_harness_option_same_function_at_init():
+    """models.ModelConfig(learned_butterfly=True): same seed -> same weights, same outputs (eval)."""
+    from longconv_edu.models import build_model
+    kw = dict(d_input=1, n_classes=10, l_max=16, d_model=8, n_layers=2, backend="butterfly", seed=4)
+    fixed, learned = build_model(**kw).eval(), build_model(**kw, learned_butterfly=True).eval()
+    assert len([m for m in learned.modules() if isinstance(m, LearnedButterflyConv)]) == 2
+    x = torch.rand(3, 16, 1, generator=torch.Generator().manual_seed(0))
+    assert rel_err(learned(x).detach().numpy(), fixed(x).detach().numpy()) < 1e-5
+    with pytest.raises(TypeError, match=r"learned_butterfly must be True or False"):
+        build_model(**kw, learned_butterfly=1)
