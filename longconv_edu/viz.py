@@ -232,6 +232,7 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title)
+    return fig
 
 
 def _check_named(x, name: str, what: str) -> None:
@@ -389,6 +390,8 @@ def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: 
     plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
 
 def plot_dft_matrix(F, *, title: str = "DFT matrix"):
     """The complex matrix F as three pictures: real part, imaginary part, and phase (angle)."""
