@@ -78,6 +78,9 @@ def butterfly_kernel_spectrum(k: torch.Tensor, L: int, *, factors=None) -> torch
 
 def _check_spectrum(k_f, u: torch.Tensor, need: int) -> int:
     cdtype = _COMPLEX[u.dtype]
+    if isinstance(k_f, torch.Tensor) and k_f.dtype != cdtype:
+        raise TypeError(f"k_f must have dtype {cdtype} to go with u of dtype {u.dtype}, got "
+                        f"{k_f.dtype}; build it with butterfly_kernel_spectrum(k, L) from k of u's dtype")
     check_tensor(k_f, "k_f", ndim=2, dtypes=(cdtype,), shape_doc="2-D (H, N)")
     H, N = k_f.shape
     if H != u.shape[1]:

@@ -321,6 +321,9 @@ def _check_blocks(blocks, fs, x: torch.Tensor, cdtype) -> tuple[list[torch.Tenso
     out = []
     for i, (A, n) in enumerate(zip(blocks, fs)):
         name = f"blocks[{i}]"
+        if isinstance(A, torch.Tensor) and A.dtype != cdtype:
+            raise TypeError(f"{name} must have dtype {cdtype} (the complex dtype of x, {x.dtype}), "
+                            f"got {A.dtype}; convert it with .to({cdtype})")
         check_tensor(A, name, ndim=(2, 3), dtypes=(cdtype,),
                      shape_doc=f"2-D ({n}, {n}) or 3-D (H, {n}, {n})")
         if tuple(A.shape[-2:]) != (n, n):

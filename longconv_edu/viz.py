@@ -461,7 +461,7 @@ def plot_factor_patterns(mats, titles, *, ncols: int | None = None):
         ax.axis("off")
     for ax, M, t in zip(axes.ravel(), mats, titles):
         nz = np.abs(M) > 1e-12
-        ax.imshow(nz, cmap="Greys", interpolation="nearest")
+        ax.imshow(nz, cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{t}\n{int(nz.sum())} non-zeros", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -486,12 +486,14 @@ def plot_fft_stage(perm, stage: int, values):
 
 
 def plot_four_step(steps):
-    """The four-step (Monarch) DFT as pictures: a list of (title, 2-D complex array) shown as
-    magnitude heatmaps left to right, e.g. reshape -> matmul -> twiddle -> matmul -> transpose."""
+    """The four-step (Monarch) DFT as pictures: a list of (title, 2-D complex array) shown left to
+    right as heatmaps of the real part (the twiddles only rotate phases, which |.| would hide),
+    e.g. reshape -> matmul -> twiddle -> matmul -> transpose."""
     fig, axes = new_figure(len(steps), width=2.5, height=2.6)
     for ax, (t, A) in zip(axes[0], steps):
         A = as_numpy(A)
-        ax.imshow(np.abs(A), cmap="viridis", interpolation="nearest")
+        vmax = float(np.max(np.abs(A.real))) or 1.0
+        ax.imshow(A.real, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_title(t, fontsize=9)
         ax.set_xlabel(f"{A.shape[0]} x {A.shape[1]}", fontsize=8)
         ax.set_xticks([])
