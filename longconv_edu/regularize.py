@@ -171,10 +171,13 @@ def spectral_decay(k: torch.Tensor, f_min: float = 0.01, nbins: int = 24) -> tor
     The spectrum is averaged in ``nbins`` log-spaced frequency bands (so the many high-frequency
     bins do not dominate and the noise of single bins averages out), then a least-squares line is
     fitted to log(power) against log(f); beta is minus its slope. White noise: beta ~ 0 (flat).
-    A kernel with a jump (a causal kernel starting at k[0] != 0) or a kink decays like f^-2 or
-    f^-4 far enough out; a smooth kernel's spectrum falls off faster than any such power over the
-    band where it still has energy. Bigger beta = smoother. Needs Lk >= 8 (fewer bins than that
-    cannot be fitted); bands with no bin are skipped; an all-zero kernel gives 0.
+    A moving average of white noise follows the box filter's |H(f)|^2, whose envelope falls like
+    f^-2 (beta ~ 1.5-2 over this band, for windows 7-31). A causal kernel that starts at k[0] != 0
+    has a jump, which alone contributes an f^-2 tail; a damped sinusoid's spectrum is flat below
+    its frequency and falls like f^-2 above it, so an SSM kernel whose modes are all slow scores
+    above 2 (it is steeper in the middle of the band). Bigger beta = energy more concentrated at
+    low frequencies. Needs Lk >= 8 (too few bins to fit otherwise); bands with no bin are skipped;
+    an all-zero kernel gives 0.
     """
     _check_kernel(k)
     Lk = k.shape[-1]

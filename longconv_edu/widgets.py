@@ -37,16 +37,16 @@ SOURCES = ("noisy random", "SSM kernel", "trained model kernel")
 PEAK = 0.01                       # peak |k| of the synthetic kernels (paper units: init std 0.002)
 CUTOFF = 0.1                      # cycles per tap for the high-frequency metric and the plots
 _REPO = Path(__file__).resolve().parents[1]
-KERNEL_GLOB = "course/results/training/kernels*"
+KERNEL_GLOB = "course/results/training/**/*kernels*"     # e.g. NAME-kernels.npz, run/kernels.pt
 
 
 def find_kernel_file(path=None) -> Path | None:
-    """The trained-kernel file to offer: ``path`` if given and it exists, else the first
-    ``course/results/training/kernels*.pt`` / ``.npz`` in the repository, else None."""
+    """The trained-kernel file to offer: ``path`` if given and it exists, else the first (sorted)
+    ``*kernels*.pt`` / ``.npz`` / ``.npy`` under ``course/results/training/``, else None."""
     if path is not None:
         p = Path(path)
         return p if p.is_file() else None
-    for name in sorted(glob.glob(str(_REPO / KERNEL_GLOB))):
+    for name in sorted(glob.glob(str(_REPO / KERNEL_GLOB), recursive=True)):
         if name.endswith((".pt", ".npz", ".npy")):
             return Path(name)
     return None
@@ -140,8 +140,8 @@ def explorer_state(source: str = "noisy random", L: int = 1024, noise: float = 0
             except Exception as e:  # a broken file must not break the explorer
                 notes.append(f"could not read {path.name}: {e}; showing a noisy random kernel instead")
         else:
-            notes.append("no trained kernel file found (run the training rung, which saves "
-                         f"{KERNEL_GLOB}.pt); showing a noisy random kernel instead")
+            notes.append("no trained kernel file found (the training rung saves them as "
+                         f"{KERNEL_GLOB}.npz or .pt); showing a noisy random kernel instead")
         if rows is not None:
             r = seed % rows.shape[0]
             base = rows[r]

@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu.exercises import check
-from longconv_edu.regularize import (PAPER_SETTINGS, high_freq_fraction, kernel_dropout,
+from longconv_edu.regularize import (PAPER_SETTINGS, double_exp_init, high_freq_fraction,
+                                     kernel_dropout, random_init,
                                      regularize_kernel, s4d_init, s4d_kernel, smooth,
                                      smoothness_metrics, spectral_decay, squash, ssm_kernel,
                                      total_variation)
@@ -261,3 +262,20 @@ K = randk((2, 10), 0)
 def test_bad_input_names_the_argument(call, exc, arg):
     with pytest.raises(exc, match=arg):
         call()
+
+
+# ----------------------------------------------------------------------------- inits
+def test_random_and_double_exp_inits():
+    g = torch.Generator().manual_seed(0)
+    k = random_init((8, 4096), generator=g)
+    assert k.shape == (8, 4096) and k.std().item() == pytest.approx(0.002, rel=0.02)
+    d = double_exp_init(4, 16, 1024, generator=torch.Generator().manual_seed(1))
+    assert d.shape == (4, 16, 1024)
+    energy = d.double().pow(2).sum(-1).mean(-1)                       # per channel, averaged over H
+    # matched to the random init: sum k^2 ~ Lk * 0.002^2 (16 rows: std of the mean ~ 10%)
+    assert torch.allclose(energy, torch.full_like(energy, 1024 * 0.002 ** 2), rtol=0.3)
+    head, tail = d[..., :256].pow(2).sum(), d[..., -256:].pow(2).sum()
+    assert head > 100 * tail                                            # decays along the taps
+    assert double_exp_init(1, 1, 1).shape == (1, 1, 1)
+    with pytest.raises(ValueError, match="channels"):
+        double_exp_init(0, 1, 8)

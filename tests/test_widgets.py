@@ -153,9 +153,19 @@ def test_bad_programmatic_input(call, exc, arg):
         call()
 
 
-def test_default_kernel_file_lookup_uses_the_course_results_folder():
-    assert widgets.KERNEL_GLOB.startswith("course/results/training/kernels")
+def test_default_kernel_file_lookup_uses_the_course_results_folder(tmp_path, monkeypatch):
     assert widgets.find_kernel_file(MISSING) is None
+    monkeypatch.setattr(widgets, "_REPO", tmp_path)
+    assert widgets.find_kernel_file() is None
+    results = tmp_path / "course" / "results" / "training"
+    (results / "run1").mkdir(parents=True)
+    (results / "scifar.json").write_text("{}")
+    np.savez(results / "scifar-kernels.npz", **{"long conv": np.ones((4, 32))})
+    torch.save({"layer0": torch.ones(2, 32)}, results / "run1" / "kernels.pt")
+    assert widgets.find_kernel_file() == results / "run1" / "kernels.pt"       # sorted paths
+    (results / "run1" / "kernels.pt").unlink()
+    assert widgets.find_kernel_file() == results / "scifar-kernels.npz"
+    assert "trained model kernel" in _find(squash_explorer(64), __import__("ipywidgets").Dropdown).options
 
 
 def test_widget_picture_is_a_png_that_changes_with_the_settings():
