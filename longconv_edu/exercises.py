@@ -536,3 +536,36 @@ def _register_rung34():
 
 
 _register_rung34()
+
+
+# ----------------------------------------------------------------------------- rung 5 (CUDA kernel)
+def _spectrum_cases():
+    g = torch.Generator().manual_seed(5)
+    return [(torch.randn(H, Lk, generator=g, dtype=torch.float64), N)
+            for H, Lk, N in [(1, 1, 2), (2, 3, 8), (3, 16, 32), (1, 5, 64)]]
+
+
+def _traffic_cases():
+    return [(1, 1, 1, 4), (2, 3, 1000, 4), (4, 8, 4096, 8), (1, 2, 3, 2)]
+
+
+def _register_rung5_cuda():
+    from . import io_model
+    from .kernels import cuda as kc
+    register(Exercise("bit_reversed_spectrum", 5,
+                      "Return the spectrum the fused kernel multiplies by: the size-N DFT of each "
+                      "zero-padded row of k (H, Lk), entries in bit-reversed order (complex, (H, N)).",
+                      kc.bit_reversed_spectrum, _spectrum_cases,
+                      hint="torch.fft.fft(k, n=N), then index the last axis with the bit-reversal "
+                           "permutation (longconv_edu.fft.bit_reversal_permutation)."))
+    register(Exercise("fused_kernel_traffic", 5,
+                      "Return (bytes read, bytes written) in global memory by the fused kernel for "
+                      "B, H, L and s bytes per real (the kernel spectrum: N = next_pow2(2L) complex).",
+                      lambda B, H, L, s: (io_model.fused_conv(B, H, L, dtype_bytes=s).bytes_read,
+                                          io_model.fused_conv(B, H, L, dtype_bytes=s).bytes_written),
+                      _traffic_cases, rtol=0.0,
+                      hint="Each row reads its L inputs and its channel's N complex spectrum values "
+                           "once, and writes its L outputs once."))
+
+
+_register_rung5_cuda()

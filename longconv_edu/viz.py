@@ -220,12 +220,13 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
     writes = [measured[k][1] for k in names]
     ax.bar(x - w / 2, reads, w, label="read (tracer)", color="tab:blue")
     ax.bar(x + w / 2, writes, w, label="written (tracer)", color="tab:orange")
-    if model:
-        for i, k in enumerate(names):
-            if k in model:
-                r, wr = model[k]
-                ax.bar([i - w / 2, i + w / 2], [r, wr], w, fill=False, edgecolor="k", lw=1.2,
-                       label="IO model" if i == 0 else None)
+    labelled = False
+    for i, k in enumerate(names):
+        if model and k in model:
+            r, wr = model[k]
+            ax.bar([i - w / 2, i + w / 2], [r, wr], w, fill=False, edgecolor="k", lw=1.2,
+                   label=None if labelled else "IO model (outline)")
+            labelled = True
     ax.set_xticks(x)
     ax.set_xticklabels(names, fontsize=8)
     ax.set_ylabel(f"global memory {unit}")

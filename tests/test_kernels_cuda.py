@@ -130,6 +130,20 @@ def test_tracer_naive_three_kernels_move_more(case):
     assert naive.total.global_write > fused.total.global_write
 
 
+@pytest.mark.parametrize("L", [1, 2, 3, 7, 8, 9, 16, 17, 32])
+@pytest.mark.parametrize("smem", [48 * 1024, 128])
+def test_edges_stay_in_bounds(L, smem):
+    # every access goes through a bounds-checking CountingArray (an IndexError would fail this);
+    # Lk = L and Lk = 1 at each edge length, fused (48 KiB) and three-pass (tiles of 8 float64)
+    for Lk in {1, L}:
+        u, k = make(1, 1, L, Lk, seed=L)
+        tr = trace_conv(u, k, smem_bytes=smem, threads=2)
+        assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+        m = (io_model.fused_conv if tr.plan.passes == 1 else io_model.three_pass_conv)(
+            1, 1, L, dtype_bytes=8)
+        assert (tr.total.global_read, tr.total.global_write) == (m.bytes_read, m.bytes_written)
+
+
 def test_every_row_moves_the_same_bytes():
     u, k = make(2, 3, 10, 4, seed=1)
     tr = trace_conv(u, k, threads=4)
@@ -262,3 +276,37 @@ def test_bad_tracer_and_resource_arguments():
         kc.kernel_resources(16, dtype=torch.float16)
     with pytest.raises(ValueError, match="^L must be >= 1"):
         kc.kernel_resources(0)
+
+
+# ----------------------------------------------------------------------------- layout, plots, exercises
+def test_bit_reversed_spectrum_reference_matches_an_explicit_permutation():
+    k = torch.randn(2, 3, dtype=torch.float64)
+    N = 8
+    rev = [int(format(i, "03b")[::-1], 2) for i in range(N)]        # 0 4 2 6 1 5 3 7
+    want = np.fft.fft(np.pad(k.numpy(), ((0, 0), (0, N - 3))), axis=-1)[:, rev]
+    assert np.allclose(kc.bit_reversed_spectrum(k, N).numpy(), want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="^N must be a power of two"):
+        kc.bit_reversed_spectrum(k, 6)
+
+
+def test_plots_return_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from longconv_edu import viz
+    u, k = make(1, 1, 4, 2, seed=0)
+    tr = trace_conv(u, k, threads=2, record=True)
+    f1 = viz.plot_butterfly_schedule(butterfly_schedule(tr), tr.plan.N)
+    f2 = viz.plot_memory_traffic({"fused": (10, 2), "naive": (30, 20)}, {"fused": (10, 2)})
+    assert len(f1.axes) == 1 and len(f2.axes) == 1
+    labels = f2.axes[0].get_legend_handles_labels()[1]
+    assert "IO model (outline)" in labels
+
+
+def test_exercises_accept_the_reference_and_reject_a_wrong_answer():
+    from longconv_edu.exercises import check
+    assert check("bit_reversed_spectrum", kc.bit_reversed_spectrum, verbose=False)
+    assert not check("bit_reversed_spectrum", lambda k, N: torch.fft.fft(k, n=N), verbose=False)
+    assert check("fused_kernel_traffic", lambda B, H, L, s: (
+        B * H * (L + 2 * kc.fft_size(L)) * s, B * H * L * s), verbose=False)
+    assert not check("fused_kernel_traffic", lambda B, H, L, s: (B * H * L * s, B * H * L * s),
+                     verbose=False)

@@ -77,7 +77,8 @@ from .._checks import check_conv_inputs, check_int
 
 __all__ = ["cuda_conv", "kernel_spectrum", "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
-           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table"]
+           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table",
+           "bit_reversed_spectrum"]
 
 #: The executor's ``cuda`` (numba.cuda, the simulator, or the tracer): see ``bind_cuda``.
 cuda = None
@@ -397,8 +398,7 @@ def _torch_dtype(real):
 
 def _executor(u: torch.Tensor) -> _NumbaExecutor:
     """The executor for u's device, or a clear error saying what is needed."""
-    import os as _os
-    env_sim = _os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+    env_sim = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
     sim = simulator_active()
     if sim:
         if u.device.type != "cpu":
@@ -453,6 +453,19 @@ def kernel_spectrum(k: torch.Tensor, L: int, *, smem_bytes: int = DEFAULT_SMEM_B
     re_, im_ = ex.empty(k.shape[0], plan.N, real), ex.empty(k.shape[0], plan.N, real)
     _run_spectrum(ex, k, plan, re_, im_)
     return re_, im_
+
+
+def bit_reversed_spectrum(k: torch.Tensor, N: int) -> torch.Tensor:
+    """What ``kernel_spectrum`` computes, by torch.fft: fft(k, n=N) in bit-reversed order, (H, N).
+
+    The reference for the layout (and for the course exercise of that name); CPU or GPU, any
+    float dtype, no numba. N must be a power of two >= Lk.
+    """
+    from .._checks import check_tensor
+    from ..fft import bit_reversal_permutation
+    check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
+    N = check_int(N, "N", min=max(1, k.shape[1]), power_of_two=True)
+    return torch.fft.fft(k, n=N)[:, bit_reversal_permutation(N).to(k.device)]
 
 
 class _FlashButterflyConv(torch.autograd.Function):
