@@ -43,6 +43,8 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
             "Monarch DFT with per-channel (trainable) blocks, timed at their DFT init"),
     Backend("cuda", "longconv_edu.kernels.cuda", "cuda_conv", 5,
             "the fused FlashButterfly Numba CUDA kernel (GPU, or NUMBA_ENABLE_CUDASIM=1 on CPU)"),
+    Backend("numba", "longconv_edu.kernels.cpu", "cpu_conv", 5,
+            "the fused FFT convolution as a Numba CPU kernel: one row per thread, in cache"),
 ]}
 
 

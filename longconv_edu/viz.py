@@ -500,3 +500,43 @@ def plot_four_step(steps):
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+def plot_benchmark(report: dict, *, title: str = ""):
+    """The benchmark report (longconv_edu.bench): time against L, and speedup over torch.fft.
+
+    Left: median seconds per call for each backend (log-log), with torch.fft (fft_conv) and
+    scipy.fft (all cores) as dashed references (medians of their interleaved timings). Right: the
+    speedup over fft_conv measured in the same process, with 1x and the 2x target marked.
+    """
+    rows = [r for r in report["results"] if r["status"] == "ok"]
+    fig, axes = new_figure(2, width=4.6, height=3.3)
+    ax_t, ax_s = axes[0]
+    refs = {}
+    for r in rows:
+        refs.setdefault(r["L"], []).append((r["fft_seconds"], r["scipy_seconds"]))
+    Ls = sorted(refs)
+    for name in dict.fromkeys(r["backend"] for r in rows):
+        mine = sorted((r["L"], r["seconds"], r["speedup_vs_fft"]) for r in rows if r["backend"] == name)
+        L, sec, sp = zip(*mine)
+        ax_t.loglog(L, sec, "o-", ms=4, label=name)
+        ax_s.semilogx(L, sp, "o-", ms=4, label=name)
+    if Ls:
+        f_med = [float(np.median([a for a, _ in refs[L]])) for L in Ls]
+        s_med = [float(np.median([b for _, b in refs[L]])) for L in Ls]
+        ax_t.loglog(Ls, f_med, "k--", lw=1, label="torch.fft (fft_conv)")
+        ax_t.loglog(Ls, s_med, "k:", lw=1.5, label="scipy.fft, all cores")
+        ax_s.semilogx(Ls, [f / s for f, s in zip(f_med, s_med)], "k:", lw=1.5,
+                      label="scipy.fft, all cores")
+    ax_s.axhline(1, color="gray", lw=0.8)
+    ax_s.axhline(2, color="tab:red", lw=0.8, ls="--", label="2x target")
+    ax_t.set(xlabel="sequence length L", ylabel="seconds per call",
+             title=f"{report['config']['rows']} rows, {report['config']['dtype']}")
+    ax_s.set(xlabel="sequence length L", ylabel="speedup over fft_conv (same process)",
+             title="higher is faster")
+    ax_t.legend(fontsize=7)
+    ax_s.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+__all__ += ["plot_benchmark"]

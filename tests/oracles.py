@@ -110,3 +110,18 @@ def complex_rel_err(a, b) -> float:
     a = np.asarray(a, dtype=np.complex128)
     b = np.asarray(b, dtype=np.complex128)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
+
+
+def causal_conv_grads_np(u: np.ndarray, k: np.ndarray, g: np.ndarray):
+    """Gradients of sum(g * y) for y = causal conv(u, k), by the explicit sums over lags s:
+
+    grad_u[b,h,m] = sum_s k[h,s] g[b,h,m+s]        grad_k[h,s] = sum_{b,m} g[b,h,m+s] u[b,h,m]
+    """
+    B, H, L = u.shape
+    u64, k64, g64 = (a.astype(np.float64) for a in (u, k, g))
+    grad_u = np.zeros((B, H, L))
+    grad_k = np.zeros(k.shape)
+    for s in range(k.shape[1]):
+        grad_u[:, :, :L - s] += k64[None, :, s, None] * g64[:, :, s:]
+        grad_k[:, s] = (g64[:, :, s:] * u64[:, :, :L - s]).sum(axis=(0, 2))
+    return grad_u, grad_k

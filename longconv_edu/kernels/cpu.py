@@ -55,6 +55,7 @@ two is padded further (up to 2x the work of the next power of two), never approx
 from __future__ import annotations
 
 import functools
+import os
 import math
 from typing import NamedTuple
 
@@ -68,7 +69,7 @@ from .._checks import check_conv_inputs, check_int, check_tensor
 __all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size"]
 
 _MIN_FFT = 8          # N >= 8, so the packed complex FFT has at least 4 points (one radix-4 stage)
-_LONG_SPAN = 64       # spans >= this use the vectorised in-group loop
+_LONG_SPAN = 1024     # spans >= this use stage_long (shorter ones: a stage compiled per span)
 
 
 def fft_size(L: int) -> int:
@@ -136,8 +137,9 @@ def _plan(M: int, dtype: str) -> _Plan:
 # (no reassociation, NaN and inf propagate as in torch). cache=True keeps the compiled code in
 # __pycache__, so only the first use on a machine pays the compilation.
 fm = {"contract"}
-jit = functools.partial(njit, fastmath=fm, cache=True)
-inline = functools.partial(njit, fastmath=fm, cache=True, inline="always")
+_CACHE = os.environ.get("LONGCONV_NUMBA_CACHE", "1") != "0"
+jit = functools.partial(njit, fastmath=fm, cache=_CACHE)
+inline = functools.partial(njit, fastmath=fm, cache=_CACHE, inline="always")
 
 # ---------------------------------------------------------------- butterflies
 @inline
@@ -220,9 +222,42 @@ def stage_long(re, im, twr, twi, M, s, o, rows, inverse):
             r2[a0, i] = y[0]; i2[a0, i] = y[1]; r2[a1, i] = y[2]; i2[a1, i] = y[3]
             r2[a2, i] = y[4]; i2[a2, i] = y[5]; r2[a3, i] = y[6]; i2[a3, i] = y[7]
 
+def _fixed_span_stage(S: int):
+    """A radix-4 stage compiled for one span S (16, 64 or 256): every offset is a constant.
+
+    With S known, LLVM sees that the four rows of a group are S apart and never overlap, so it
+    needs no overlap check at all; indices are unsigned so numba's wrap-around for negative
+    indices (a branch per element) disappears. The loop over i then runs on SIMD registers even
+    for S = 16, where the generic stage_long pays more for its checks than for the arithmetic.
+    """
+    uS = np.uint64(S)
+
+    @jit
+    def stage(re, im, twr, twi, M, o, inverse):
+        uo = np.uint64(o)
+        for g in range(M // (4 * S)):
+            b = np.uint64(g) * np.uint64(4 * S)
+            for i in range(S):
+                ui = np.uint64(i)
+                a0 = b + ui; a1 = a0 + uS; a2 = a1 + uS; a3 = a2 + uS
+                w = uo + ui
+                y = butterfly(inverse, re[a0], im[a0], re[a1], im[a1], re[a2], im[a2], re[a3],
+                              im[a3], twr[w], twi[w], twr[w + uS], twi[w + uS],
+                              twr[w + uS + uS], twi[w + uS + uS])
+                re[a0] = y[0]; im[a0] = y[1]; re[a1] = y[2]; im[a1] = y[3]
+                re[a2] = y[4]; im[a2] = y[5]; re[a3] = y[6]; im[a3] = y[7]
+    return stage
+
+
+stage_16 = _fixed_span_stage(16)
+stage_64 = _fixed_span_stage(64)
+stage_256 = _fixed_span_stage(256)
+
+
 @jit
 def stage_short(re, im, twr, twi, M, s, o, inverse):
-    """A radix-4 stage with a short span (4 or 16): twiddle i fixed, loop over the groups."""
+    """The radix-4 stage of span 4: twiddle i fixed, loop over the groups (scalar: a group of
+    16 neighbours is more than LLVM's interleaved loads take, and 4 is too short a vector)."""
     for i in range(s):
         w1r = twr[o + i]; w1i = twi[o + i]; w2r = twr[o + s + i]; w2i = twi[o + s + i]
         w3r = twr[o + 2 * s + i]; w3i = twi[o + 2 * s + i]
@@ -232,6 +267,7 @@ def stage_short(re, im, twr, twi, M, s, o, inverse):
                           im[b3], w1r, w1i, w2r, w2i, w3r, w3i)
             re[b0] = y[0]; im[b0] = y[1]; re[b1] = y[2]; im[b1] = y[3]
             re[b2] = y[4]; im[b2] = y[5]; re[b3] = y[6]; im[b3] = y[7]
+
 
 @jit
 def stage_unit(re, im, M, inverse):
@@ -247,8 +283,14 @@ def stage_unit(re, im, M, inverse):
 
 @jit
 def radix4_stage(re, im, twr, twi, M, s, o, rows, inverse):
-    if s >= 64:
+    if s > 256:
         stage_long(re, im, twr, twi, M, s, o, rows, inverse)
+    elif s == 256:
+        stage_256(re, im, twr, twi, M, o, inverse)
+    elif s == 64:
+        stage_64(re, im, twr, twi, M, o, inverse)
+    elif s == 16:
+        stage_16(re, im, twr, twi, M, o, inverse)
     elif s > 1:
         stage_short(re, im, twr, twi, M, s, o, inverse)
     else:
@@ -310,6 +352,26 @@ def cmul(ar, ai, br, bi):
     return ar * br - ai * bi, ar * bi + ai * br
 
 @jit
+def product_octave(zpr, zpi, zqr, zqi, kpr, kpi, kqr, kqi, wr_, wi_, ksign):
+    """One octave of spectral_product: zp[j] pairs with zq[n-1-j] (a forward and a backward run).
+
+    The runs arrive as separate slices indexed from 0, and the backward index is unsigned, so
+    LLVM sees indices that cannot be negative (numba wraps negative ones around, a branch that
+    stops vectorisation) on distinct arrays, and vectorises the loop (reversing in registers).
+    """
+    n = zpr.shape[0]
+    last = np.uint64(n - 1)
+    for j in range(n):
+        t = last - np.uint64(j)
+        wr = wr_[j]; wi = wi_[j]
+        xkr, xki, xmr, xmi = split(zpr[j], zpi[j], zqr[t], zqi[t], wr, wi)
+        ykr, yki = cmul(xkr, xki, kpr[j], ksign * kpi[j])
+        ymr, ymi = cmul(xmr, xmi, kqr[t], ksign * kqi[t])
+        zkr, zki, zmr, zmi = merge(ykr, yki, ymr, ymi, wr, wi)
+        zpr[j] = zkr; zpi[j] = zki; zqr[t] = zmr; zqi[t] = zmi
+
+
+@jit
 def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
     """Z -> X (split) -> X * K -> merge, in place, for every pair; ksign=-1 uses conj(K)."""
     z = re[0] * 0
@@ -325,21 +387,27 @@ def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
     zr, zi, _, _ = merge(y1r, y1i, y1r, y1i, z, -one)
     re[1] = zr; im[1] = zi
     half = 1
-    while 2 * half < M:
-        base = 2 * half
-        for j in range(half):
-            p = base + j; q = 2 * base - 1 - j; c = half + j
-            wr = mre[c]; wi = mim[c]
-            xkr, xki, xmr, xmi = split(re[p], im[p], re[q], im[q], wr, wi)
-            ykr, yki = cmul(xkr, xki, kre[p], ksign * kim[p])
-            ymr, ymi = cmul(xmr, xmi, kre[q], ksign * kim[q])
-            zkr, zki, zmr, zmi = merge(ykr, yki, ymr, ymi, wr, wi)
-            re[p] = zkr; im[p] = zki; re[q] = zmr; im[q] = zmi
+    while 2 * half < M:                      # octave [2 half, 4 half): p = 2 half + j
+        a, b, e = 2 * half, 3 * half, 4 * half
+        product_octave(re[a:b], im[a:b], re[b:e], im[b:e], kre[a:b], kim[a:b], kre[b:e],
+                       kim[b:e], mre[half:a], mim[half:a], ksign)
         half *= 2
+
+
+@jit
+def unpack_octave(zpr, zpi, zqr, zqi, xpr, xpi, xqr, xqi, wr_, wi_, scale):
+    """One octave of unpack (same layout as product_octave)."""
+    n = zpr.shape[0]
+    last = np.uint64(n - 1)
+    for j in range(n):
+        t = last - np.uint64(j)
+        a, b, c, d = split(zpr[j], zpi[j], zqr[t], zqi[t], wr_[j], wi_[j])
+        xpr[j] = a * scale; xpi[j] = b * scale; xqr[t] = c * scale; xqi[t] = d * scale
+
 
 @jit
 def unpack(re, im, xre, xim, mre, mim, M, scale):
-    """The spectrum (storage order, slot M = Nyquist) of the packed FFT in re/im, times scale."""
+    """The spectrum (storage order, slot M = Nyquist) of the packed FFT in re/im, times 2 scale."""
     z = re[0] * 0
     one = z + 1
     a, b, c, d = split(re[0], im[0], re[0], im[0], one, z)
@@ -348,16 +416,26 @@ def unpack(re, im, xre, xim, mre, mim, M, scale):
     xre[1] = a * scale; xim[1] = b * scale
     half = 1
     while 2 * half < M:
-        base = 2 * half
-        for j in range(half):
-            p = base + j; q = 2 * base - 1 - j; c_ = half + j
-            a, b, c, d = split(re[p], im[p], re[q], im[q], mre[c_], mim[c_])
-            xre[p] = a * scale; xim[p] = b * scale; xre[q] = c * scale; xim[q] = d * scale
+        a_, b_, e_ = 2 * half, 3 * half, 4 * half
+        unpack_octave(re[a_:b_], im[a_:b_], re[b_:e_], im[b_:e_], xre[a_:b_], xim[a_:b_],
+                      xre[b_:e_], xim[b_:e_], mre[half:a_], mim[half:a_], scale)
         half *= 2
+
+
+@jit
+def pack_octave(xpr, xpi, xqr, xqi, zpr, zpi, zqr, zqi, wr_, wi_):
+    """One octave of pack (same layout as product_octave)."""
+    n = xpr.shape[0]
+    last = np.uint64(n - 1)
+    for j in range(n):
+        t = last - np.uint64(j)
+        a, b, c, d = merge(xpr[j], xpi[j], xqr[t], xqi[t], wr_[j], wi_[j])
+        zpr[j] = a; zpi[j] = b; zqr[t] = c; zqi[t] = d
+
 
 @jit
 def pack(xre, xim, re, im, mre, mim, M):
-    """Inverse of unpack (without scale): spectrum -> packed Z' ready for fft_inverse."""
+    """Inverse of unpack (without scale): spectrum -> packed Z' (times 2) for fft_inverse."""
     z = xre[0] * 0
     one = z + 1
     a, b, _, _ = merge(xre[0], xim[0], xre[M], xim[M], one, z)
@@ -366,12 +444,45 @@ def pack(xre, xim, re, im, mre, mim, M):
     re[1] = a; im[1] = b
     half = 1
     while 2 * half < M:
-        base = 2 * half
-        for j in range(half):
-            p = base + j; q = 2 * base - 1 - j; c_ = half + j
-            a, b, c, d = merge(xre[p], xim[p], xre[q], xim[q], mre[c_], mim[c_])
-            re[p] = a; im[p] = b; re[q] = c; im[q] = d
+        a_, b_, e_ = 2 * half, 3 * half, 4 * half
+        pack_octave(xre[a_:b_], xim[a_:b_], xre[b_:e_], xim[b_:e_], re[a_:b_], im[a_:b_],
+                    re[b_:e_], im[b_:e_], mre[half:a_], mim[half:a_])
         half *= 2
+
+
+@jit
+def cross_octave(gpr, gpi, gqr, gqi, upr, upi, uqr, uqi, apr, api, aqr, aqi, wr_, wi_):
+    """One octave of cross_spectrum (same layout as product_octave)."""
+    n = gpr.shape[0]
+    last = np.uint64(n - 1)
+    for j in range(n):
+        t = last - np.uint64(j)
+        wr = wr_[j]; wi = wi_[j]
+        gkr, gki, gmr, gmi = split(gpr[j], gpi[j], gqr[t], gqi[t], wr, wi)
+        ukr, uki, umr, umi = split(upr[j], upi[j], uqr[t], uqi[t], wr, wi)
+        apr[j] += gkr * ukr + gki * uki; api[j] += gki * ukr - gkr * uki
+        aqr[t] += gmr * umr + gmi * umi; aqi[t] += gmi * umr - gmr * umi
+
+
+@jit
+def cross_spectrum(gre, gim, ure, uim, are, aim, mre, mim, M):
+    """acc += G conj(U) at every stored frequency, from the packed FFTs of g and u (x4)."""
+    z = gre[0] * 0
+    one = z + 1
+    g0r, g0i, gmr, gmi = split(gre[0], gim[0], gre[0], gim[0], one, z)
+    u0r, u0i, umr, umi = split(ure[0], uim[0], ure[0], uim[0], one, z)
+    are[0] += g0r * u0r + g0i * u0i; aim[0] += g0i * u0r - g0r * u0i
+    are[M] += gmr * umr + gmi * umi; aim[M] += gmi * umr - gmr * umi
+    g1r, g1i, _, _ = split(gre[1], gim[1], gre[1], gim[1], z, -one)
+    u1r, u1i, _, _ = split(ure[1], uim[1], ure[1], uim[1], z, -one)
+    are[1] += g1r * u1r + g1i * u1i; aim[1] += g1i * u1r - g1r * u1i
+    half = 1
+    while 2 * half < M:
+        a, b, e = 2 * half, 3 * half, 4 * half
+        cross_octave(gre[a:b], gim[a:b], gre[b:e], gim[b:e], ure[a:b], uim[a:b], ure[b:e],
+                     uim[b:e], are[a:b], aim[a:b], are[b:e], aim[b:e], mre[half:a], mim[half:a])
+        half *= 2
+
 
 # ---------------------------------------------------------------- rows in and out
 @jit
@@ -401,7 +512,7 @@ def store_row(re, im, y, scale):
         y[n - 1] = re[h] * scale
 
 # ---------------------------------------------------------------- parallel drivers
-@njit(parallel=True, fastmath=fm, cache=True)
+@njit(parallel=True, fastmath=fm, cache=_CACHE)
 def conv_rows(x, kre, kim, twr, twi, mre, mim, rows, M, n_chunks, y, ksign):
     """y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r (fused).
 
@@ -422,7 +533,7 @@ def conv_rows(x, kre, kim, twr, twi, mre, mim, rows, M, n_chunks, y, ksign):
             fft_inverse(re, im, twr, twi, M, rows)
             store_row(re, im, y[r], one)
 
-@njit(parallel=True, fastmath=fm, cache=True)
+@njit(parallel=True, fastmath=fm, cache=_CACHE)
 def spectra(x, twr, twi, mre, mim, rows, M, scale, xre, xim):
     """Spectra (storage order, times scale) of the rows of x: (R, Lx) -> (R, M+1)."""
     for r in prange(x.shape[0]):
@@ -432,7 +543,7 @@ def spectra(x, twr, twi, mre, mim, rows, M, scale, xre, xim):
         fft_forward(re, im, twr, twi, M, rows)
         unpack(re, im, xre[r], xim[r], mre, mim, M, scale)
 
-@njit(parallel=True, fastmath=fm, cache=True)
+@njit(parallel=True, fastmath=fm, cache=_CACHE)
 def grad_rows(g, u, kre, kim, twr, twi, mre, mim, rows, M, n_split, Lk, gu, gk, want_gu):
     """Backward of conv_rows for every channel h and part c of the batch (one task each).
 
@@ -457,25 +568,7 @@ def grad_rows(g, u, kre, kim, twr, twi, mre, mim, rows, M, n_split, Lk, gu, gk, 
             fft_forward(gre, gim, twr, twi, M, rows)
             load_row(u[r], ure, uim, M)
             fft_forward(ure, uim, twr, twi, M, rows)
-            # accumulate G conj(U) for every stored frequency (2X convention on both: x4)
-            gk0r, gk0i, gkmr, gkmi = split(gre[0], gim[0], gre[0], gim[0], one, one - one)
-            uk0r, uk0i, ukmr, ukmi = split(ure[0], uim[0], ure[0], uim[0], one, one - one)
-            are[0] += gk0r * uk0r + gk0i * uk0i; aim[0] += gk0i * uk0r - gk0r * uk0i
-            are[M] += gkmr * ukmr + gkmi * ukmi; aim[M] += gkmi * ukmr - gkmr * ukmi
-            g1r, g1i, _, _ = split(gre[1], gim[1], gre[1], gim[1], one - one, -one)
-            u1r, u1i, _, _ = split(ure[1], uim[1], ure[1], uim[1], one - one, -one)
-            are[1] += g1r * u1r + g1i * u1i; aim[1] += g1i * u1r - g1r * u1i
-            half = 1
-            while 2 * half < M:
-                base = 2 * half
-                for j in range(half):
-                    p = base + j; q = 2 * base - 1 - j; cc = half + j
-                    wr = mre[cc]; wi = mim[cc]
-                    gkr, gki, gmr, gmi = split(gre[p], gim[p], gre[q], gim[q], wr, wi)
-                    ukr, uki, umr, umi = split(ure[p], uim[p], ure[q], uim[q], wr, wi)
-                    are[p] += gkr * ukr + gki * uki; aim[p] += gki * ukr - gkr * uki
-                    are[q] += gmr * umr + gmi * umi; aim[q] += gmi * umr - gmr * umi
-                half *= 2
+            cross_spectrum(gre, gim, ure, uim, are, aim, mre, mim, M)
             if want_gu:
                 spectral_product(gre, gim, kre[h], kim[h], mre, mim, M, -one)
                 fft_inverse(gre, gim, twr, twi, M, rows)

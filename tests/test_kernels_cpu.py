@@ -1,0 +1,172 @@
+"""Rung 5b: the fused Numba CPU kernel (longconv_edu.kernels.cpu) against independent oracles.
+
+Oracles: numpy.convolve and explicit sums over lags (tests/oracles.py) for the forward and both
+gradients, numpy.fft.rfft for the kernel's own FFT, torch.autograd.gradcheck (finite differences)
+for the backward, and fft_conv's autograd for the layer-level agreement.
+
+Tolerances, relative to the largest magnitude of the reference:
+* float64: 1e-10. The FFT's rounding error grows like eps * log2(N) with eps = 1.1e-16 (about
+  2e-15 at N = 64K); 1e-10 leaves orders of magnitude of room yet fails on any index, twiddle,
+  pairing or scaling mistake, which all give errors of order 1.
+* float32: 2e-5. Unit roundoff 6e-8 times log2(N) <= 17 stages times a small constant is about
+  1e-6; measured errors are 1e-7 to 4e-7. The gradients of k sum B*L products, which adds at most
+  another log factor.
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from longconv_edu import fft_conv, long_conv
+from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, fft_size, kernel_spectrum
+from oracles import causal_conv_grads_np, causal_conv_np, rel_err
+
+TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+DTYPES = st.sampled_from([torch.float64, torch.float32])
+
+
+@st.composite
+def conv_case(draw, max_L=300):
+    B = draw(st.integers(1, 3))
+    H = draw(st.integers(1, 3))
+    L = draw(st.one_of(st.just(1), st.integers(1, max_L),
+                       st.sampled_from([2, 3, 4, 5, 8, 9, 64, 65, 127, 256, 257, 1025])))
+    Lk = draw(st.integers(1, L))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return B, H, L, Lk, seed
+
+
+def make(B, H, L, Lk, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, H, L, generator=g, dtype=dtype),
+            torch.randn(H, Lk, generator=g, dtype=dtype),
+            torch.randn(B, H, L, generator=g, dtype=dtype))
+
+
+@given(conv_case(), DTYPES)
+def test_forward_matches_numpy_convolve(case, dtype):
+    u, k, _ = make(*case, dtype=dtype)
+    y = cpu_conv(u, k)
+    assert y.shape == u.shape and y.dtype == dtype
+    assert rel_err(y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < TOL[dtype]
+
+
+@given(conv_case(), DTYPES)
+def test_backward_matches_explicit_sums_and_fft_conv_autograd(case, dtype):
+    u, k, g = make(*case, dtype=dtype)
+    u.requires_grad_(True)
+    k.requires_grad_(True)
+    cpu_conv(u, k).backward(g)
+    ref_u, ref_k = causal_conv_grads_np(u.detach().numpy(), k.detach().numpy(), g.numpy())
+    assert u.grad.dtype == dtype and k.grad.shape == k.shape
+    assert rel_err(u.grad.numpy(), ref_u) < TOL[dtype]
+    assert rel_err(k.grad.numpy(), ref_k) < TOL[dtype]
+    u2 = u.detach().double().requires_grad_(True)
+    k2 = k.detach().double().requires_grad_(True)
+    fft_conv(u2, k2).backward(g.double())
+    assert rel_err(u.grad.numpy(), u2.grad.numpy()) < TOL[dtype]
+    assert rel_err(k.grad.numpy(), k2.grad.numpy()) < TOL[dtype]
+
+
+@given(conv_case(max_L=100))
+def test_gradient_of_one_input_only(case):
+    """needs_input_grad: with only u (or only k) trainable, the other gradient is not computed."""
+    u, k, g = make(*case)
+    ref_u, ref_k = causal_conv_grads_np(u.numpy(), k.numpy(), g.numpy())
+    uu = u.clone().requires_grad_(True)
+    cpu_conv(uu, k).backward(g)
+    assert rel_err(uu.grad.numpy(), ref_u) < 1e-10
+    kk = k.clone().requires_grad_(True)
+    cpu_conv(u, kk).backward(g)
+    assert rel_err(kk.grad.numpy(), ref_k) < 1e-10
+
+
+def test_gradcheck_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 2, 9, dtype=torch.float64, generator=g, requires_grad=True)
+    k = torch.randn(2, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(cpu_conv, (u, k))
+
+
+@pytest.mark.parametrize("L", [4096, 8193, 16384, 32768])
+def test_long_rows_use_every_stage_kind(L):
+    """L = 16K and 32K reach the long-span stages (span >= 1024), for an even and an odd log2.
+
+    Reference: numpy's own FFT (pocketfft, independent of torch and of this kernel) in float64;
+    numpy.convolve would take seconds per row at these lengths.
+    """
+    u, k, _ = make(1, 2, L, L, seed=L)
+    n = 2 * L
+    ref = np.fft.irfft(np.fft.rfft(u.numpy(), n=n) * np.fft.rfft(k.numpy(), n=n), n=n)[..., :L]
+    assert rel_err(cpu_conv(u, k).numpy(), ref) < 1e-10
+    assert rel_err(cpu_conv(u.float(), k.float()).numpy(), ref) < TOL[torch.float32]
+
+
+def complex_err(a, b) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@given(st.integers(1, 3), st.integers(1, 600), st.integers(0, 2**31 - 1), DTYPES)
+def test_own_fft_matches_numpy_rfft(R, Lx, seed, dtype):
+    x = torch.randn(R, Lx, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    n = fft_size(Lx)
+    ref = np.fft.rfft(x.double().numpy(), n=n)
+    X = cpu_rfft(x, n)
+    assert X.shape == (R, n // 2 + 1)
+    assert complex_err(X.numpy(), ref) < TOL[dtype]
+    assert complex_err(kernel_spectrum(x, Lx).numpy(), ref) < TOL[dtype]
+
+
+def test_fft_size_is_the_next_power_of_two_of_2L():
+    assert [fft_size(L) for L in (1, 2, 3, 4, 5, 1024, 1025)] == [8, 8, 8, 8, 16, 2048, 4096]
+
+
+def test_registered_backend_and_non_contiguous_input():
+    u, k, _ = make(2, 3, 50, 20, seed=1)
+    ref = causal_conv_np(u.numpy(), k.numpy())
+    assert rel_err(long_conv(u, k, backend="numba").numpy(), ref) < 1e-10
+    ut = u.transpose(0, 1).contiguous().transpose(0, 1)          # same values, strided
+    kt = torch.cat([k, k], dim=1)[:, ::2]                            # every other column
+    assert not ut.is_contiguous() and not kt.is_contiguous()
+    assert rel_err(cpu_conv(ut, kt).numpy(),
+                   causal_conv_np(u.numpy(), kt.contiguous().numpy())) < 1e-10
+
+
+def test_nan_stays_in_its_row():
+    u, k, _ = make(2, 2, 16, 16, seed=3)
+    u[1, 0, 5] = float("nan")
+    y = cpu_conv(u, k)
+    assert torch.isnan(y[1, 0]).all()
+    assert not torch.isnan(y[0]).any() and not torch.isnan(y[1, 1]).any()
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("u, k, exc, name", [
+    (torch.ones(1, 1, 4, dtype=torch.int64), torch.ones(1, 2, dtype=torch.int64), TypeError, "u"),
+    (torch.ones(1, 1, 4, dtype=torch.float16), torch.ones(1, 2, dtype=torch.float16), TypeError, "u"),
+    (torch.ones(1, 1, 4), torch.ones(1, 2, dtype=torch.float64), TypeError, "k"),
+    (torch.ones(1, 1, 4), torch.ones(1, 5), ValueError, "k"),
+    (torch.ones(1, 4), torch.ones(1, 2), ValueError, "u"),
+    (torch.ones(1, 2, 4), torch.ones(3, 2), ValueError, "k"),
+    (torch.ones(1, 1, 4, device="meta"), torch.ones(1, 2, device="meta"), ValueError, "u"),
+    (np.ones((1, 1, 4)), torch.ones(1, 2), TypeError, "u"),
+])
+def test_bad_input_names_the_argument(u, k, exc, name):
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        cpu_conv(u, k)
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        long_conv(u, k, backend="numba")
+
+
+def test_bad_input_to_the_fft_helpers():
+    with pytest.raises(ValueError, match=r"\bn\b"):
+        cpu_rfft(torch.ones(2, 3), 12)
+    with pytest.raises(ValueError, match=r"\bn\b"):
+        cpu_rfft(torch.ones(2, 3), 4)
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        cpu_rfft(torch.ones(2, 9), 16)
+    with pytest.raises(TypeError, match=r"\bL\b"):
+        fft_size(2.0)
+    with pytest.raises(ValueError, match=r"\bk\b"):
+        kernel_spectrum(torch.ones(2, 9), 4)
