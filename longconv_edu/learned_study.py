@@ -7,7 +7,10 @@ convolutions in the Monarch matmul form (backend "butterfly"):
 * ``"fixed"``    the DFT blocks are constants (FlashButterfly);
 * ``"learned"``  ``RunConfig(learned_butterfly=True)``: every ``LongConv`` gets a
                  ``LearnedButterflyConv`` whose per-channel blocks start at the exact DFT and train
-                 with their own learning rate (0.001, weight decay 0).
+                 with their own learning rate (0.001, weight decay 0);
+* ``"fixed-wide"`` a capacity control: fixed blocks, d_model 94 instead of 32, which gives the
+                 model about as many parameters as the learned arm (49,642 vs 49,930), so a gap
+                 between "learned" and "fixed" can be told apart from a gap due to size alone.
 
 With the same seed both arms start from the same weights and compute the same function (the
 blocks start at the DFT), so differences at the end come from training the blocks. ``run_arm``
@@ -31,9 +34,11 @@ import torch
 from ._checks import check_choice, check_int
 from .learned import LearnedButterflyConv, dft_blocks
 
-__all__ = ["ARMS", "BASE", "run_arm", "run_study", "summarize", "main"]
+__all__ = ["ARMS", "ARM_SETTINGS", "BASE", "run_arm", "run_study", "summarize", "main"]
 
-ARMS = ("fixed", "learned")
+ARMS = ("fixed", "learned", "fixed-wide")
+#: What each arm changes in BASE.
+ARM_SETTINGS = {"fixed": {}, "learned": {"learned_butterfly": True}, "fixed-wide": {"d_model": 94}}
 
 #: RunConfig settings shared by both arms (8x8 digits: L = 64, FFT size 128 = 16 x 8).
 BASE = dict(task="digits", size=8, epochs=30, batch_size=64, lr=0.01, kernel_lr=1e-3,
@@ -61,7 +66,7 @@ def run_arm(arm: str, seed: int, runs_dir, *, progress: bool = True, keep_blocks
 
     check_choice(arm, "arm", ARMS)
     seed = check_int(seed, "seed", min=0)
-    cfg = RunConfig(**{**BASE, **overrides, "seed": seed, "learned_butterfly": arm == "learned"})
+    cfg = RunConfig(**{**BASE, **ARM_SETTINGS[arm], **overrides, "seed": seed})
     out = Path(runs_dir) / f"{arm}-seed{seed}"
     m = fit(cfg, out, resume=True, progress=progress, log=log)
     model = build_model(cfg.model_config(1, 10, m["seq_len"]))
@@ -118,8 +123,11 @@ def _block_figure(blocks_layer0, drift_layer0, which: str, title: str):
                                title=f"{title}, channel {h} ({which} drift)"), h
 
 
-def run_study(out_dir, *, seeds=(0, 1, 2), runs_dir=None, progress: bool = True, **overrides) -> dict:
-    """Run both arms for every seed; write results.json, blocks_median.png and blocks_max.png."""
+def run_study(out_dir, *, seeds=(0, 1, 2), arms=ARMS, runs_dir=None, progress: bool = True,
+              **overrides) -> dict:
+    """Run every arm for every seed; write results.json, blocks_median.png and blocks_max.png.
+
+    Finished runs in ``runs_dir`` are read back, not retrained (``fit(resume=True)``)."""
     from .data import default_cache_dir
 
     out_dir = Path(out_dir)
@@ -128,7 +136,7 @@ def run_study(out_dir, *, seeds=(0, 1, 2), runs_dir=None, progress: bool = True,
     started, t0 = time.strftime("%Y-%m-%d %H:%M:%S"), time.perf_counter()
     runs = []
     for seed in seeds:
-        for arm in ARMS:
+        for arm in arms:
             r = run_arm(arm, seed, runs_dir, progress=progress,
                         keep_blocks=(arm == "learned" and seed == seeds[0]), log=print, **overrides)
             runs.append(r)
@@ -145,7 +153,8 @@ def run_study(out_dir, *, seeds=(0, 1, 2), runs_dir=None, progress: bool = True,
         chosen[which] = h
     result = {"command": "python -m longconv_edu.learned_study --out " + str(out_dir)
               + " --seeds " + " ".join(map(str, seeds)),
-              "settings": {**BASE, **overrides, "seeds": list(seeds), "threads": torch.get_num_threads()},
+              "settings": {**BASE, **overrides, "seeds": list(seeds), "threads": torch.get_num_threads(),
+                           "arms": {a: ARM_SETTINGS[a] for a in arms}},
               "summary": summarize(runs), "runs": runs,
               "pictures": {f"blocks_{w}.png": f"layer 0, channel {h}, seed {seeds[0]}"
                            for w, h in chosen.items()},
