@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, fft_size, kernel_spectrum
+from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, fft_size, kernel_spectrum, stage_plan
 from oracles import causal_conv_grads_np, causal_conv_np, rel_err
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
@@ -170,3 +170,11 @@ def test_bad_input_to_the_fft_helpers():
         fft_size(2.0)
     with pytest.raises(ValueError, match=r"\bk\b"):
         kernel_spectrum(torch.ones(2, 9), 4)
+
+
+@pytest.mark.parametrize("L", [1, 4, 5, 1024, 1025, 65536])
+def test_stage_plan_covers_the_packed_fft(L):
+    plan = stage_plan(L)
+    assert int(np.prod([radix for radix, _, _ in plan])) == fft_size(L) // 2
+    spans = [span for _, span, _ in plan]
+    assert spans[-1] == 1 and all(a == 4 * b for a, b in zip(spans[1:], spans[2:]))

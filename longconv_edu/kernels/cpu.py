@@ -66,7 +66,7 @@ from numba import njit, prange
 
 from .._checks import check_conv_inputs, check_int, check_tensor
 
-__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size"]
+__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size", "stage_plan"]
 
 _MIN_FFT = 8          # N >= 8, so the packed complex FFT has at least 4 points (one radix-4 stage)
 _LONG_SPAN = 1024     # spans >= this use stage_long (shorter ones: a stage compiled per span)
@@ -76,6 +76,26 @@ def fft_size(L: int) -> int:
     """The FFT size N used for length L: the smallest power of two >= max(2L, 8)."""
     L = check_int(L, "L", min=1)
     return max(_MIN_FFT, 1 << (2 * L - 1).bit_length())
+
+
+def stage_plan(L: int) -> list[tuple[int, int, str]]:
+    """The forward FFT's stages for length L as (radix, span, loop shape), first stage first.
+
+    The product of the radices is the packed complex size M = N/2. The inverse runs the same
+    stages backwards (transposed, with conjugate twiddles).
+    """
+    M = fft_size(L) // 2
+    odd = (M.bit_length() - 1) % 2
+    first = M // 2 if odd else M // 4
+    plan = [(2 if odd else 4, first, "first stage: reads only the non-zero lower half")]
+    s = first // 4
+    while s >= 1:
+        shape = ("long span: SIMD along the group, overlap checked per group" if s > 256 else
+                 "fixed span: compiled for this span, SIMD along the group" if s >= 16 else
+                 "short span: scalar" if s > 1 else "unit span: SIMD across groups (interleaved)")
+        plan.append((4, s, shape))
+        s //= 4
+    return plan
 
 
 # ============================================================================ plan: twiddles once
