@@ -111,7 +111,8 @@ def _conv_setup(u, k, k_f, factors):
         N = _check_spectrum(k_f, u, need)
         if factors is None:
             if N & (N - 1):
-                raise ValueError(f"factors must be given for a k_f of non-power-of-two size N={N}")
+                raise ValueError(f"factors must be given (to butterfly_conv) for a k_f of non-power-of-two "
+                                 f"size N={N}; three_pass_conv needs a power of two")
             fs = monarch_factors(N)
         else:
             fs = _check_factors(factors, N)

@@ -247,3 +247,21 @@ def test_returned_matrices_are_fresh():
         a = make_it()
         a.mul_(0)
         assert bool(make_it().abs().max() > 0.5)
+
+
+def test_pictures_draw():
+    """The rung 3-4 plotting functions draw what the notebooks show (smoke test: axes exist)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from longconv_edu import viz
+    from longconv_edu.fft import four_step_stages
+    perm = bit_reversal_permutation(8)
+    figs = [viz.plot_dft_matrix(dft_matrix(8)), viz.plot_butterfly_diagram(perm, stage=2),
+            viz.plot_factor_patterns(butterfly_factors(8)[0], ["B1", "B2", "B3"]),
+            viz.plot_fft_stage(perm, 0, signal((8,))),
+            viz.plot_four_step(four_step_stages(signal((12,)), 3, 4))]
+    assert [len([a for a in f.axes if a.get_label() != "<colorbar>"]) >= 1 for f in figs] == [True] * 5
+    assert len(figs[-1].axes) == 5
+    plt.close("all")
