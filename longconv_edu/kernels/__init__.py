@@ -2,6 +2,7 @@
 
 * ``kernels.cuda``  the fused FFT convolution as a Numba CUDA kernel (GPU, or numba's CUDA
                     simulator on the CPU), trainable through autograd: ``cuda_conv``;
+* ``kernels.cpu``   the fused FFT convolution as a Numba CPU kernel (part B of this rung);
 * ``kernels.trace`` a tracer that runs the same kernel code with counting arrays and reports the
                     global and shared memory traffic of every thread block.
 * ``kernels.cpu``   the fused FFT convolution as a Numba CPU kernel, one row per thread in a
