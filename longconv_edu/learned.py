@@ -53,8 +53,8 @@ Public API:
     so the benchmark compares it with the fixed ``"butterfly"``.
 * ``LearnedButterflyConv(d_model, l_max, *, factors=None, inverse="tied", init_noise=0.0,
   block_lr=1e-3, dtype=torch.float32, seed=0)``  the module holding the blocks; ``forward(u, k)``.
-* ``dft_blocks(factors, H, dtype)`` the exact blocks; ``block_drift(blocks, factors)`` how far
-  learned blocks are from them.
+* ``dft_blocks(factors, H, dtype)`` the exact blocks; ``block_drift(blocks)`` how far learned
+  blocks are from them.
 
 Shapes: u (B, H, L), k (H, Lk) with 1 <= Lk <= L; blocks: a list, one complex tensor per factor,
 each (H, n_i, n_i) (per channel) or (n_i, n_i) (shared). FFT size N = prod(n_i) >= L + Lk - 1.
@@ -131,7 +131,7 @@ def _dft_init_blocks(factors, H, dtype, device):
     return tuple(dft_blocks(factors, H, dtype, device))
 
 
-def block_drift(blocks, factors=None) -> list[torch.Tensor]:
+def block_drift(blocks) -> list[torch.Tensor]:
     """Relative Frobenius distance of each block from the exact DFT, per channel.
 
     For block i: ||B_i[h] - F_{n_i}||_F / ||F_{n_i}||_F = ||B_i[h] - F_{n_i}||_F / n_i (a DFT
@@ -139,7 +139,7 @@ def block_drift(blocks, factors=None) -> list[torch.Tensor]:
     a shared block) per factor; 0 at initialisation (without ``init_noise``).
     """
     out = []
-    for i, b in enumerate(blocks):
+    for b in blocks:
         b = b.detach()
         n = b.shape[-1]
         F = dft_matrix(n, dtype=b.dtype).to(b.device)

@@ -41,7 +41,7 @@ ARMS = ("fixed", "learned", "fixed-wide")
 ARM_SETTINGS = {"fixed": {}, "learned": {"learned_butterfly": True}, "fixed-wide": {"d_model": 94}}
 
 #: RunConfig settings shared by both arms (8x8 digits: L = 64, FFT size 128 = 16 x 8).
-BASE = dict(task="digits", size=8, epochs=30, batch_size=64, lr=0.01, kernel_lr=1e-3,
+BASE = dict(task="digits", size=8, epochs=20, batch_size=64, lr=0.01, kernel_lr=1e-3,
             weight_decay=0.05, warmup=0.1, d_model=32, n_layers=2, dropout=0.1,
             kernel_dropout=0.0, backend="butterfly")
 
@@ -69,7 +69,7 @@ def run_arm(arm: str, seed: int, runs_dir, *, progress: bool = True, keep_blocks
     cfg = RunConfig(**{**BASE, **ARM_SETTINGS[arm], **overrides, "seed": seed})
     out = Path(runs_dir) / f"{arm}-seed{seed}"
     m = fit(cfg, out, resume=True, progress=progress, log=log)
-    model = build_model(cfg.model_config(1, 10, m["seq_len"]))
+    model = build_model(cfg.model_config(1, 10, m["seq_len"]))      # to read the blocks back only
     model.load_state_dict(load_checkpoint(out / CHECKPOINT_NAME, cfg)["model"])
     learned = _learned_modules(model)
     h = m["history"]

@@ -112,12 +112,14 @@ class RunConfig:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def model_config(self, d_input: int, n_classes: int, l_max: int) -> ModelConfig:
+    def model_config(self, d_input: int, n_classes: int, l_max: int, input_mean: float = 0.0,
+                     input_std: float = 1.0) -> ModelConfig:
         return ModelConfig(d_input=d_input, n_classes=n_classes, l_max=l_max, model=self.model,
                            reg=self.reg, d_model=self.d_model, n_layers=self.n_layers,
                            dropout=self.dropout, kernel_dropout=self.kernel_dropout, lam=self.lam,
                            smooth_width=self.smooth_width, n_heads=self.n_heads,
                            backend=self.backend, kernel_lr=self.kernel_lr, seed=self.seed,
+                           input_mean=input_mean, input_std=input_std,
                            learned_butterfly=self.learned_butterfly)
 
     @property
@@ -379,7 +381,9 @@ def _fit(cfg, out, d, *, resume, progress, cache_dir, log, tqdm):
 
     data = load_data(cfg, cache_dir)
     train = data["train"]
-    model = build_model(cfg.model_config(train.d_input, train.n_classes, train.seq_len)).to(d.device)
+    stats = dict(input_mean=round(float(train.x.mean()), 4), input_std=round(float(train.x.std()), 4))
+    model = build_model(cfg.model_config(train.d_input, train.n_classes, train.seq_len, **stats))
+    model = model.to(d.device)
     n_params = count_parameters(model)
     per_rank = cfg.batch_size // d.world
     sampler = DistributedSampler(train, num_replicas=d.world, rank=d.rank, shuffle=True,
@@ -498,8 +502,17 @@ def _fit(cfg, out, d, *, resume, progress, cache_dir, log, tqdm):
 class Experiment:
     description: str
     base: dict                         # RunConfig fields shared by every run
-    runs: tuple                        # (model, reg) per table row
+    runs: tuple                        # per table row: (model, reg) or (model, reg, {overrides})
     seeds: tuple = (0, 1, 2)
+
+    def configs(self, overrides: dict | None = None, seeds=None) -> list:
+        """[[RunConfig per seed] per row]."""
+        rows = []
+        for spec in self.runs:
+            m, r, extra = (*spec, {})[:3]
+            rows.append([RunConfig(**{**self.base, **extra, **(overrides or {}), "model": m,
+                                      "reg": r, "seed": s}) for s in (seeds or self.seeds)])
+        return rows
 
 
 _CONV_ROWS = (("longconv", "none"), ("longconv", "squash"), ("longconv", "smooth"),
@@ -507,18 +520,19 @@ _CONV_ROWS = (("longconv", "none"), ("longconv", "squash"), ("longconv", "smooth
 
 EXPERIMENTS = {
     "digits-reg": Experiment(
-        "sequential digits: long conv with no regularisation, Squash, Smooth, Squash+Smooth, "
-        "the S4D-style SSM kernel and a Transformer, 3 seeds each",
-        dict(task="digits", size=16, epochs=12, batch_size=32, d_model=32, n_layers=2,
+        "sequential digits 16x16 (L = 256): long conv with no regularisation, Squash, Smooth, "
+        "Squash+Smooth, the S4D-style SSM kernel and a Transformer, 3 seeds each",
+        dict(task="digits", size=16, epochs=10, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.002, smooth_width=7, n_heads=2),
-        _CONV_ROWS + (("ssm", "none"), ("transformer", "none"))),
+             lam=0.001, smooth_width=7, n_heads=2),
+        _CONV_ROWS + (("ssm", "none"), ("transformer", "none", {"lr": 0.003}))),
     "pathfinder-reg": Experiment(
-        "Pathfinder-style 32x32 (L = 1024): long conv with and without regularisation",
-        dict(task="pathfinder", size=32, epochs=6, batch_size=32, d_model=32, n_layers=2,
+        "Pathfinder-style 32x32 (L = 1024): long conv with and without regularisation, and the "
+        "SSM kernel for reference",
+        dict(task="pathfinder", size=32, epochs=4, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.002, smooth_width=7, n_train=2000),
-        (("longconv", "none"), ("longconv", "squash+smooth")), seeds=(0,)),
+             lam=0.001, smooth_width=7, n_train=2000),
+        (("longconv", "none"), ("longconv", "squash+smooth"), ("ssm", "none")), seeds=(0,)),
 }
 
 
@@ -526,21 +540,40 @@ def _run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
     return runs_dir / f"{cfg.label.replace('/', '-').replace('+', '_')}-seed{cfg.seed}"
 
 
+def _fit_quietly(cfg, run_dir, cache_dir):
+    """One run of a sweep in a worker process (one torch thread, a line per epoch)."""
+    torch.set_num_threads(1)
+    fit(cfg, run_dir, resume=True, progress=False, cache_dir=cache_dir, log=print)
+    return str(run_dir)
+
+
 def run_experiment(name: str, results_dir, *, runs_dir=None, cache_dir=None, progress: bool = True,
-                   overrides: dict | None = None, log=print) -> dict:
+                   overrides: dict | None = None, jobs: int = 1, log=print) -> dict:
     """Train every (row, seed) of ``EXPERIMENTS[name]`` (finished runs are skipped, killed ones
-    resumed) into ``runs_dir`` (default: the cache folder), then summarise into ``results_dir``."""
+    resumed) into ``runs_dir`` (default: the cache folder), ``jobs`` runs at a time (each in its
+    own process with one thread when jobs > 1), then summarise into ``results_dir``."""
     name = check_choice(name, "experiment", EXPERIMENTS)
+    jobs = check_int(jobs, "jobs", min=1)
     exp = EXPERIMENTS[name]
     runs_dir = Path(runs_dir) if runs_dir else default_cache_dir(cache_dir) / "runs" / name
-    cfgs = [RunConfig(**{**exp.base, **(overrides or {}), "model": m, "reg": r, "seed": s})
-            for (m, r) in exp.runs for s in exp.seeds]
+    cfgs = [c for row in exp.configs(overrides) for c in row]
     t0 = time.perf_counter()
-    for i, cfg in enumerate(cfgs):
-        log(f"[{name} {i + 1}/{len(cfgs)}] {cfg.label} seed {cfg.seed} "
-            f"({time.perf_counter() - t0:.0f}s elapsed)")
-        fit(cfg, _run_dir(runs_dir, cfg), resume=True, progress=progress, cache_dir=cache_dir,
-            log=log)
+    if jobs == 1:
+        for i, cfg in enumerate(cfgs):
+            log(f"[{name} {i + 1}/{len(cfgs)}] {cfg.label} seed {cfg.seed} "
+                f"({time.perf_counter() - t0:.0f}s elapsed)")
+            fit(cfg, _run_dir(runs_dir, cfg), resume=True, progress=progress, cache_dir=cache_dir,
+                log=log)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        load_data(cfgs[0], cache_dir)                       # build the data cache once, first
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_fit_quietly, c, _run_dir(runs_dir, c), cache_dir) for c in cfgs]
+            for i, f in enumerate(futures):
+                log(f"[{name} {i + 1}/{len(cfgs)}] finished {f.result()} "
+                    f"({time.perf_counter() - t0:.0f}s elapsed)")
     return summarize_experiment(name, results_dir, runs_dir=runs_dir, overrides=overrides)
 
 
@@ -552,16 +585,15 @@ def summarize_experiment(name: str, results_dir, *, runs_dir, overrides: dict | 
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     rows, kernels = [], {}
-    for m, r in exp.runs:
+    for row in exp.configs(overrides):
         runs = []
-        for s in exp.seeds:
-            cfg = RunConfig(**{**exp.base, **(overrides or {}), "model": m, "reg": r, "seed": s})
+        for cfg in row:
             met = json.loads((_run_dir(Path(runs_dir), cfg) / METRICS_NAME).read_text())
             if not met.get("finished") or "kernel_metrics" not in met:
-                raise ValueError(f"run {cfg.label} seed {s} in {runs_dir} has not finished")
+                raise ValueError(f"run {cfg.label} seed {cfg.seed} in {runs_dir} has not finished")
             runs.append(met)
             kpath = _run_dir(Path(runs_dir), cfg) / KERNELS_NAME
-            if s == exp.seeds[0] and kpath.exists():
+            if cfg is row[0] and kpath.exists():
                 ks = torch.load(kpath, weights_only=True)
                 for lname, k in ks.items():
                     kernels[f"{cfg.label}/{lname}"] = k[:8].numpy().astype(np.float32)
@@ -569,7 +601,8 @@ def summarize_experiment(name: str, results_dir, *, runs_dir, overrides: dict | 
         final = np.array([x["final_test_acc"] for x in runs]) * 100
         km = [x["kernel_metrics"] for x in runs if x["kernel_metrics"]]
         rows.append({
-            "label": runs[0]["label"], "model": m, "reg": r, "seeds": list(exp.seeds),
+            "label": runs[0]["label"], "model": row[0].model, "reg": row[0].reg,
+            "seeds": [c.seed for c in row], "lr": row[0].lr,
             "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
             "test_acc_per_seed": acc.round(2).tolist(),
             "final_test_acc_mean": float(final.mean()),
@@ -682,6 +715,8 @@ def add_arguments(p) -> None:
     g.add_argument("--cache-dir", help="data cache (default $LONGCONV_EDU_CACHE or "
                                        "~/.cache/longconv_edu)")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--jobs", type=int, default=1, help="with --experiment: runs trained at once, "
+                                                       "each in its own one-thread process")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -698,7 +733,7 @@ def run(args) -> int:
                                  f"leave them out")
             summary = run_experiment(args.experiment, args.out, runs_dir=args.runs_dir,
                                      cache_dir=args.cache_dir, progress=not args.no_progress,
-                                     overrides=explicit or None)
+                                     overrides=explicit or None, jobs=args.jobs)
             print(results_table(summary))
             return 0
         cfg = RunConfig(**explicit)
