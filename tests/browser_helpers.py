@@ -156,15 +156,32 @@ class JupyterLabServer:
         except OSError:
             return "(no log)"
 
+    def _descendants(self) -> list[int]:
+        """PIDs of every process below the server (kernels run in sessions of their own, so
+        killing the server's process group alone would not reach them)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        out, todo = [], [self.proc.pid]
+        while todo:
+            for c in children.get(todo.pop(), []):
+                out.append(c)
+                todo.append(c)
+        return out
+
     def stop(self) -> None:
-        """Stop the server and everything it started (kernels): SIGTERM the group, then SIGKILL."""
+        """Stop the server and everything it started: kernels via the API, then SIGTERM to the
+        server's group, SIGKILL if it lingers, and SIGKILL to any process it left behind."""
         if self.proc is None:
             return
+        leftovers = []
         if self.proc.poll() is None:
-            try:
-                self.shutdown_kernels()
-            except Exception:
-                pass
+            self.shutdown_kernels()
+            leftovers = self._descendants()
             for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
                 try:
                     os.killpg(self.proc.pid, sig)
@@ -175,11 +192,13 @@ class JupyterLabServer:
                     break
                 except subprocess.TimeoutExpired:
                     continue
-        # kernels live in the same session/process group: make sure none is left behind
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for pid in leftovers:                   # still there, and still one of ours (not a reused pid)
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"ipykernel" in cmd or b"jupyter" in cmd:
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError, PermissionError):
+                pass
         self.proc = None
         self._log.close()
 

@@ -40,8 +40,8 @@ def lab(tmp_path_factory):
     require_browser()
     work = tmp_path_factory.mktemp("jupyterlab")
     server = JupyterLabServer(make_lab_root(work / "root"), work)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
