@@ -343,10 +343,15 @@ def _register_rung7():
     from . import conv
 
     def causal_cases():
+        from . import learned
         g = torch.Generator().manual_seed(7)
         L = 24
         k = torch.randn(1, L, generator=g, dtype=torch.float64)
         k2 = torch.randn(1, 2 * L, generator=g, dtype=torch.float64)
+        # rung 8: once trained, the Monarch blocks are no longer the DFT, and the "convolution"
+        # is no longer causal: a learned butterfly whose blocks moved a little from the DFT
+        moved = [b + 0.05 * torch.randn(b.shape, generator=g, dtype=torch.complex128)
+                 for b in learned.dft_blocks((8, 8), H=1, dtype=torch.float64)]
         fns = [
             _Named(lambda u: conv.fft_conv(u, k), "fft_conv (FFT size 2L)"),
             _Named(lambda u: conv.circular_conv(u, k), "circular_conv (FFT size L)"),
@@ -356,6 +361,8 @@ def _register_rung7():
             _Named(lambda u: torch.roll(u, -1, dims=-1), "next value (roll by -1)"),
             _Named(lambda u: u - u.mean(-1, keepdim=True), "u minus its mean over time"),
             _Named(lambda u: u[..., -1:].expand_as(u).clone(), "last value everywhere"),
+            _Named(lambda u: learned.learned_butterfly_conv(u, k), "learned butterfly at its DFT init"),
+            _Named(lambda u: learned.learned_butterfly_conv(u, k, moved), "learned butterfly, blocks moved"),
         ]
         return [(f, L) for f in fns]
 
