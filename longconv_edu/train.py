@@ -526,12 +526,20 @@ EXPERIMENTS = {
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
              lam=0.001, smooth_width=7, n_heads=2),
         _CONV_ROWS + (("ssm", "none"), ("transformer", "none", {"lr": 0.003}))),
+    "digits-small": Experiment(
+        "sequential digits 16x16 (L = 256) with only 200 training images and 30 epochs: the "
+        "over-fitting regime, where a regulariser has something to prevent",
+        dict(task="digits", size=16, epochs=30, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             lam=0.001, smooth_width=7, n_train=200),
+        (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
+        seeds=(0, 1)),
     "pathfinder-reg": Experiment(
         "Pathfinder-style 32x32 (L = 1024): long conv with and without regularisation, and the "
         "SSM kernel for reference",
-        dict(task="pathfinder", size=32, epochs=8, batch_size=32, d_model=32, n_layers=2,
+        dict(task="pathfinder", size=32, epochs=5, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.001, smooth_width=7, n_train=3000),
+             lam=0.001, smooth_width=7, n_train=2000),
         (("longconv", "none"), ("longconv", "squash+smooth"), ("ssm", "none")), seeds=(0,)),
 }
 
