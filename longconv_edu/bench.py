@@ -19,9 +19,10 @@ For each backend from the registry (``dispatch.get_backend``) and each length L 
   copy bandwidth (a 256 MiB tensor copy, bytes read + written per second).
 
 A backend that cannot run here (no GPU, a missing package) is reported as skipped with the
-error it raised; a pair (backend, L) whose time or memory, extrapolated as O(L^2) from the last
-length measured, would exceed --time-limit seconds or a quarter of the free memory is skipped and
-says so (that is how the direct double loop drops out after L = 1K). Results: a table on stdout,
+error it raised. A pair (backend, L) is skipped, and says so, when its time would exceed
+--time-limit seconds or its memory a quarter of the free memory: time is extrapolated from the
+last length measured as L^p, p (between 1 and 2) fitted to the last two measurements (first two
+short probe lengths), memory always as L^2. That is how the O(L^2) backends drop out early. Results: a table on stdout,
 ``NAME.json`` and ``NAME.png`` in --out.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ DEFAULT_LENGTHS = (1024, 4096, 16384, 65536)
 FLOP_MODEL = ("2 real FFTs of size N = 2L per row (forward + inverse), 2.5 N log2 N flops each "
               "(half of 5 N log2 N for a complex FFT); kernel transforms and the pointwise "
               "product not counted")
-PROBE_L = 64
+PROBE_L = 128      # probe lengths PROBE_L / 4 and PROBE_L estimate how time grows with L
 
 
 # ============================================================================ CLI
@@ -179,21 +180,26 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
         for L in lengths:
             yield _skipped(name, L, f"not available here: {type(e).__name__}: {e}")
         return
-    last_L = min(PROBE_L, min(lengths))
-    last_mem, last_t = peak_call(fn, *inputs(last_L))
+    # two probe lengths give a growth exponent (clamped to [1, 2]) for extrapolating the time;
+    # memory is extrapolated as O(L^2) whatever the probes say (never risk running out)
+    p0, p1 = min(PROBE_L // 4, min(lengths)), min(PROBE_L, min(lengths))
+    m0, t0 = peak_call(fn, *inputs(p0))
+    last_mem, last_t = peak_call(fn, *inputs(p1)) if p1 > p0 else (m0, t0)
+    last_L = p1
+    growth = _growth(p0, t0, p1, last_t)
     scipy_conv = _scipy_conv()
     for L in lengths:
         calls = repeats + 2
-        t_pred = last_t * (L / last_L) ** 2 * calls
+        t_pred = last_t * (L / last_L) ** growth * calls
         m_pred = last_mem * (L / last_L) ** 2
         if L > last_L and t_pred > time_limit:
             yield _skipped(name, L, f"would take ~{t_pred:.0f} s for {calls} calls (time "
-                                    f"extrapolated as O(L^2) from L={last_L}); over --time-limit "
-                                    f"{time_limit:g} s")
+                                    f"extrapolated as L^{growth:.1f} from L={last_L}); over "
+                                    f"--time-limit {time_limit:g} s")
             continue
         if L > last_L and m_pred > 0.25 * _available_bytes():
             yield _skipped(name, L, f"would need ~{m_pred / 2**30:.1f} GiB (extrapolated as "
-                                    f"O(L^2) from L={last_L}); over a quarter of free memory")
+                                    f"L^2 from L={last_L}); over a quarter of free memory")
             continue
         u, k = inputs(L)
         try:
@@ -216,7 +222,16 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
                "speedup_vs_fft": sec_f / sec, "speedup_vs_scipy": sec_s / sec,
                "gflops": conv_flops(rows, L) / sec / 1e9, "peak_bytes": peak,
                "output_bytes": out_bytes, "peak_over_output": peak / out_bytes}
+        if L > last_L:
+            growth = _growth(last_L, last_t, L, sec)
         last_L, last_t, last_mem = L, sec, max(peak, 1)
+
+
+def _growth(L0: int, t0: float, L1: int, t1: float) -> float:
+    """The exponent p of t ~ L^p between two measurements, clamped to [1, 2]."""
+    if L1 <= L0 or t0 <= 0 or t1 <= 0:
+        return 2.0
+    return min(2.0, max(1.0, math.log(t1 / t0) / math.log(L1 / L0)))
 
 
 def conv_flops(rows: int, L: int) -> float:

@@ -58,14 +58,14 @@ def test_in_process_run_writes_json_and_png(tmp_path, capsys):
 
 
 def test_slow_pairs_are_skipped_and_say_why(tmp_path):
-    rc = main(["bench", "--lengths", "64", "128", "--rows", "4", "--repeats", "1",
+    rc = main(["bench", "--lengths", "128", "256", "--rows", "4", "--repeats", "1",
                "--backends", "direct", "--time-limit", "1e-9", "--out", str(tmp_path),
                "--no-isolate", "--no-progress"])
     assert rc == 0
     rows = {r["L"]: r for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
-    assert rows[64]["status"] == "ok"                  # measured: it is the probe length
-    assert rows[128]["status"] == "skipped"
-    assert "O(L^2)" in rows[128]["reason"] and "--time-limit" in rows[128]["reason"]
+    assert rows[128]["status"] == "ok"                 # measured: it is a probe length
+    assert rows[256]["status"] == "skipped"
+    assert "extrapolated" in rows[256]["reason"] and "--time-limit" in rows[256]["reason"]
 
 
 def test_unavailable_backend_is_skipped_with_its_error(tmp_path, monkeypatch):
@@ -121,3 +121,12 @@ def test_plot_benchmark_draws_every_backend():
     fig = plot_benchmark(report)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[:2] == ["fft", "numba"] and "direct" not in labels
+
+
+def test_growth_exponent_is_fitted_and_clamped():
+    from longconv_edu.bench import _growth
+    assert _growth(32, 1.0, 128, 16.0) == pytest.approx(2.0)
+    assert _growth(32, 1.0, 128, 4.0) == pytest.approx(1.0)
+    assert _growth(32, 1.0, 128, 8.0) == pytest.approx(1.5)
+    assert _growth(32, 1.0, 128, 0.5) == 1.0 and _growth(32, 1.0, 128, 1e6) == 2.0
+    assert _growth(128, 1.0, 128, 1.0) == 2.0

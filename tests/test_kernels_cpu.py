@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, fft_size, kernel_spectrum, stage_plan
+from longconv_edu.kernels.cpu import (cpu_conv, cpu_rfft, fft_size, kernel_spectrum, profile_row,
+                                      stage_plan)
 from oracles import causal_conv_grads_np, causal_conv_np, rel_err
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
@@ -178,3 +179,23 @@ def test_stage_plan_covers_the_packed_fft(L):
     assert int(np.prod([radix for radix, _, _ in plan])) == fft_size(L) // 2
     spans = [span for _, span, _ in plan]
     assert spans[-1] == 1 and all(a == 4 * b for a, b in zip(spans[1:], spans[2:]))
+
+
+@pytest.mark.parametrize("B, H", [(0, 3), (2, 0)])
+def test_empty_batch_or_channels(B, H):
+    u = torch.randn(B, H, 8, requires_grad=True)
+    k = torch.randn(H, 8, requires_grad=True)
+    y = cpu_conv(u, k)
+    assert y.shape == (B, H, 8)
+    y.sum().backward()
+    assert u.grad.shape == u.shape and k.grad.shape == k.shape and not k.grad.any()
+
+
+def test_profile_row_lists_every_step():
+    prof = profile_row(1024, repeats=2)
+    stages = [k for k in prof if k.startswith("forward")]
+    assert len(stages) == len(stage_plan(1024))
+    assert {"load", "product", "inverse", "store"} <= set(prof)
+    assert all(v > 0 for v in prof.values())
+    with pytest.raises(ValueError, match="dtype"):
+        profile_row(16, dtype="int32")

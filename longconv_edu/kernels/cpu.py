@@ -66,7 +66,7 @@ from numba import njit, prange
 
 from .._checks import check_conv_inputs, check_int, check_tensor
 
-__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size", "stage_plan"]
+__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size", "stage_plan", "profile_row"]
 
 _MIN_FFT = 8          # N >= 8, so the packed complex FFT has at least 4 points (one radix-4 stage)
 _LONG_SPAN = 1024     # spans >= this use stage_long (shorter ones: a stage compiled per span)
@@ -681,9 +681,11 @@ def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     Non-contiguous inputs are copied to contiguous ones first. Runs on numba's threads
     (``numba.set_num_threads`` / NUMBA_NUM_THREADS), one row (b, h) per thread at a time.
     """
-    check_conv_inputs(u, k)
+    B, H, L, Lk = check_conv_inputs(u, k)
     _check_cpu(u, "u")
     _check_cpu(k, "k")
+    if B * H == 0:                       # no rows: an empty result, still part of the graph
+        return u * 0 + k.sum() * 0
     return _FusedConv.apply(u, k)
 
 
@@ -732,3 +734,58 @@ def _natural_order(xre: np.ndarray, xim: np.ndarray, M: int) -> torch.Tensor:
     spec[:, rev] = xre[:, :M] + 1j * xim[:, :M]
     spec[:, M] = xre[:, M] + 1j * xim[:, M]
     return torch.from_numpy(spec)
+
+
+def profile_row(L: int, *, dtype: str = "float32", repeats: int = 50) -> dict[str, float]:
+    """Microseconds per row for each step of the fused pass at length L, on one thread.
+
+    Each step runs alone on a buffer restored before every call (so the numbers cannot drift
+    into overflow), the best of 5 rounds of ``repeats`` calls each. Keys: 'load', one
+    'forward radix-R span S' per stage (the first stage included), 'product', 'inverse' (all
+    inverse stages together) and 'store'. Their sum is about one row of conv_rows.
+    """
+    import time
+
+    L = check_int(L, "L", min=1)
+    repeats = check_int(repeats, "repeats", min=1)
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    M = fft_size(L) // 2
+    P = _plan(M, dt.name)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(L).astype(dt)
+    y = np.empty(L, dt)
+    kre = (rng.standard_normal(M + 1) / M).astype(dt)
+    kim = (rng.standard_normal(M + 1) / M).astype(dt)
+    re, im = np.empty(M, dt), np.empty(M, dt)
+    load_row(x, re, im, M)
+    src = (re.copy(), im.copy())
+    one = dt.type(1)
+
+    def best(step):
+        step()
+        out = float("inf")
+        for _ in range(5):
+            total = 0.0
+            for _ in range(repeats):
+                re[:], im[:] = src
+                t0 = time.perf_counter()
+                step()
+                total += time.perf_counter() - t0
+            out = min(out, total / repeats)
+        return out * 1e6
+
+    times = {"load": best(lambda: load_row(x, re, im, M))}
+    stages = stage_plan(L)
+    times[f"forward radix-{stages[0][0]} span {stages[0][1]}"] = best(
+        lambda: first_stage(re, im, P.tw_re, P.tw_im, M))
+    o = stages[0][1] if stages[0][0] == 2 else 3 * stages[0][1]
+    for radix, s, _ in stages[1:]:
+        times[f"forward radix-4 span {s}"] = best(
+            lambda s=s, o=o: radix4_stage(re, im, P.tw_re, P.tw_im, M, s, o, P.rows, False))
+        o += 3 * s
+    times["product"] = best(lambda: spectral_product(re, im, kre, kim, P.mid_re, P.mid_im, M, one))
+    times["inverse"] = best(lambda: fft_inverse(re, im, P.tw_re, P.tw_im, M, P.rows))
+    times["store"] = best(lambda: store_row(re, im, y, one))
+    return times
