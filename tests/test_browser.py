@@ -187,7 +187,9 @@ def notebook_runs(lab, browser):
     Two notebooks run at a time (their kernels overlap page loads and kernel start-up), so the
     whole set takes about as long as its slowest half. Returns {name: result dict}.
     """
-    results, pending, active = {}, list(RUN_NOTEBOOKS), {}
+    # Higher rungs first: they are the long ones (kernels to compile, models to train), and
+    # starting the longest jobs first keeps both slots busy until the end.
+    results, pending, active = {}, sorted(RUN_NOTEBOOKS, reverse=True), {}
 
     def finish(name, **extra):
         ctx, lp, t0, info = active.pop(name)
