@@ -38,6 +38,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for NAME.json and NAME.png (default: %(default)s)")
     p.add_argument("--name", default="bench", help="file name stem (default: bench)")
     p.add_argument("--no-isolate", action="store_true",
-                   help="run every backend in this process (faster; memory figures less clean)")
+                   help="run every backend in this process (faster; memory figures can read low: "
+                        "memory freed by an earlier call is reused without raising the RSS)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--seed", type=int, default=0)
 
@@ -97,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     report = benchmark(names, sorted(set(args.lengths)), rows=args.rows, batch=args.batch,
                        dtype=args.dtype, repeats=args.repeats, time_limit=args.time_limit,
                        isolate=not args.no_isolate, progress=not args.no_progress, seed=args.seed)
-    report["command"] = "python -m longconv_edu bench " + " ".join(sys.argv[2:]) \
-        if sys.argv[1:2] == ["bench"] else None
+    report["command"] = (f"python -m longconv_edu bench --lengths {' '.join(map(str, args.lengths))}"
+                         f" --rows {args.rows} --batch {args.batch} --dtype {args.dtype} --backends"
+                         f" {' '.join(names)} --repeats {args.repeats} --time-limit {args.time_limit:g}"
+                         + (" --no-isolate" if args.no_isolate else ""))
     print(format_table(report))
     paths = save(report, args.out, args.name)
     print("saved " + ", ".join(str(p) for p in paths))
@@ -139,15 +143,18 @@ def _run_worker(name: str, cfg: dict):
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    got = set()
-    for line in proc.stdout:
-        if line.startswith("{"):
-            row = json.loads(line)
-            got.add(row["L"])
-            yield row
-    err = proc.stderr.read()
-    if proc.wait() != 0:
+    with tempfile.TemporaryFile("w+") as errf:     # a file, so a chatty stderr cannot block it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True, env=env)
+        got = set()
+        for line in proc.stdout:
+            if line.startswith("{"):
+                row = json.loads(line)
+                got.add(row["L"])
+                yield row
+        proc.wait()
+        errf.seek(0)
+        err = errf.read()
+    if proc.returncode != 0:
         reason = f"worker exited with code {proc.returncode}: {err.strip()[-300:]}"
         for L in cfg["lengths"]:
             if L not in got:

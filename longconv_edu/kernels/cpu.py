@@ -36,11 +36,14 @@ How the FFT is made fast enough to matter (each trick is a function below):
 * **Contiguous twiddles.** Each stage's twiddles are a contiguous table computed once per N
   (``_plan``), read with the same index as the data, so the loop over a group of butterflies is
   a plain loop over arrays that LLVM turns into SIMD instructions.
-* **Loops LLVM can vectorise.** Three loop shapes, chosen by the span s: long spans loop over i
-  inside a group (the group's first row index comes from a table, so LLVM checks for overlap
-  once per group, not over the whole stage, and finds none); span 1 loops over groups of four
-  neighbours (LLVM's interleaved loads and stores); spans 4 and 16 are too short for a vector
-  and stay scalar (about a fifth of the time at L = 16K, see course/05_cpu_kernel.md).
+* **Loops LLVM can vectorise.** Four loop shapes, chosen by the span s (``stage_plan``): long
+  spans loop over i inside a group (the group's first row index comes from a table, so LLVM
+  checks for overlap once per group, not over the whole stage, and finds none); spans 16, 64
+  and 256 are compiled once per span, so every offset is a constant and no check is needed;
+  span 1 loops over groups of four neighbours (LLVM's interleaved loads and stores); span 4
+  stays scalar (about a third of the FFT's time, see ``profile_row`` and
+  course/05_cpu_kernel.md). Indices in the vectorised loops are unsigned: numba wraps negative
+  indices around, a branch per element that blocks vectorisation.
 
 Backward (``_FusedConv.backward``): with G the spectrum of the output gradient,
 grad_u = irfft(G * conj(K)) (a correlation with the kernel: the same fused pass with the conjugate
@@ -56,7 +59,6 @@ from __future__ import annotations
 
 import functools
 import os
-import math
 from typing import NamedTuple
 
 import numba
@@ -407,6 +409,17 @@ def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
     zr, zi, _, _ = merge(y1r, y1i, y1r, y1i, z, -one)
     re[1] = zr; im[1] = zi
     half = 1
+    while 2 * half < M and half < 32:        # short octaves: a plain loop (slicing costs more)
+        base = 2 * half
+        for j in range(half):
+            p = base + j; q = 2 * base - 1 - j; c = half + j
+            wr = mre[c]; wi = mim[c]
+            xkr, xki, xmr, xmi = split(re[p], im[p], re[q], im[q], wr, wi)
+            ykr, yki = cmul(xkr, xki, kre[p], ksign * kim[p])
+            ymr, ymi = cmul(xmr, xmi, kre[q], ksign * kim[q])
+            zkr, zki, zmr, zmi = merge(ykr, yki, ymr, ymi, wr, wi)
+            re[p] = zkr; im[p] = zki; re[q] = zmr; im[q] = zmi
+        half *= 2
     while 2 * half < M:                      # octave [2 half, 4 half): p = 2 half + j
         a, b, e = 2 * half, 3 * half, 4 * half
         product_octave(re[a:b], im[a:b], re[b:e], im[b:e], kre[a:b], kim[a:b], kre[b:e],
