@@ -155,7 +155,7 @@ _register_rung12()
 
 # ----------------------------------------------------------------------------- rungs 5, 7, 8
 # References come from the library where it computes the answer (kernels.cuda.make_plan,
-# train.cosine_with_warmup, fft.dft_matrix, io_model.monarch_flops, learned.block_drift,
+# fft.dft_matrix, io_model.monarch_flops, learned.block_drift,
 # torch.fft.rfft). Two small answers no module computes on its own (the CUDA kernel's thread ->
 # butterfly map is inline in its body; a causality probe) are written here as reference solutions;
 # tests/test_exercises.py checks them against independent oracles (the kernel's recorded trace,
@@ -332,14 +332,7 @@ def is_causal(fn: Callable, L: int, *, tol: float = 1e-9) -> bool:
     return True
 
 
-def _cosine_lr_reference(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
-    """The learning rate ``train.cosine_with_warmup`` gives a group of peak rate base_lr at step."""
-    from .train import cosine_with_warmup
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
-    return base_lr * cosine_with_warmup(opt, warmup_steps, total_steps).lr_lambdas[0](step)
-
-
-def _register_rung7():
+def _register_rung7_causal():
     from . import conv
 
     def causal_cases():
@@ -366,27 +359,15 @@ def _register_rung7():
         ]
         return [(f, L) for f in fns]
 
-    def lr_cases():
-        cases = [(s, 100, 10, 1e-3) for s in (0, 4, 9, 10, 11, 50, 99)]
-        cases += [(s, 20, 0, 4e-3) for s in (0, 10, 19)]
-        cases += [(s, 5, 5, 1e-2) for s in (0, 4)]
-        return cases
-
     register(Exercise("is_causal", 7,
                       "Given a model fn (input (1, 1, L) -> output (1, 1, L)) return True if no output "
                       "at time t depends on inputs after t, else False.",
                       is_causal, causal_cases, compare=_same_value,
                       hint="Perturb one input position s and see whether any output before s changes; "
                            "try every s. Linear or not, that is what 'causal' means."))
-    register(Exercise("cosine_lr", 7,
-                      "Return the learning rate at `step` of the course's schedule: linear warmup "
-                      "base_lr*(step+1)/(warmup_steps+1), then a half cosine from base_lr down to 0.",
-                      _cosine_lr_reference, lr_cases, rtol=1e-12,
-                      hint="p = (step - warmup_steps) / max(1, total_steps - warmup_steps); "
-                           "lr = base_lr * (1 + cos(pi * min(p, 1))) / 2."))
 
 
-_register_rung7()
+_register_rung7_causal()
 
 
 # rung 8: learned butterfly ------------------------------------------------------------------
@@ -576,3 +557,23 @@ def _register_rung5_cuda():
 
 
 _register_rung5_cuda()
+
+# ----------------------------------------------------------------------------- rung 7
+def _schedule_cases():
+    return [(s, w, t) for (w, t) in [(0, 10), (4, 20), (10, 100)] for s in (0, 1, w, w + 1, t // 2, t - 1)]
+
+
+def _register_rung7():
+    def reference(step, warmup_steps, total_steps):
+        from .train import lr_factor
+
+        return lr_factor(step, warmup_steps, total_steps)
+
+    register(Exercise("lr_schedule", 7,
+                      "Return the learning-rate multiplier at a step: linear warm-up, then half a cosine.",
+                      reference, _schedule_cases, rtol=1e-12,
+                      hint="Warm-up gives (step + 1) / (warmup_steps + 1); after it, "
+                           "0.5 * (1 + cos(pi * (step - warmup_steps) / (total_steps - warmup_steps)))."))
+
+
+_register_rung7()

@@ -53,7 +53,7 @@ from .data import TASKS, atomic_save, default_cache_dir, load_task
 from .models import MODELS, REGULARIZERS, ModelConfig, build_model, count_parameters
 
 __all__ = ["RunConfig", "CheckpointError", "fit", "evaluate", "load_checkpoint", "save_checkpoint",
-           "cosine_with_warmup", "kernel_report", "EXPERIMENTS", "run_experiment",
+           "cosine_with_warmup", "lr_factor", "kernel_report", "EXPERIMENTS", "run_experiment",
            "summarize_experiment", "add_arguments", "run"]
 
 CHECKPOINT_FORMAT = "longconv_edu.train/1"
@@ -147,19 +147,25 @@ def load_data(cfg: RunConfig, cache_dir=None) -> dict:
     return {s: load_task("pathfinder", s, **kw) for s in ("train", "val", "test")}
 
 
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The schedule's multiplier at ``step`` (0-based): (step + 1) / (warmup_steps + 1) while
+    warming up, then half a cosine from 1 down to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+
 def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
     """LambdaLR: lr rises linearly from 0 over ``warmup_steps``, then follows half a cosine to 0
-    at ``total_steps``. Each group's own lr (kernel or model) is the peak it is scaled by."""
+    at ``total_steps`` (``lr_factor``). Each group's own lr (kernel or model) is the peak it is
+    scaled by, so the kernel learning rate keeps its ratio to the model's."""
+    import functools
+
     warmup_steps = check_int(warmup_steps, "warmup_steps", min=0)
     total_steps = check_int(total_steps, "total_steps", min=1)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(lr_factor, warmup_steps=warmup_steps, total_steps=total_steps))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig):
@@ -527,11 +533,20 @@ EXPERIMENTS = {
              lam=0.001, smooth_width=7, n_heads=2),
         _CONV_ROWS + (("ssm", "none"), ("transformer", "none", {"lr": 0.003}))),
     "digits-small": Experiment(
-        "sequential digits 16x16 (L = 256) with only 200 training images and 30 epochs: the "
-        "over-fitting regime, where a regulariser has something to prevent",
+        "sequential digits 16x16 (L = 256) with only 200 training images and 30 epochs: does a "
+        "kernel regulariser help when data is scarce?",
         dict(task="digits", size=16, epochs=30, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
              lam=0.001, smooth_width=7, n_train=200),
+        (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
+        seeds=(0, 1)),
+    "digits-kernel-lr": Experiment(
+        "sequential digits 16x16 (L = 256) as digits-reg, but the kernels' learning rate 10x "
+        "higher (1e-2, the model's): AdamW moves every tap by about the learning rate whatever "
+        "its gradient, so noise-sized gradients make noisy kernels unless something couples taps",
+        dict(task="digits", size=16, epochs=10, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-2, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             lam=0.001, smooth_width=7),
         (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
         seeds=(0, 1)),
     "pathfinder-reg": Experiment(

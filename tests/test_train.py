@@ -239,3 +239,18 @@ def test_experiment_sweep_and_summary(monkeypatch, tmp_path, cache):
     again = train.run_experiment("tiny", res, runs_dir=tmp_path / "runs", cache_dir=cache,
                                  progress=False, log=lambda s: None)
     assert again["rows"] == summary["rows"]
+
+
+def test_lr_schedule_exercise(capsys):
+    import math
+
+    from longconv_edu.exercises import check
+
+    def learner(step, warmup_steps, total_steps):       # written from the formula, independently
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (total_steps - warmup_steps)))
+
+    assert check("lr_schedule", learner)
+    assert not check("lr_schedule", lambda s, w, t: 1.0 if s >= w else s / w)
+    assert "is wrong" in capsys.readouterr().out
