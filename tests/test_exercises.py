@@ -141,9 +141,9 @@ WRONG = {
     "shared_memory_plan": _wrong_plan,
     "rfft_from_half_size_fft": lambda x: torch.fft.fft(x)[..., : x.shape[-1] // 2],
     "is_causal": lambda fn, L: True,
-    "cosine_lr": lambda step, total, warmup, base: (                   # warmup reaches base too early
-        base * (step + 1) / warmup if step < warmup else
-        base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) / 2),
+    "lr_schedule": lambda step, warmup, total: (                        # warmup reaches 1 too early
+        (step + 1) / warmup if step < warmup else
+        (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) / 2),
     "dft_block_init": _wrong_block_init,
     "monarch_flops": lambda n, factors: 8 * n * sum(factors),          # forgets the twiddles
     "block_drift": lambda blocks: torch.linalg.matrix_norm(
@@ -164,18 +164,18 @@ def test_checker_catches_a_plausible_wrong_answer(name, capsys):
 
 
 def test_checker_reports_a_learners_exception_without_raising(capsys):
-    def broken(step, total_steps, warmup_steps, base_lr):
-        return base_lr / (step - step)
-    assert E.check("cosine_lr", broken) is False
+    def broken(step, warmup_steps, total_steps):
+        return 1 / (step - step)
+    assert E.check("lr_schedule", broken) is False
     out = capsys.readouterr().out
-    assert "raised ZeroDivisionError" in out and "base_lr / (step - step)" in out, out
+    assert "raised ZeroDivisionError" in out and "1 / (step - step)" in out, out
 
 
 def test_check_rejects_unknown_names_and_non_functions():
     with pytest.raises(ValueError, match="name must be one of"):
         E.check("no_such_exercise", print)
     with pytest.raises(TypeError, match="fn must be a function"):
-        E.check("cosine_lr", 3)
+        E.check("lr_schedule", 3)
 
 
 # ----------------------------------------------------------------------------- reference answers
@@ -256,12 +256,12 @@ def test_is_causal_agrees_with_the_jacobian():
     assert True in verdicts and False in verdicts
 
 
-def test_cosine_lr_reference_matches_torch_schedulers():
+def test_lr_schedule_reference_matches_torch_schedulers():
     """Oracle: torch's LinearLR (warmup) and CosineAnnealingLR (decay), stepped like a trainer."""
-    total, warmup, base = 50, 8, 3e-3
+    total, warmup = 50, 8
 
     def lrs(scheduler_factory, steps):
-        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         sched = scheduler_factory(opt)
         out = []
         for _ in range(steps):
@@ -273,7 +273,7 @@ def test_cosine_lr_reference_matches_torch_schedulers():
     warm = lrs(lambda o: torch.optim.lr_scheduler.LinearLR(
         o, start_factor=1 / (warmup + 1), end_factor=warmup / (warmup + 1), total_iters=warmup - 1), warmup)
     decay = lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total - warmup), total - warmup)
-    ours = [E.EXERCISES["cosine_lr"].reference(s, total, warmup, base) for s in range(total)]
+    ours = [E.EXERCISES["lr_schedule"].reference(s, warmup, total) for s in range(total)]
     np.testing.assert_allclose(ours, warm + decay, rtol=1e-12)
 
 
