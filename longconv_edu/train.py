@@ -124,7 +124,8 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        return self.model if self.model != "longconv" else f"longconv/{self.reg}"
+        label = self.model if self.model != "longconv" else f"longconv/{self.reg}"
+        return label + ("+learned-butterfly" if self.learned_butterfly else "")   # rung 8
 
 
 # ---------------------------------------------------------------------------------------------
