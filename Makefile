@@ -9,7 +9,7 @@ PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: lab test setup test-lib test-notebooks notebooks bench clean
+.PHONY: lab test setup browser-deps test-lib test-notebooks notebooks bench clean
 .DEFAULT_GOAL := help
 
 help:
@@ -31,9 +31,22 @@ lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
 	    --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
-test: setup
+test: setup browser-deps
 	$(MAKE) --no-print-directory test-lib
 	$(MAKE) --no-print-directory test-notebooks
+
+# The browser tests (tests/test_browser.py) drive Debian's chromium through playwright (pinned in
+# requirements.txt); nothing else is downloaded. Installed with apt only when missing; where apt
+# or root is unavailable the browser tests skip and say why (on CI they fail instead).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	    if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	    else \
+	        echo "note: /usr/bin/chromium is missing and apt-get as root is not available:" \
+	             "the browser tests will be skipped"; \
+	    fi; \
+	fi
 
 test-lib: setup
 	$(PY) -m pytest tests

@@ -50,8 +50,8 @@ def list_exercises(rung: int | None = None) -> list[str]:
 
 
 def _to_np(x):
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+    if isinstance(x, torch.Tensor):       # resolve lazy conj/neg views (x.conj()) before numpy
+        return x.detach().cpu().resolve_conj().resolve_neg().numpy()
     if isinstance(x, (tuple, list)):
         return [_to_np(v) for v in x]
     return np.asarray(x)
@@ -304,3 +304,278 @@ def _register_rung7():
 
 
 _register_rung7()
+
+
+# ----------------------------------------------------------------------------- rungs 5, 7, 8
+# References come from the library where it computes the answer (kernels.cuda.make_plan,
+# fft.dft_matrix, io_model.monarch_flops, learned.block_drift,
+# torch.fft.rfft). Two small answers no module computes on its own (the CUDA kernel's thread ->
+# butterfly map is inline in its body; a causality probe) are written here as reference solutions;
+# tests/test_exercises.py checks them against independent oracles (the kernel's recorded trace,
+# numpy.fft, autograd Jacobians). Exercise notebooks: course/exercises/; solutions: course/solutions/.
+import math as _math
+
+from ._checks import check_float as _check_float
+from ._checks import check_int as _check_int
+
+
+class _Named:
+    """A function with a readable repr, so a failing case prints ``circular_conv``, not an address."""
+
+    def __init__(self, fn: Callable, name: str):
+        self.fn, self.name = fn, name
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _same_value(got, want) -> str | None:
+    """Compare a bool, int or tuple-of-ints answer exactly (int 8 and float 8.0 are equal)."""
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, np.generic):
+        got = got.item()
+    if isinstance(got, list):
+        got = tuple(got)
+    if isinstance(got, tuple):
+        got = tuple(v.item() if isinstance(v, (np.generic, torch.Tensor)) else v for v in got)
+    if type(want) is bool and not isinstance(got, bool):
+        return f"expected True or False, got {_short(got)}"
+    if type(got) is not type(want) and not (isinstance(got, (int, float)) and isinstance(want, (int, float))):
+        return f"expected a {type(want).__name__} like {want!r}, got {_short(got)}"
+    if got != want:
+        return f"got {got!r}, expected {want!r}"
+    return None
+
+
+# rung 2 (a second exercise): the bidirectional layout ---------------------------------------
+def _register_rung2_extra():
+    from . import conv
+
+    def cases():
+        g = torch.Generator().manual_seed(2)
+        return [(torch.randn(B, H, L, generator=g, dtype=torch.float64),
+                 torch.randn(H, 2 * L, generator=g, dtype=torch.float64))
+                for B, H, L in [(1, 1, 1), (2, 3, 8), (1, 2, 13)]]
+
+    register(Exercise("bidirectional_fft_conv", 2,
+                      "Compute the non-causal convolution with a (H, 2L) kernel: k[:, :L] weighs "
+                      "u[t - s] (the past), k[:, L + j] weighs u[t + j + 1] (the future); use one "
+                      "FFT of size 2L.",
+                      conv.bidirectional_conv, cases,
+                      hint="In a circular kernel of length 2L, lag -(j+1) sits at index 2L-1-j: place "
+                           "k[:, :L] first, then k[:, L:] flipped; multiply rfft spectra (n=2L), keep L."))
+
+
+_register_rung2_extra()
+
+
+# rung 5: the kernels' arithmetic ------------------------------------------------------------
+def thread_butterflies(n: int, span: int):
+    """Reference: which butterfly each thread of a block computes in one stage of the CUDA kernel.
+
+    ``kernels.cuda`` runs the FFT in place, decimation in frequency: natural order in, spectrum
+    out in bit-reversed order (the kernel spectrum is kept in that same order, so no bit-reversal
+    pass is ever needed). Its stages have spans h = n/2, n/4, ..., 1; a stage combines elements h
+    apart inside groups of 2h. With n/2 threads, thread q owns one butterfly of each stage:
+
+        top    = (q // h) * (2 * h) + q % h
+        bottom = top + h
+        e      = (q % h) * (n // (2 * h))           # twiddle w = exp(-2j*pi*e/n)
+        x[top], x[bottom] = x[top] + x[bottom], (x[top] - x[bottom]) * w
+
+    Every element is touched by exactly one thread per stage, so a stage needs no atomics, only a
+    barrier (``cuda.syncthreads()``) before the next. Returns (top, bottom, e): three int64 arrays
+    of length n/2, indexed by thread id. (The same map, read off a recorded run of the kernel, is
+    ``kernels.trace.butterfly_schedule``; the tests compare the two.)
+    """
+    n = _check_int(n, "n", min=2, power_of_two=True)
+    h = _check_int(span, "span", min=1, max=n // 2, power_of_two=True)
+    q = np.arange(n // 2, dtype=np.int64)
+    top = (q // h) * (2 * h) + q % h
+    return top, top + h, (q % h) * (n // (2 * h))
+
+
+def shared_memory_plan(L: int, itemsize: int, smem_bytes: int) -> tuple[int, int, int]:
+    """Reference: how ``kernels.cuda`` runs a row of length L: (FFT size N, passes, inner size).
+
+    A thin adapter over ``kernels.cuda.make_plan`` (which takes a NumPy dtype instead of
+    ``itemsize``): N is the next power of two >= 2L; a tile of n complex values takes 2 n itemsize
+    bytes; one fused pass if N fits, else three passes with an inner tile of
+    min(largest fitting tile, 2**ceil(log2(N) / 2)) values.
+    """
+    L = _check_int(L, "L", min=1)
+    itemsize = _check_int(itemsize, "itemsize", min=1)
+    if itemsize not in (4, 8):
+        raise ValueError(f"itemsize must be 4 (float32) or 8 (float64), got {itemsize}")
+    smem_bytes = _check_int(smem_bytes, "smem_bytes", min=4 * itemsize)    # a tile of 2 values
+    from .kernels.cuda import make_plan
+    plan = make_plan(L, np.float32 if itemsize == 4 else np.float64, smem_bytes=smem_bytes)
+    return plan.N, plan.passes, plan.inner
+
+
+def _register_rung5():
+    def butterfly_cases():
+        return [(2, 1), (8, 4), (8, 2), (8, 1), (16, 2), (64, 8), (1024, 512), (1024, 1)]
+
+    def plan_cases():
+        KiB = 1024
+        return [(1, 4, 48 * KiB), (1024, 4, 48 * KiB), (2048, 4, 48 * KiB), (3000, 4, 48 * KiB),
+                (3000, 8, 48 * KiB), (4096, 4, 228 * KiB), (65536, 4, 228 * KiB),
+                (1000, 8, 16 * KiB), (300, 4, 1 * KiB)]
+
+    def rfft_cases():
+        g = torch.Generator().manual_seed(5)
+        return [(torch.randn(n, generator=g, dtype=torch.float64),) for n in (2, 8, 30)] + \
+               [(torch.randn(3, 2, 64, generator=g, dtype=torch.float64),)]
+
+    register(Exercise("thread_butterflies", 5,
+                      "For the stage of span h of the CUDA kernel's in-place FFT (n points, n/2 "
+                      "threads), return per thread q its butterfly's indices (top, bottom) and its "
+                      "twiddle exponent e (w = exp(-2j*pi*e/n)).",
+                      thread_butterflies, butterfly_cases,
+                      hint="thread q sits in group q // h (groups are 2h long) at offset q % h; the "
+                           "twiddle of offset j in a group of 2h is exp(-2j*pi*j/(2h)) = w_n^(j*n/(2h))."))
+    register(Exercise("shared_memory_plan", 5,
+                      "Given L, the bytes per real number and the shared memory per block, return "
+                      "(FFT size N, number of passes 1 or 3, inner tile size) as kernels.cuda plans it.",
+                      shared_memory_plan, plan_cases, compare=_same_value,
+                      hint="N = next power of two >= 2L; a complex value takes 2 * itemsize bytes; "
+                           "t = largest power of two whose tile fits; too long: inner = "
+                           "min(t, 2**ceil(log2(N) / 2))."))
+    register(Exercise("rfft_from_half_size_fft", 5,
+                      "Compute rfft(x) (length n//2 + 1) of a real x of even length n from ONE complex "
+                      "FFT of length n/2: the real-input trick the CPU kernel uses.",
+                      torch.fft.rfft, rfft_cases, rtol=1e-10,
+                      hint="z = x[..., 0::2] + 1j*x[..., 1::2]; Z = fft(z); the even and odd parts are "
+                           "E[k] = (Z[k] + conj(Z[-k]))/2 and O[k] = (Z[k] - conj(Z[-k]))/(2j), "
+                           "then X[k] = E[k] + exp(-2j*pi*k/n) O[k] for k = 0..n/2 (indices mod n/2)."))
+
+
+_register_rung5()
+
+
+# rung 7: training ---------------------------------------------------------------------------
+def is_causal(fn: Callable, L: int, *, tol: float = 1e-9) -> bool:
+    """Reference: does y = fn(u) at each time t depend only on u[..., :t+1]?
+
+    ``fn`` maps an input of shape (1, 1, L) to an output of the same shape. The probe: a random
+    float64 input u; for every position s, change u[s] and check that no output before s moved
+    (relative to the output's size, ``tol``). Works for nonlinear models too, since it compares
+    outputs, not weights. A model that leaks the future (FFT size L, a bidirectional kernel, a
+    shifted target) trains to a suspiciously low loss and fails at generation time.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    L = _check_int(L, "L", min=1)
+    tol = _check_float(tol, "tol", min=0)
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(1, 1, L, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        y = fn(u)
+        scale = max(float(y.abs().max()), 1e-30)
+        for s in range(1, L):
+            v = u.clone()
+            v[..., s] += 1.0
+            if float((fn(v)[..., :s] - y[..., :s]).abs().max()) > tol * scale:
+                return False
+    return True
+
+
+def _register_rung7_causal():
+    from . import conv
+
+    def causal_cases():
+        from . import learned
+        g = torch.Generator().manual_seed(7)
+        L = 24
+        k = torch.randn(1, L, generator=g, dtype=torch.float64)
+        k2 = torch.randn(1, 2 * L, generator=g, dtype=torch.float64)
+        # rung 8: once trained, the Monarch blocks are no longer the DFT, and the "convolution"
+        # is no longer causal: a learned butterfly whose blocks moved a little from the DFT
+        moved = [b + 0.05 * torch.randn(b.shape, generator=g, dtype=torch.complex128)
+                 for b in learned.dft_blocks((8, 8), H=1, dtype=torch.float64)]
+        fns = [
+            _Named(lambda u: conv.fft_conv(u, k), "fft_conv (FFT size 2L)"),
+            _Named(lambda u: conv.circular_conv(u, k), "circular_conv (FFT size L)"),
+            _Named(lambda u: conv.bidirectional_conv(u, k2), "bidirectional_conv (kernel 2L)"),
+            _Named(lambda u: torch.tanh(conv.fft_conv(torch.relu(u), k)) + u, "tanh(fft_conv(relu(u))) + u"),
+            _Named(lambda u: torch.cumsum(u, -1), "cumsum"),
+            _Named(lambda u: torch.roll(u, -1, dims=-1), "next value (roll by -1)"),
+            _Named(lambda u: u - u.mean(-1, keepdim=True), "u minus its mean over time"),
+            _Named(lambda u: u[..., -1:].expand_as(u).clone(), "last value everywhere"),
+            _Named(lambda u: learned.learned_butterfly_conv(u, k), "learned butterfly at its DFT init"),
+            _Named(lambda u: learned.learned_butterfly_conv(u, k, moved), "learned butterfly, blocks moved"),
+        ]
+        return [(f, L) for f in fns]
+
+    register(Exercise("is_causal", 7,
+                      "Given a model fn (input (1, 1, L) -> output (1, 1, L)) return True if no output "
+                      "at time t depends on inputs after t, else False.",
+                      is_causal, causal_cases, compare=_same_value,
+                      hint="Perturb one input position s and see whether any output before s changes; "
+                           "try every s. Linear or not, that is what 'causal' means."))
+
+
+_register_rung7_causal()
+
+
+# rung 8: learned butterfly ------------------------------------------------------------------
+def _dft_block_init_reference(n: int, H: int, inverse: bool = False) -> torch.Tensor:
+    """H independent copies of ``fft.dft_matrix(n, inverse=...)``: shape (H, n, n), complex128."""
+    from .fft import dft_matrix
+    H = _check_int(H, "H", min=1)
+    return dft_matrix(n, inverse=inverse).expand(H, n, n).clone()
+
+
+def _block_drift_reference(blocks: torch.Tensor) -> torch.Tensor:
+    """``learned.block_drift`` of one factor's (H, n, n) blocks: (H,) relative Frobenius distances."""
+    from .learned import block_drift
+    return block_drift([blocks])[0]
+
+
+def _register_rung8():
+    from . import io_model
+
+    def init_cases():
+        return [(1, 1, False), (2, 3, False), (4, 2, False), (16, 2, False), (16, 1, True), (5, 2, True)]
+
+    def flop_cases():
+        return [(16, (16,)), (16, (4, 4)), (4096, (16, 16, 16)), (4096, (64, 64)), (32768, (32, 32, 32)),
+                (24, (2, 3, 4))]
+
+    def drift_cases():
+        g = torch.Generator().manual_seed(8)
+        out = []
+        for n in (2, 8, 16):
+            F = torch.fft.fft(torch.eye(n, dtype=torch.complex128), dim=0)
+            noise = torch.randn(4, n, n, generator=g, dtype=torch.complex128)
+            scales = torch.tensor([0.0, 0.01, 0.5, 2.0], dtype=torch.float64).view(4, 1, 1)
+            out.append((F + scales * noise,))
+        out.append((torch.zeros(2, 4, 4, dtype=torch.complex128),))
+        return out
+
+    register(Exercise("dft_block_init", 8,
+                      "Return H copies (shape (H, n, n), complex) of the n x n DFT matrix "
+                      "F[j,k] = exp(-2j*pi*j*k/n), or of its inverse conj(F)/n if inverse=True.",
+                      _dft_block_init_reference, init_cases, rtol=1e-12,
+                      hint="Build F from an outer product of j and k; for the inverse conjugate and "
+                           "divide by n; .expand(H, n, n).clone() makes independent copies."))
+    register(Exercise("monarch_flops", 8,
+                      "Count the real FLOPs of an n-point complex DFT in Monarch form with dense "
+                      "blocks of sizes `factors`: 8 per complex multiply-add, 6 per twiddle multiply.",
+                      io_model.monarch_flops, flop_cases, compare=_same_value,
+                      hint="Stage i does n/ni dense ni x ni matrix-vector products = n*ni multiply-adds; "
+                           "there are len(factors) - 1 twiddle steps of n multiplications each."))
+    register(Exercise("block_drift", 8,
+                      "For learned blocks (H, n, n), return per block ||B - F||_F / ||F||_F, the "
+                      "relative distance from the exact DFT matrix F.",
+                      _block_drift_reference, drift_cases, rtol=1e-10,
+                      hint="The Frobenius norm is the square root of the sum of |entries|^2; "
+                           "||F||_F = n for the DFT."))
+
+
+_register_rung8()

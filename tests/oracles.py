@@ -66,14 +66,6 @@ def monarch_matrix_np(b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
                     M[r + n1 * s, n2 * a + c] = b2[s, c] * np.exp(-2j * np.pi * r * c / N) * b1[r, a]
     return M
 
-
-def complex_rel_err(a, b) -> float:
-    """rel_err for complex arrays: max |a - b| / max |b| over complex moduli (rel_err drops imag)."""
-    a = np.asarray(a, dtype=np.complex128)
-    b = np.asarray(b, dtype=np.complex128)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
-
-
 # ----------------------------------------------------------------------------- rung 6
 def squash_np(k: np.ndarray, lam: float) -> np.ndarray:
     """Soft-thresholding written as three cases: k - lam above lam, k + lam below -lam, else 0."""
@@ -112,6 +104,12 @@ def ssm_impulse_response_np(dt, A, C, L: int) -> np.ndarray:
         y[:, l] = 2.0 * np.real((C * x).sum(-1))
         x = Abar * x
     return y
+
+def complex_rel_err(a, b) -> float:
+    """rel_err for complex arrays: max |a - b| / max |b| over complex moduli (rel_err drops imag)."""
+    a = np.asarray(a, dtype=np.complex128)
+    b = np.asarray(b, dtype=np.complex128)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
 
 
 def causal_conv_grads_np(u: np.ndarray, k: np.ndarray, g: np.ndarray):
