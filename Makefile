@@ -27,9 +27,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Serves the repository (so course/exercises/ is reachable too) and opens on notebooks/. A fresh
+# token is printed in the URL; the server listens on 127.0.0.1 only.
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
-	    --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+	    --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(ROOT_FLAG)
 
 test: setup browser-deps
 	$(MAKE) --no-print-directory test-lib
@@ -57,7 +59,7 @@ test-notebooks: setup
 # Re-execute every notebook in place (what is committed is what the code prints today).
 notebooks: setup
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.kernel_name=longconv-edu notebooks/*.ipynb
+	    --ExecutePreprocessor.kernel_name=longconv-edu --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
