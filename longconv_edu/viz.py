@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix", "plot_benchmark"]
+__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix"]
 
 
 def as_numpy(x) -> np.ndarray:
