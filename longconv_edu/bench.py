@@ -5,7 +5,8 @@ For each backend from the registry (``dispatch.get_backend``) and each length L 
 * the median time of ``backend(u, k)`` with u (B, H, L), k (H, L), B*H = --rows rows;
 * the speedup over ``fft_conv`` (torch.fft) and over scipy.fft with ``workers=os.cpu_count()``,
   both timed *in the same process, interleaved call by call with the backend*, so a busy machine
-  slows all three alike and the ratios stay meaningful when the seconds do not;
+  slows all three alike and the ratios stay meaningful when the seconds do not (the JSON keeps
+  every sample, and also the ratio of the best samples, closest to an unshared machine);
 * effective GFLOP/s: the nominal work of an FFT convolution divided by the time. We count two
   real transforms of size N = 2L per row (forward and inverse), each 2.5 N log2 N flops (half of
   the 5 N log2 N of a complex FFT of size N, the usual convention); the kernel's own transforms
@@ -226,7 +227,10 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
         out_bytes = u.numel() * u.element_size()
         yield {"backend": name, "L": L, "status": "ok", "seconds": sec, "seconds_all": t_b,
                "fft_seconds": sec_f, "scipy_seconds": sec_s,
+               "fft_seconds_all": t_f, "scipy_seconds_all": t_s,
                "speedup_vs_fft": sec_f / sec, "speedup_vs_scipy": sec_s / sec,
+               "best_speedup_vs_fft": min(t_f) / min(t_b),
+               "best_speedup_vs_scipy": min(t_s) / min(t_b),
                "gflops": conv_flops(rows, L) / sec / 1e9, "peak_bytes": peak,
                "output_bytes": out_bytes, "peak_over_output": peak / out_bytes}
         if L > last_L:

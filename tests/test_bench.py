@@ -18,6 +18,7 @@ from longconv_edu.bench import conv_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 OK_FIELDS = {"seconds": float, "fft_seconds": float, "scipy_seconds": float,
+             "best_speedup_vs_fft": float, "best_speedup_vs_scipy": float,
              "speedup_vs_fft": float, "speedup_vs_scipy": float, "gflops": float,
              "peak_bytes": int, "output_bytes": int, "peak_over_output": float}
 
