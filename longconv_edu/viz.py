@@ -314,6 +314,8 @@ def plot_four_step(steps):
 
 
 # ----------------------------------------------------------------------------- rung 5 (CUDA kernel)
+__all__ += ["plot_butterfly_schedule", "plot_memory_traffic"]
+
 def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
     """Which CUDA thread computes which butterfly, stage by stage, in one thread block.
 
@@ -379,6 +381,8 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
 
 
 # ----------------------------------------------------------------------------- rung 5: benchmark
+__all__ += ["plot_benchmark"]
+
 def plot_benchmark(report: dict, *, title: str = ""):
     """The benchmark report (longconv_edu.bench): time against L, and speedup over torch.fft.
 
@@ -513,6 +517,8 @@ __all__ += ["plot_training_curves", "plot_kernel_gallery"]
 
 
 # ----------------------------------------------------------------------------- rung 8
+__all__ += ["plot_learned_blocks"]
+
 def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
     """Learned butterfly blocks beside the DFT blocks they started from, one row per block.
 
