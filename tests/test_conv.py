@@ -17,25 +17,10 @@ from hypothesis import strategies as st
 from longconv_edu import (bidirectional_conv, circular_conv, direct_conv, fft_conv, long_conv,
                           toeplitz, toeplitz_conv)
 from longconv_edu.dispatch import backends
+from cases import CONV_TOL, conv_case, make
 from oracles import bidirectional_conv_np, causal_conv_np, circular_conv_np, rel_err
 
-TOL = {torch.float64: 1e-10, torch.float32: 2e-4}
-
-
-@st.composite
-def conv_case(draw, max_L=300):
-    B = draw(st.integers(1, 3))
-    H = draw(st.integers(1, 3))
-    L = draw(st.one_of(st.just(1), st.integers(1, max_L), st.sampled_from([2, 64, 65, 127, 256])))
-    Lk = draw(st.integers(1, L))
-    seed = draw(st.integers(0, 2**31 - 1))
-    return B, H, L, Lk, seed
-
-
-def make(B, H, L, Lk, seed, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, H, L, generator=g, dtype=dtype),
-            torch.randn(H, Lk, generator=g, dtype=dtype))
+TOL = CONV_TOL
 
 
 @given(conv_case(), st.sampled_from([torch.float64, torch.float32]))

@@ -21,41 +21,24 @@ from hypothesis import strategies as st
 from longconv_edu import fft_conv, long_conv
 from longconv_edu.kernels.cpu import (cpu_conv, cpu_rfft, fft_size, kernel_spectrum, profile_row,
                                       stage_plan)
+from cases import EDGE_LENGTHS, conv_case, make
 from oracles import causal_conv_grads_np, causal_conv_np, rel_err
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 DTYPES = st.sampled_from([torch.float64, torch.float32])
 
 
-@st.composite
-def conv_case(draw, max_L=300):
-    B = draw(st.integers(1, 3))
-    H = draw(st.integers(1, 3))
-    L = draw(st.one_of(st.just(1), st.integers(1, max_L),
-                       st.sampled_from([2, 3, 4, 5, 8, 9, 64, 65, 127, 256, 257, 1025])))
-    Lk = draw(st.integers(1, L))
-    seed = draw(st.integers(0, 2**31 - 1))
-    return B, H, L, Lk, seed
-
-
-def make(B, H, L, Lk, seed, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, H, L, generator=g, dtype=dtype),
-            torch.randn(H, Lk, generator=g, dtype=dtype),
-            torch.randn(B, H, L, generator=g, dtype=dtype))
-
-
-@given(conv_case(), DTYPES)
+@given(conv_case(edge_lengths=EDGE_LENGTHS + (1025,)), DTYPES)
 def test_forward_matches_numpy_convolve(case, dtype):
-    u, k, _ = make(*case, dtype=dtype)
+    u, k, _ = make(*case, dtype=dtype, grad_output=True)
     y = cpu_conv(u, k)
     assert y.shape == u.shape and y.dtype == dtype
     assert rel_err(y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < TOL[dtype]
 
 
-@given(conv_case(), DTYPES)
+@given(conv_case(edge_lengths=EDGE_LENGTHS + (1025,)), DTYPES)
 def test_backward_matches_explicit_sums_and_fft_conv_autograd(case, dtype):
-    u, k, g = make(*case, dtype=dtype)
+    u, k, g = make(*case, dtype=dtype, grad_output=True)
     u.requires_grad_(True)
     k.requires_grad_(True)
     cpu_conv(u, k).backward(g)
@@ -73,7 +56,7 @@ def test_backward_matches_explicit_sums_and_fft_conv_autograd(case, dtype):
 @given(conv_case(max_L=100))
 def test_gradient_of_one_input_only(case):
     """needs_input_grad: with only u (or only k) trainable, the other gradient is not computed."""
-    u, k, g = make(*case)
+    u, k, g = make(*case, grad_output=True)
     ref_u, ref_k = causal_conv_grads_np(u.numpy(), k.numpy(), g.numpy())
     uu = u.clone().requires_grad_(True)
     cpu_conv(uu, k).backward(g)
@@ -97,7 +80,7 @@ def test_long_rows_use_every_stage_kind(L):
     Reference: numpy's own FFT (pocketfft, independent of torch and of this kernel) in float64;
     numpy.convolve would take seconds per row at these lengths.
     """
-    u, k, _ = make(1, 2, L, L, seed=L)
+    u, k, _ = make(1, 2, L, L, seed=L, grad_output=True)
     n = 2 * L
     ref = np.fft.irfft(np.fft.rfft(u.numpy(), n=n) * np.fft.rfft(k.numpy(), n=n), n=n)[..., :L]
     assert rel_err(cpu_conv(u, k).numpy(), ref) < 1e-10
@@ -124,7 +107,7 @@ def test_fft_size_is_the_next_power_of_two_of_2L():
 
 
 def test_registered_backend_and_non_contiguous_input():
-    u, k, _ = make(2, 3, 50, 20, seed=1)
+    u, k, _ = make(2, 3, 50, 20, seed=1, grad_output=True)
     ref = causal_conv_np(u.numpy(), k.numpy())
     assert rel_err(long_conv(u, k, backend="numba").numpy(), ref) < 1e-10
     ut = u.transpose(0, 1).contiguous().transpose(0, 1)          # same values, strided
@@ -135,7 +118,7 @@ def test_registered_backend_and_non_contiguous_input():
 
 
 def test_nan_stays_in_its_row():
-    u, k, _ = make(2, 2, 16, 16, seed=3)
+    u, k, _ = make(2, 2, 16, 16, seed=3, grad_output=True)
     u[1, 0, 5] = float("nan")
     y = cpu_conv(u, k)
     assert torch.isnan(y[1, 0]).all()

@@ -33,15 +33,10 @@ from longconv_edu import fft_conv, long_conv  # noqa: E402
 from longconv_edu.fft import bit_reversal_permutation  # noqa: E402
 from longconv_edu.kernels.cuda import (cuda_conv, kernel_spectrum, make_plan,  # noqa: E402
                                        simulator_active)
+from cases import CONV_TOL, make  # noqa: E402
 from oracles import causal_conv_np, rel_err  # noqa: E402
 
-TOL = {torch.float64: 1e-10, torch.float32: 2e-4}
-
-
-def make(B, H, L, Lk, seed, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, H, L, generator=g, dtype=dtype),
-            torch.randn(H, Lk, generator=g, dtype=dtype))
+TOL = CONV_TOL
 
 
 def test_the_simulator_is_really_on():

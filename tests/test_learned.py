@@ -23,15 +23,10 @@ from longconv_edu import fft_conv, long_conv
 from longconv_edu.layers import LongConv, param_groups
 from longconv_edu.learned import (LearnedButterflyConv, block_drift, dft_blocks,
                                   learned_butterfly_conv)
+from cases import CONV_TOL, make
 from oracles import causal_conv_np, dft_matrix_np, monarch_matrix_np, rel_err
 
-TOL = {torch.float64: 1e-10, torch.float32: 2e-4}
-
-
-def make(B, H, L, Lk, seed, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, H, L, generator=g, dtype=dtype),
-            torch.randn(H, Lk, generator=g, dtype=dtype))
+TOL = CONV_TOL
 
 
 # ----------------------------------------------------------------------------- equality at init
