@@ -28,6 +28,17 @@ TINY = dict(task="digits", size=8, n_train=128, d_model=16, n_layers=1, batch_si
             lr=0.03, kernel_lr=0.03, warmup=0.0, dropout=0.1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Bit-for-bit comparisons between runs need the same float reduction order, so every run in
+    this module (in-process and in the killed subprocess, via --threads 1) uses one torch thread,
+    whatever thread count earlier tests left behind."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
@@ -120,7 +131,7 @@ def test_kill_and_resume_equals_uninterrupted(tiny_run, tmp_path, cache):
     ref_out, ref = tiny_run
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "longconv_edu", "train", "--out", str(out), "--cache-dir",
-            str(cache), "--no-progress"]
+            str(cache), "--no-progress", "--threads", "1"]
     for k, v in TINY.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "LONGCONV_EDU_KILL_AT_STEP": "13"}  # mid epoch 2
