@@ -18,7 +18,7 @@ One run (``fit``):
   a corrupted one, or one written by a different configuration, raises ``CheckpointError`` naming
   the file (which is left where it is).
 
-Distributed: launched by ``torchrun --nproc_per_node=N python -m longconv_edu train ...`` the same
+Distributed: launched by ``torchrun --nproc_per_node=N -m longconv_edu train ...`` the same
 code runs DistributedDataParallel (gloo on CPU, nccl on GPU). ``batch_size`` is the *global* batch;
 each rank takes ``batch_size / N`` examples per step from a ``DistributedSampler``. Rank r's
 batch b is examples ``perm[r::N]`` of the epoch's permutation, so the N ranks together see exactly
