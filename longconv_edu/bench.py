@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from ._checks import check_choice
+from .timing import time_call
 
 DEFAULT_LENGTHS = (1024, 4096, 16384, 65536)
 FLOP_MODEL = ("2 real FFTs of size N = 2L per row (forward + inverse), 2.5 N log2 N flops each "
@@ -252,9 +253,8 @@ def conv_flops(rows: int, L: int) -> float:
 
 
 def _timed(fn, *args) -> float:
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
+    """Seconds of one call: a single sample, so the caller can interleave backends call by call."""
+    return time_call(fn, *args, repeats=1, warmup=0)
 
 
 def _scipy_conv():

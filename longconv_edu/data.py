@@ -98,15 +98,16 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser()
 
 
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: a reader sees
-    the old file or the new one, never half of one, even if the writer is killed midway."""
+def atomic_write(path: Path, write, *, binary: bool = True) -> None:
+    """Call ``write(f)`` on a temporary file in the same folder, then ``os.replace`` it onto
+    ``path``: a reader sees the old file or the new one, never half of one, even if the writer is
+    killed midway (the temporary file is removed if ``write`` fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -114,6 +115,11 @@ def atomic_save(obj, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` through ``atomic_write``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _cached(name: str, cache_dir, build) -> dict:

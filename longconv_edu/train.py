@@ -40,7 +40,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_float, check_int
-from .data import TASKS, atomic_save, default_cache_dir, load_task
+from .data import TASKS, atomic_save, atomic_write, default_cache_dir, load_task
 from .models import MODELS, REGULARIZERS, ModelConfig, build_model, count_parameters
 
 __all__ = ["RunConfig", "CheckpointError", "fit", "evaluate", "load_checkpoint", "save_checkpoint",
@@ -223,10 +222,7 @@ def load_checkpoint(path, cfg: RunConfig | None = None, world_size: int | None =
 
 
 def _write_json(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump(obj, f, indent=1), binary=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,9 +26,17 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     return fig, axes
 
 
+def _figure_and_axis(ax, width: float = 7):
+    """The given axis and its figure, or a new one-panel figure ``width`` inches wide."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, axes = new_figure(width=width)
+    return fig, axes[0, 0]
+
+
 def plot_kernels(kernels: dict, *, title: str = "", ax=None):
     """Overlay named 1-D kernels (name -> array) against their tap index."""
-    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure(width=7))
+    fig, ax = _figure_and_axis(ax)
     for name, k in kernels.items():
         ax.plot(as_numpy(k).ravel(), label=name, lw=1)
     ax.set_xlabel("tap s (lag)")
@@ -42,7 +50,7 @@ def plot_kernels(kernels: dict, *, title: str = "", ax=None):
 
 def plot_matrix(M, *, title: str = "", ax=None, cmap: str = "RdBu_r", symmetric: bool = True):
     """A heatmap of a real matrix (Toeplitz matrices, DFT parts, butterfly factors)."""
-    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure())
+    fig, ax = _figure_and_axis(ax, width=4.2)
     M = as_numpy(M)
     vmax = float(np.max(np.abs(M))) or 1.0
     im = ax.imshow(M, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None,
@@ -57,13 +65,6 @@ def _check_named(x, name: str, what: str) -> None:
     """Plots of several named things take a dict name -> thing; say so clearly otherwise."""
     if not isinstance(x, dict):
         raise TypeError(f"{name} must be a dict mapping a name to {what}, got {type(x).__name__}")
-
-
-def _figure_and_axis(ax, width: float = 7):
-    if ax is not None:
-        return ax.figure, ax
-    fig, axes = new_figure(width=width)
-    return fig, axes[0, 0]
 
 
 def plot_signals(signals: dict, *, title: str = "", xlabel: str = "t", ylabel: str = "",
@@ -430,7 +431,7 @@ __all__ += ["plot_spectra", "plot_kernel_comparison"]
 def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | None = None):
     """Magnitude spectra |rfft(k)| (log scale) of named 1-D kernels against frequency in cycles
     per tap (0 .. 0.5); an optional dashed line marks a cutoff frequency."""
-    fig, ax = (ax.figure, ax) if ax is not None else (lambda f, a: (f, a[0, 0]))(*new_figure(width=7))
+    fig, ax = _figure_and_axis(ax)
     drew = False
     for name, k in kernels.items():
         k = as_numpy(k).ravel().astype(np.float64)
