@@ -45,7 +45,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
     tags = {id(getattr(m, n)): t for m in model.modules()
             for n, t in getattr(m, "_param_optim", {}).items()}
     tagged: dict[tuple, dict] = {}
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         tag = tags.get(id(p), getattr(p, "_optim", None))
