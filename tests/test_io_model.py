@@ -18,7 +18,7 @@ from longconv_edu.io_model import (
     fused_conv,
     monarch_flops,
     roofline_time,
-    three_pass_conv,
+    three_pass_traffic,
     unfused_fft_conv,
 )
 
@@ -46,7 +46,7 @@ def test_fused_formula_from_the_spec():
 
 
 def test_three_pass_bytes():
-    t = three_pass_conv(2, 3, 1024, dtype_bytes=4)
+    t = three_pass_traffic(2, 3, 1024, dtype_bytes=4)
     R, N, c = 6, 2048, 8
     assert t.bytes_read == R * (1024 * 4 + (N * c + N * c) + N * c)   # pass 2 reads the spectrum too
     assert t.bytes_written == R * (N * c + N * c + 1024 * 4)
@@ -64,7 +64,7 @@ def test_flop_counts():
 @given(st.integers(1, 64), st.integers(1, 512), st.integers(0, 17), st.sampled_from([2, 4, 8]))
 def test_properties(B, H, e, s):
     L = 2 ** e
-    a, b, c = (f(B, H, L, dtype_bytes=s) for f in (unfused_fft_conv, fused_conv, three_pass_conv))
+    a, b, c = (f(B, H, L, dtype_bytes=s) for f in (unfused_fft_conv, fused_conv, three_pass_traffic))
     for t in (a, b, c):
         assert t.bytes == t.bytes_read + t.bytes_written
         assert t.bytes_read == sum(p[1] for p in t.passes)
@@ -99,10 +99,10 @@ def test_plot_io_model():
 @pytest.mark.parametrize("call, exc, arg", [
     (lambda: unfused_fft_conv(0, 1, 8), ValueError, "B"),
     (lambda: fused_conv(1, 1.5, 8), TypeError, "H"),
-    (lambda: three_pass_conv(1, 1, 0), ValueError, "L"),
+    (lambda: three_pass_traffic(1, 1, 0), ValueError, "L"),
     (lambda: fused_conv(1, 1, 8, dtype_bytes=0), ValueError, "dtype_bytes"),
     (lambda: unfused_fft_conv(1, 1, 8, fft_size=8), ValueError, "fft_size"),
-    (lambda: three_pass_conv(1, 1, 8, outer=3), ValueError, "outer"),
+    (lambda: three_pass_traffic(1, 1, 8, outer=3), ValueError, "outer"),
     (lambda: monarch_flops(64, (4, 4)), ValueError, "factors"),
     (lambda: roofline_time("fast", 1.0, 1.0), TypeError, "traffic"),
     (lambda: roofline_time(Traffic(1, 1, 1.0), 0.0, 1.0), ValueError, "bandwidth"),
@@ -116,7 +116,7 @@ def test_bad_input(call, exc, arg):
 
 
 def test_module_names():
-    assert {"unfused_fft_conv", "fused_conv", "three_pass_conv", "roofline_time"} <= set(io.__all__)
+    assert {"unfused_fft_conv", "fused_conv", "three_pass_traffic", "roofline_time"} <= set(io.__all__)
 
 
 def test_unfused_multi_pass_fft():
