@@ -144,6 +144,8 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
     G = ``monarch_dft(., inverse=True)`` with blocks conj(C_i) / n_i, C = inverse_blocks or blocks.
     """
     B, H, L, Lk = check_conv_inputs(u, k)
+    if u.numel() == 0 and blocks is None:
+        return u * 0 + k.sum() * 0                 # B = 0 or H = 0: the empty (B, H, L) result
     if blocks is None:
         N, factors = resolve_factors(fft_size(L), factors, L + Lk - 1,
                               f"L + Lk - 1 with L={L}, Lk={Lk}")

@@ -127,3 +127,21 @@ def test_unfused_multi_pass_fft():
     assert two.flops == one.flops
     with pytest.raises(ValueError, match="fft_passes"):
         unfused_fft_conv(1, 1, 4, fft_passes=0)
+
+
+def test_monarch_flops_factors_given_as_an_int_is_a_clear_error():
+    """Issue 15 #10: monarch_flops(16, 16) raised "'int' object is not iterable"."""
+    with pytest.raises(TypeError, match=r"factors must be a tuple of 2 or 3 ints such as \(N1, N2\), got 16"):
+        io.monarch_flops(16, 16)
+    with pytest.raises(ValueError, match=r"factors must multiply to the transform length N = 16"):
+        io.monarch_flops(16, (4, 2))
+
+
+def test_no_length_ceiling_in_the_io_model():
+    """Issue 15 #6: the io_model functions refused L > 2^17 ("raise max_factor")."""
+    L = 2 ** 18
+    N = 2 * L
+    t = io.fused_conv(1, 1, L)
+    assert t.flops == 2 * io.monarch_flops(N) + 6 * N
+    assert io.monarch_flops(N) == 8 * N * (128 + 64 + 64) + 6 * N * 2
+    assert io.three_pass_traffic(1, 1, L).bytes > 0 and io.flashbutterfly_conv(1, 1, L, fast_memory_bytes=1).bytes > 0
