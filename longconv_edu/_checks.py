@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -100,10 +101,10 @@ def check_kernel_length(Lk: int, L: int, name: str = "k", shape=None) -> int:
 
 
 def check_bool(x, name: str) -> bool:
-    """Check that ``x`` is exactly True or False (not 0/1, not None, not a string); return it."""
-    if not isinstance(x, bool):
+    """Check that ``x`` is True or False (a NumPy bool too; not 0/1, None, a string or a tensor)."""
+    if not isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {_describe(x)}")
-    return x
+    return bool(x)
 
 
 def check_dtype(dtype, name: str = "dtype", allowed=FLOAT_DTYPES) -> torch.dtype:
