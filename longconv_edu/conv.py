@@ -76,6 +76,10 @@ def direct_conv_seconds(B: int, H: int, L: int, Lk: int, *, jit: bool = False) -
     step is one torch op over all B*H rows, ~3 us of overhead plus ~1 ns per row; jit=True: B*H*S
     compiled multiply-adds at ~1e9 per second.
     """
+    B, H = check_int(B, "B", min=0), check_int(H, "H", min=0)
+    L = check_int(L, "L", min=1)
+    Lk = check_kernel_length(check_int(Lk, "Lk"), L)
+    check_bool(jit, "jit")
     steps = L * Lk - Lk * (Lk - 1) // 2
     if jit:
         return B * H * steps * 1e-9
@@ -85,6 +89,8 @@ def direct_conv_seconds(B: int, H: int, L: int, Lk: int, *, jit: bool = False) -
 def toeplitz_bytes(H: int, L: int, itemsize: int) -> int:
     """Peak memory of toeplitz(k, L) for H channels: the (L, L) int64 lag and index grids, a mask,
     and two (H, L, L) matrices (gathered taps and their masked product)."""
+    H, L = check_int(H, "H", min=0), check_int(L, "L", min=1)
+    itemsize = check_int(itemsize, "itemsize", min=1)
     return L * L * (8 + 8 + 1 + itemsize) + 2 * H * L * L * itemsize
 
 

@@ -69,7 +69,7 @@ import warnings
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_conv_inputs, check_dtype, check_float, check_int
+from ._checks import check_choice, check_conv_inputs, check_dtype, check_float, check_int, check_tensor
 from .butterfly import resolve_factors
 from .fft import COMPLEX_OF, check_blocks, dft_matrix, fft_size, monarch_dft
 from .layers import LongConv
@@ -116,6 +116,12 @@ def block_drift(blocks) -> list[torch.Tensor]:
     matrix has n_i^2 entries of modulus 1). Returns one tensor of shape (H,) (or a 0-D tensor for
     a shared block) per factor; 0 at initialisation (without ``init_noise``).
     """
+    if not isinstance(blocks, (tuple, list)):
+        raise TypeError(f"blocks must be a list of complex tensors, got {type(blocks).__name__}")
+    for i, b in enumerate(blocks):
+        check_tensor(b, f"blocks[{i}]", ndim=(2, 3), dtypes=(torch.complex64, torch.complex128))
+        if b.shape[-1] != b.shape[-2]:
+            raise ValueError(f"blocks[{i}] must be square (n, n) or (H, n, n), got shape {tuple(b.shape)}")
     out = []
     for b in blocks:
         b = b.detach()
