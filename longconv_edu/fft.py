@@ -23,7 +23,10 @@ Rung 4 (any factorisation N = N1 N2 or N1 N2 N3, powers of two or not)
                       memory: this is the transform inside FlashButterfly (Fu et al. 2023, sec. 3.2).
 
 Inverses: every function takes ``inverse=True`` and then computes x[n] = 1/N sum_k X[k] w_N^{-nk}
-(numpy.fft.ifft's convention). Transforms act on the LAST axis; leading axes are a batch.
+(numpy.fft.ifft's convention). ``inverse`` is always this bool across the library (rung 8's choice
+of tied or learned inverse blocks is a separate argument, ``inverse_mode``); ``jit`` is always a
+bool defaulting to False (readable torch with autograd; True compiles the same loop with Numba).
+Transforms act on the LAST axis; leading axes are a batch.
 Inputs may be float32/float64 (treated as real) or complex64/complex128; outputs are complex of
 matching precision. Integer inputs are refused (cast them first).
 """

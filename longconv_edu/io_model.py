@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._checks import check_float, check_int
-from .fft import check_factors, monarch_factors, next_power_of_two
+from .fft import monarch_factors, next_power_of_two
 
 __all__ = ["Traffic", "fft_flops", "monarch_flops", "unfused_fft_conv",
            "fused_conv", "three_pass_traffic", "flashbutterfly_conv", "roofline_time"]
@@ -100,7 +100,14 @@ def fft_flops(N: int, *, real_input: bool = False) -> float:
 def monarch_flops(N: int, factors=None) -> float:
     """Real flops of one N-point complex DFT in the matmul form with the given factors."""
     N = check_int(N, "N", min=1)
-    factors = monarch_factors(N) if factors is None else check_factors(factors, N)
+    if factors is None:
+        factors = monarch_factors(N)
+    else:                                             # any number of factors here (1 = a dense DFT)
+        if not isinstance(factors, (tuple, list)):
+            raise TypeError(f"factors must be a tuple of ints such as (N1, N2), got {factors!r}")
+        factors = tuple(check_int(f, f"factors[{i}]", min=1) for i, f in enumerate(factors))
+        if math.prod(factors) != N:
+            raise ValueError(f"factors must multiply to N = {N}, got {factors} (product {math.prod(factors)})")
     stages = [n for n in factors if n > 1]            # a factor of 1 is no work
     return float(sum(8 * N * n for n in stages) + 6 * N * max(len(stages) - 1, 0))
 
