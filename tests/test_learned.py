@@ -337,3 +337,21 @@ def test_old_inverse_keyword_still_works_with_a_warning():
     assert layer.inverse_mode == "learned" and layer.inverse_blocks is not None
     with pytest.raises(TypeError, match=r"inverse_mode must be 'tied' or 'learned', got inverse=True"):
         LearnedButterflyConv(2, 8, inverse=True)
+
+
+def test_block_dtype_hint_never_suggests_dropping_the_imaginary_part():
+    """Issue 15 #10: check_blocks' hint for complex blocks said "cast with .float()", which would
+    drop the imaginary part; the hint now says .to(<the complex dtype>)."""
+    u, k = make(1, 2, 8, 8, seed=0, dtype=torch.float32)
+    blocks = dft_blocks((4, 4), 2, torch.float64)                      # complex128 for float32 input
+    with pytest.raises(TypeError, match=r"blocks\[0\] must have dtype torch.complex64, got torch.complex128 "
+                                        r"\(convert with .to\(torch.complex64\)\)$") as info:
+        learned_butterfly_conv(u, k, blocks)
+    assert ".float()" not in str(info.value)
+
+
+def test_learned_layer_double_is_float64_accurate():
+    """Issue 15 #10, through the layer: learned_long_conv(...).double() convolves to float64 accuracy."""
+    layer = learned_long_conv(2, 64, seed=0).double().eval()
+    blocks = layer.conv.blocks()
+    assert all(np.abs(b.detach().numpy() - dft_matrix_np(b.shape[-1])).max() < 1e-14 for b in blocks)
