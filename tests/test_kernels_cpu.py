@@ -203,7 +203,7 @@ def test_profile_row_times_through_time_call(monkeypatch):
 
 def test_one_long_span_threshold():
     """The loop shape of every stage follows the one constant _LONG_SPAN."""
-    for radix, s, shape in stage_plan(1 << 20)[1:]:
+    for _radix, s, shape in stage_plan(1 << 20)[1:]:
         assert shape.startswith("long span") == (s >= cpu._LONG_SPAN)
     assert cpu._LONG_SPAN == 1024
 

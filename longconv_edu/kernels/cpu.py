@@ -908,7 +908,7 @@ def profile_row(L: int, *, dtype: str = "float32", repeats: int = 50) -> dict[st
     times[f"forward radix-{stages[0][0]} span {stages[0][1]}"] = best(
         lambda: first_stage(re, im, P.tw_re, P.tw_im, M))
     o = stages[0][1] if stages[0][0] == 2 else 3 * stages[0][1]
-    for radix, s, _ in stages[1:]:
+    for _radix, s, _ in stages[1:]:
         times[f"forward radix-4 span {s}"] = best(
             lambda s=s, o=o: radix4_stage(re, im, P.tw_re, P.tw_im, M, s, o, P.rows, False))
         o += 3 * s
