@@ -67,6 +67,10 @@ def test_in_process_run_writes_json_and_png(tmp_path, capsys):
     check_report(report, ["fft", "numba", "toeplitz"], [8, 16])
     assert all(r["status"] == "ok" for r in report["results"])
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = bench.peer_table(report, "numba")
+    assert [r["L"] for r in table] == [8, 16] and all(r["x best peer"] > 0 for r in table)
+    md = bench.peer_table_markdown(report, "numba")
+    assert md.startswith("| L | ms |") and "best peer" in md and len(md.splitlines()) == 4
     out = capsys.readouterr().out
     assert "best peer" in out and "fftw ms" in out and "ducc0 ms" in out and "t.json" in out
 

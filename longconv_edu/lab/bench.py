@@ -642,6 +642,35 @@ def format_table(report: dict) -> str:
     return "\n".join(lines + skipped)
 
 
+def peer_table(report: dict, backend: str = "numba") -> list[dict]:
+    """One dict per measured L of ``backend``: its ms, each peer's ms, the best peer and the
+    ratios (median), forward+backward ratio, GFLOP/s and % of the matmul roof, fits_l2."""
+    roof = report["roofs"]["matmul_gflops"]
+    out = []
+    for r in report["results"]:
+        if r["backend"] != backend or r["status"] != "ok":
+            continue
+        out.append({"L": r["L"], "ms": r["seconds"] * 1e3,
+                    **{f"{p} ms": r["peer_seconds"][p] * 1e3 for p in r["peer_seconds"]},
+                    "best peer": r["best_peer"], "x best peer": r["speedup_vs_best_peer"],
+                    "fwd+bwd x fft_conv": r.get("fwd_bwd_speedup_vs_fft"),
+                    "GFLOP/s": r["gflops"], "% matmul roof": 100 * r["gflops"] / roof,
+                    "fits L2": r["fits_l2"]})
+    return out
+
+
+def peer_table_markdown(report: dict, backend: str = "numba") -> str:
+    """``peer_table`` as a Markdown table (the course page and the README quote it)."""
+    rows = peer_table(report, backend)
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    fmt = lambda v: "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def save(report: dict, out: Path, name: str = "bench", *, plot: bool = True) -> list[Path]:
     """Write NAME.json and (plot) NAME.png (viz.plot_benchmark) into ``out``; return the paths."""
     import matplotlib
