@@ -14,13 +14,18 @@ import pytest
 
 from longconv_edu import dispatch
 from longconv_edu.__main__ import main
-from longconv_edu.lab.bench import conv_flops
+from longconv_edu.io_model import fft_flops
+from longconv_edu.lab import bench
+from longconv_edu.lab.bench import PEERS, conv_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 OK_FIELDS = {"seconds": float, "fft_seconds": float, "scipy_seconds": float,
              "best_speedup_vs_fft": float, "best_speedup_vs_scipy": float,
              "speedup_vs_fft": float, "speedup_vs_scipy": float, "gflops": float,
-             "peak_bytes": int, "output_bytes": int, "peak_over_output": float}
+             "peak_bytes": int, "output_bytes": int, "peak_over_output": float,
+             "speedup_vs_best_peer": float, "best_sample_speedup_vs_best_peer": float,
+             "fwd_bwd_seconds": float, "fft_fwd_bwd_seconds": float,
+             "fwd_bwd_speedup_vs_fft": float}
 
 
 def _broken_backend(u, k):
@@ -43,6 +48,14 @@ def check_report(report, backends, lengths, rows=4):
         assert r["seconds"] > 0 and r["output_bytes"] == rows * r["L"] * 4
         assert r["speedup_vs_fft"] == pytest.approx(r["fft_seconds"] / r["seconds"])
         assert r["gflops"] == pytest.approx(conv_flops(rows, r["L"]) / r["seconds"] / 1e9)
+        assert set(r["peer_seconds"]) == set(PEERS)           # pyfftw and ducc0 are pinned
+        best = min(r["peer_seconds"], key=r["peer_seconds"].get)
+        assert r["best_peer"] == best
+        assert r["speedup_vs_best_peer"] == pytest.approx(r["peer_seconds"][best] / r["seconds"])
+        assert r["fftw_plan_seconds"] > 0 and isinstance(r["fits_l2"], bool)
+        assert len(r["load_average"]) == 2
+    assert report["load_average_start"] is not None and report["load_average_finish"] is not None
+    assert "transforms the kernel on every call" in report["peer_note"]
 
 
 def test_in_process_run_writes_json_and_png(tmp_path, capsys):
@@ -54,8 +67,12 @@ def test_in_process_run_writes_json_and_png(tmp_path, capsys):
     check_report(report, ["fft", "numba", "toeplitz"], [8, 16])
     assert all(r["status"] == "ok" for r in report["results"])
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = bench.peer_table(report, "numba")
+    assert [r["L"] for r in table] == [8, 16] and all(r["x best peer"] > 0 for r in table)
+    md = bench.peer_table_markdown(report, "numba")
+    assert md.startswith("| L | ms |") and "best peer" in md and len(md.splitlines()) == 4
     out = capsys.readouterr().out
-    assert "x fft_conv" in out and "numba" in out and "t.json" in out
+    assert "best peer" in out and "fftw ms" in out and "ducc0 ms" in out and "t.json" in out
 
 
 def test_slow_pairs_are_skipped_and_say_why(tmp_path):
@@ -83,6 +100,8 @@ def test_unavailable_backend_is_skipped_with_its_error(tmp_path, monkeypatch):
     (["--backends", "fft", "nope"], "--backends"),
     (["--lengths", "0"], "--lengths"),
     (["--rows", "5", "--batch", "2"], "--rows"),
+    (["--batch", "0"], "--batch must be an integer >= 1, got 0"),      # blamed --rows before
+    (["--fwd-bwd-max", "-1"], "--fwd-bwd-max"),
     (["--repeats", "0"], "--repeats"),
     (["--time-limit", "0"], "--time-limit"),
 ])
@@ -111,6 +130,65 @@ def test_command_line_subprocess_isolates_each_backend(tmp_path):
 def test_flop_model():
     assert conv_flops(1, 1024) == 2 * 2.5 * 2048 * 11
     assert conv_flops(256, 1024) == 256 * conv_flops(1, 1024)
+
+
+def test_flop_model_is_io_models_count(monkeypatch):
+    """One count of FFT flops: bench asks io_model.fft_flops instead of repeating the formula."""
+    monkeypatch.setattr(bench, "fft_flops", lambda N, real_input=False: 1.0)
+    assert conv_flops(3, 1024) == 6.0
+    assert fft_flops(2048, real_input=True) == 2.5 * 2048 * 11
+
+
+def test_unwritable_out_is_a_clear_error_before_any_measurement(tmp_path, capsys, monkeypatch):
+    """Issue 15 #7: an unwritable --out failed with a traceback after every measurement.
+
+    A folder under a regular file cannot be created, even by root (a read-only folder can)."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    measured = []
+    monkeypatch.setattr(bench, "benchmark", lambda *a, **kw: measured.append(1))
+    monkeypatch.setattr(bench, "benchmark_block", lambda *a, **kw: measured.append(1))
+    for extra in ([], ["--block"]):
+        rc = main(["bench", "--lengths", "8", "--rows", "4", "--backends", "fft",
+                   "--out", str(f / "sub"), "--no-progress", *extra])
+        assert rc == 2 and not measured
+        err = capsys.readouterr().err
+        assert "--out" in err and "not a writable folder" in err and "Traceback" not in err
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["bench", "--lengths", "8", "--rows", "4", "--backends", "fft", "--out", str(f),
+                 "--no-progress"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_peers_compute_the_same_convolution():
+    """Every peer is the causal convolution (oracle: fft_conv in float64), kernel shorter than u."""
+    import torch
+    u = torch.randn(2, 3, 50, dtype=torch.float64)
+    k = torch.randn(3, 20, dtype=torch.float64)
+    ref = torch.from_numpy(
+        __import__("oracles").causal_conv_np(u.numpy(), k.numpy()))
+    peers, plan_s = bench.make_peers(2, 3, 50, "float64", 1)
+    assert set(peers) == set(PEERS) and plan_s > 0
+    for name, fn in peers.items():
+        out = fn(u, k) if name == "torch.fft" else fn(u.numpy(), k.numpy())
+        assert torch.allclose(torch.as_tensor(out), ref, atol=1e-10), name
+
+
+def test_block_mode_times_a_layer_per_backend(tmp_path, capsys):
+    rc = main(["bench", "--block", "--lengths", "16", "--rows", "4", "--batch", "2",
+               "--repeats", "1", "--backends", "fft", "numba", "--out", str(tmp_path),
+               "--name", "blk", "--no-progress"])
+    assert rc == 0
+    report = json.loads((tmp_path / "blk.json").read_text())
+    assert report["mode"] == "block"
+    rows = {r["backend"]: r for r in report["results"]}
+    assert set(rows) == {"fft", "numba"} and all(r["status"] == "ok" for r in rows.values())
+    assert rows["fft"]["speedup_vs_fft"] == pytest.approx(1.0)
+    assert "LongConv block" in capsys.readouterr().out
 
 
 def test_plot_benchmark_draws_every_backend():

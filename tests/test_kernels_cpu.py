@@ -12,6 +12,11 @@ Tolerances, relative to the largest magnitude of the reference:
   1e-6; measured errors are 1e-7 to 4e-7. The gradients of k sum B*L products, which adds at most
   another log factor.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +26,9 @@ from hypothesis import strategies as st
 from oracles import causal_conv_grads_np, causal_conv_np, rel_err
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, fft_size, kernel_spectrum, profile_row, stage_plan
+from longconv_edu.fft import fft_size
+from longconv_edu.kernels import cpu
+from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, kernel_spectrum, profile_row, stage_plan
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 DTYPES = st.sampled_from([torch.float64, torch.float32])
@@ -93,7 +100,7 @@ def complex_err(a, b) -> float:
 @given(st.integers(1, 3), st.integers(1, 600), st.integers(0, 2**31 - 1), DTYPES)
 def test_own_fft_matches_numpy_rfft(R, Lx, seed, dtype):
     x = torch.randn(R, Lx, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-    n = fft_size(Lx)
+    n = max(8, fft_size(Lx))
     ref = np.fft.rfft(x.double().numpy(), n=n)
     X = cpu_rfft(x, n)
     assert X.shape == (R, n // 2 + 1)
@@ -101,8 +108,10 @@ def test_own_fft_matches_numpy_rfft(R, Lx, seed, dtype):
     assert complex_err(kernel_spectrum(x, Lx).numpy(), ref) < TOL[dtype]
 
 
-def test_fft_size_is_the_next_power_of_two_of_2L():
-    assert [fft_size(L) for L in (1, 2, 3, 4, 5, 1024, 1025)] == [8, 8, 8, 8, 16, 2048, 4096]
+def test_the_kernel_uses_the_one_fft_size_with_at_least_8_points():
+    assert not hasattr(cpu, "fft_size") or cpu.fft_size is fft_size       # no second copy
+    sizes = [kernel_spectrum(torch.ones(1, 1), L).shape[-1] for L in (1, 2, 3, 4, 5, 1024, 1025)]
+    assert sizes == [5, 5, 5, 5, 9, 1025, 2049]
 
 
 def test_registered_backend_and_non_contiguous_input():
@@ -158,7 +167,7 @@ def test_bad_input_to_the_fft_helpers():
 @pytest.mark.parametrize("L", [1, 4, 5, 1024, 1025, 65536])
 def test_stage_plan_covers_the_packed_fft(L):
     plan = stage_plan(L)
-    assert int(np.prod([radix for radix, _, _ in plan])) == fft_size(L) // 2
+    assert int(np.prod([radix for radix, _, _ in plan])) == max(8, fft_size(L)) // 2
     spans = [span for _, span, _ in plan]
     assert spans[-1] == 1 and all(a == 4 * b for a, b in zip(spans[1:], spans[2:]))
 
@@ -178,6 +187,128 @@ def test_profile_row_lists_every_step():
     stages = [k for k in prof if k.startswith("forward")]
     assert len(stages) == len(stage_plan(1024))
     assert {"load", "product", "inverse", "store"} <= set(prof)
-    assert all(v > 0 for v in prof.values())
-    with pytest.raises(ValueError, match="dtype"):
-        profile_row(16, dtype="int32")
+    assert all(v >= 0 for v in prof.values()) and sum(prof.values()) > 0
+    for bad in ("int32", "junk", object()):              # 'junk' was a bare numpy TypeError
+        with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+            profile_row(16, dtype=bad)
+
+
+def test_profile_row_times_through_time_call(monkeypatch):
+    calls = []
+    real = cpu.time_call
+    monkeypatch.setattr(cpu, "time_call", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    profile_row(64, repeats=1)
+    assert calls
+
+
+def test_one_long_span_threshold():
+    """The loop shape of every stage follows the one constant _LONG_SPAN."""
+    for _radix, s, shape in stage_plan(1 << 20)[1:]:
+        assert shape.startswith("long span") == (s >= cpu._LONG_SPAN)
+    assert cpu._LONG_SPAN == 1024
+
+
+# ----------------------------------------------------------------------------- defects (issue 15)
+def test_second_order_gradients_match_fft_conv():
+    """Issue 15 #2: create_graph=True gave grads with requires_grad=False (d/dk of a penalty 0)."""
+    u, k, _ = make(2, 3, 40, 17, seed=5, grad_output=True, dtype=torch.float64)
+    grads = {}
+    for name, fn in (("numba", cpu_conv), ("fft", fft_conv)):
+        uu, kk = u.clone().requires_grad_(True), k.clone().requires_grad_(True)
+        gu, = torch.autograd.grad((fn(uu, kk) ** 2).sum(), uu, create_graph=True)
+        assert gu.requires_grad
+        grads[name] = torch.autograd.grad((gu ** 2).sum(), kk)[0]
+    assert rel_err(grads["numba"].numpy(), grads["fft"].numpy()) < 1e-10
+    uu, kk = u[:1, :2, :9].clone().requires_grad_(True), k[:2, :5].clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(cpu_conv, (uu, kk))
+
+
+def test_kernel_spectrum_computed_once_per_forward_and_backward(monkeypatch):
+    calls = []
+    real = cpu._spectrum
+    monkeypatch.setattr(cpu, "_spectrum", lambda *a: calls.append(1) or real(*a))
+    u, k, g = make(2, 3, 64, 64, seed=2, grad_output=True)
+    cpu_conv(u.requires_grad_(True), k.requires_grad_(True)).backward(g)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e-42), (torch.float64, 1e-310)])
+def test_accuracy_near_the_subnormal_range(dtype, scale):
+    """Issue 15 #10: pre-scaling K by 1/(8L) lost accuracy (rel err 5e-2 at inputs of 1e-42)."""
+    u, k, _ = make(1, 2, 256, 256, seed=4, grad_output=True, dtype=torch.float64)
+    ref = causal_conv_np(u.numpy() * scale, k.numpy())
+    y = cpu_conv((u * scale).to(dtype), k.to(dtype)).double().numpy()
+    fft_err = rel_err(fft_conv((u * scale).to(dtype), k.to(dtype)).double().numpy(), ref)
+    assert rel_err(y, ref) < max(5 * fft_err, 1e-3)
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full,
+                          capture_output=True, text=True, timeout=600)
+
+
+_TWO_THREADS = """
+    import threading, torch
+    from longconv_edu.kernels.cpu import cpu_conv
+    u, k = torch.randn(4, 8, 512), torch.randn(8, 512)
+    ref = cpu_conv(u, k)
+    bad = []
+    def work():
+        for _ in range(30):
+            bad.append(not torch.allclose(cpu_conv(u, k), ref))
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    [t.start() for t in ts]; [t.join() for t in ts]
+    print("ok", any(bad))
+"""
+
+_FORK = """
+    import os, torch, warnings
+    from longconv_edu.kernels.cpu import cpu_conv
+    from longconv_edu import fft_conv
+    u, k = torch.randn(4, 8, 512), torch.randn(8, 512)
+    cpu_conv(u, k)
+    pid = os.fork()
+    if pid == 0:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            ok = torch.allclose(cpu_conv(u, k), fft_conv(u, k), atol=1e-4)
+        print("child", ok, [str(x.message)[:40] for x in w], flush=True)
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    print("parent", status)
+"""
+
+
+@pytest.mark.parametrize("layer", ["", "workqueue", "omp"])
+def test_two_python_threads_do_not_abort(layer):
+    """Issue 15 #8: under 'workqueue' two threads aborted the process ("Concurrent access")."""
+    r = _python(_TWO_THREADS, NUMBA_THREADING_LAYER=layer)
+    assert r.returncode == 0 and "ok False" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("layer", ["", "workqueue"])
+def test_forked_child_is_not_killed(layer):
+    """Issue 15 #8: a fork()ed child of a process that used the backend was killed (GNU OpenMP).
+
+    Unset, the backend pins a fork-safe layer (tbb, else workqueue behind a lock)."""
+    r = _python(_FORK, NUMBA_THREADING_LAYER=layer)
+    assert r.returncode == 0 and "child True" in r.stdout and "parent 0" in r.stdout, \
+        r.stdout + r.stderr[-2000:]
+
+
+def test_gnu_openmp_chosen_by_the_user_warns_before_a_fork_kills():
+    """A user who picks 'omp' keeps it (GNU OpenMP kills the child at the fork itself, before
+    any Python runs there), but is told so at the first call."""
+    r = _python("""
+        import warnings, torch
+        warnings.simplefilter("error")
+        from longconv_edu.kernels.cpu import cpu_conv
+        try:
+            cpu_conv(torch.randn(1, 2, 64), torch.randn(2, 64))
+            print("no warning")
+        except RuntimeWarning as e:
+            print("warned", e)
+    """, NUMBA_THREADING_LAYER="omp")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "warned" in r.stdout and "fork()ed child" in r.stdout, r.stdout

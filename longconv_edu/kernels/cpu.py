@@ -57,8 +57,12 @@ two is padded further (up to 2x the work of the next power of two), never approx
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
+import sys
+import threading
+import warnings
 from typing import NamedTuple
 
 import numba
@@ -67,17 +71,22 @@ import torch
 from numba import njit, prange
 
 from .._checks import check_conv_inputs, check_int, check_tensor
+from ..fft import fft_size
+from ..timing import time_call
 
-__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "fft_size", "stage_plan", "profile_row"]
+__all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "stage_plan", "profile_row"]
 
 _MIN_FFT = 8          # N >= 8, so the packed complex FFT has at least 4 points (one radix-4 stage)
-_LONG_SPAN = 1024     # spans >= this use stage_long (shorter ones: a stage compiled per span)
+# The one long-span threshold: radix-4 stages of span s >= _LONG_SPAN run stage_long (SIMD along
+# the group, overlap checked per group); the shorter spans 256, 64, 16 each have a stage compiled
+# for that span, span 4 is scalar and span 1 interleaved. Spans are powers of 4, so the long
+# stages are exactly the spans above 256.
+_LONG_SPAN = 1024
 
 
-def fft_size(L: int) -> int:
-    """The FFT size N used for length L: the smallest power of two >= max(2L, 8)."""
-    L = check_int(L, "L", min=1)
-    return max(_MIN_FFT, 1 << (2 * L - 1).bit_length())
+def _points(L: int) -> int:
+    """The kernel's FFT size for length L: ``fft.fft_size(L)``, at least 8 (one radix-4 stage)."""
+    return max(_MIN_FFT, fft_size(L))
 
 
 def stage_plan(L: int) -> list[tuple[int, int, str]]:
@@ -86,13 +95,13 @@ def stage_plan(L: int) -> list[tuple[int, int, str]]:
     The product of the radices is the packed complex size M = N/2. The inverse runs the same
     stages backwards (transposed, with conjugate twiddles).
     """
-    M = fft_size(L) // 2
+    M = _points(L) // 2
     odd = (M.bit_length() - 1) % 2
     first = M // 2 if odd else M // 4
     plan = [(2 if odd else 4, first, "first stage: reads only the non-zero lower half")]
     s = first // 4
     while s >= 1:
-        shape = ("long span: SIMD along the group, overlap checked per group" if s > 256 else
+        shape = ("long span: SIMD along the group, overlap checked per group" if s >= _LONG_SPAN else
                  "fixed span: compiled for this span, SIMD along the group" if s >= 16 else
                  "short span: scalar" if s > 1 else "unit span: SIMD across groups (interleaved)")
         plan.append((4, s, shape))
@@ -226,7 +235,7 @@ def first_stage(re, im, twr, twi, M):
 
 @jit
 def stage_long(re, im, twr, twi, M, s, o, rows, inverse):
-    """A radix-4 stage with span s >= 64: groups of 4 rows of s, vectorised along the rows.
+    """A radix-4 stage with span s >= _LONG_SPAN (1024): groups of 4 rows of s, vectorised along the rows.
 
     re/im are viewed as (M/s, s) matrices; group g is rows rows[g] .. rows[g]+3. Reading
     the row index from a table (instead of computing 4g) keeps LLVM from widening its
@@ -305,7 +314,8 @@ def stage_unit(re, im, M, inverse):
 
 @jit
 def radix4_stage(re, im, twr, twi, M, s, o, rows, inverse):
-    if s > 256:
+    """One radix-4 stage of span s at twiddle offset o, by the loop shape of stage_plan."""
+    if s >= _LONG_SPAN:
         stage_long(re, im, twr, twi, M, s, o, rows, inverse)
     elif s == 256:
         stage_256(re, im, twr, twi, M, o, inverse)
@@ -319,8 +329,9 @@ def radix4_stage(re, im, twr, twi, M, s, o, rows, inverse):
         stage_unit(re, im, M, inverse)
 
 @jit
-def fft_forward(re, im, twr, twi, M, rows):
+def fft_forward(re, im, P):
     """M-point DFT in place; input's upper half must be zero; output in bit-reversed order."""
+    twr = P.tw_re; twi = P.tw_im; M = P.M; rows = P.rows
     o, s = first_stage(re, im, twr, twi, M)
     while s >= 1:
         radix4_stage(re, im, twr, twi, M, s, o, rows, False)
@@ -328,8 +339,9 @@ def fft_forward(re, im, twr, twi, M, rows):
         s //= 4
 
 @jit
-def fft_inverse(re, im, twr, twi, M, rows):
+def fft_inverse(re, im, P):
     """Unscaled inverse of fft_forward (bit-reversed in, natural out), lower half only."""
+    twr = P.tw_re; twi = P.tw_im; M = P.M; rows = P.rows
     odd = log2_is_odd(M)
     s = 1
     o = twr.shape[0] - 3                              # the span-1 stage owns the last 3
@@ -394,8 +406,9 @@ def product_octave(zpr, zpi, zqr, zqi, kpr, kpi, kqr, kqi, wr_, wi_, ksign):
 
 
 @jit
-def spectral_product(re, im, kre, kim, mre, mim, M, ksign):
+def spectral_product(re, im, kre, kim, P, ksign):
     """Z -> X (split) -> X * K -> merge, in place, for every pair; ksign=-1 uses conj(K)."""
+    mre = P.mid_re; mim = P.mid_im; M = P.M
     z = re[0] * 0
     one = z + 1
     # p = 0 holds k = 0 and (slot M of the spectra) k = N/2; p = 1 holds k = N/4
@@ -439,8 +452,9 @@ def unpack_octave(zpr, zpi, zqr, zqi, xpr, xpi, xqr, xqi, wr_, wi_, scale):
 
 
 @jit
-def unpack(re, im, xre, xim, mre, mim, M, scale):
+def unpack(re, im, xre, xim, P, scale):
     """The spectrum (storage order, slot M = Nyquist) of the packed FFT in re/im, times 2 scale."""
+    mre = P.mid_re; mim = P.mid_im; M = P.M
     z = re[0] * 0
     one = z + 1
     a, b, c, d = split(re[0], im[0], re[0], im[0], one, z)
@@ -467,8 +481,9 @@ def pack_octave(xpr, xpi, xqr, xqi, zpr, zpi, zqr, zqi, wr_, wi_):
 
 
 @jit
-def pack(xre, xim, re, im, mre, mim, M):
+def pack(xre, xim, re, im, P):
     """Inverse of unpack (without scale): spectrum -> packed Z' (times 2) for fft_inverse."""
+    mre = P.mid_re; mim = P.mid_im; M = P.M
     z = xre[0] * 0
     one = z + 1
     a, b, _, _ = merge(xre[0], xim[0], xre[M], xim[M], one, z)
@@ -498,8 +513,9 @@ def cross_octave(gpr, gpi, gqr, gqi, upr, upi, uqr, uqi, apr, api, aqr, aqi, wr_
 
 
 @jit
-def cross_spectrum(gre, gim, ure, uim, are, aim, mre, mim, M):
+def cross_spectrum(gre, gim, ure, uim, are, aim, P):
     """acc += G conj(U) at every stored frequency, from the packed FFTs of g and u (x4)."""
+    mre = P.mid_re; mim = P.mid_im; M = P.M
     z = gre[0] * 0
     one = z + 1
     g0r, g0i, gmr, gmi = split(gre[0], gim[0], gre[0], gim[0], one, z)
@@ -545,50 +561,53 @@ def store_row(re, im, y, scale):
         y[n - 1] = re[h] * scale
 
 # ---------------------------------------------------------------- parallel drivers
+# Every driver takes the plan P (a _Plan: M and the twiddle tables) instead of its seven fields.
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
-def conv_rows(x, kre, kim, twr, twi, mre, mim, rows, M, n_chunks, y, ksign):
-    """y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r (fused).
+def conv_rows(x, kre, kim, P, n_chunks, y, ksign, scale):
+    """The heart: y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r.
 
-    x, y: (R, L) with rows r = b*H + h; kre/kim: (H, M+1) kernel spectra already divided by
-    4M (storage order). Rows are split into n_chunks runs; each run owns one buffer.
+    x, y: (R, L) with rows r = b*H + h; kre/kim: (H, M+1) kernel spectra in storage order;
+    ksign = -1 multiplies by conj(K) (a correlation: the backward of u). ``scale`` (1 / 4M) is
+    applied once, after the inverse, so small inputs do not sink into subnormals on the way.
+    Rows are split into n_chunks runs; each run owns one buffer of 2 x M numbers.
     """
     R = x.shape[0]
     H = kre.shape[0]
-    one = x[0, 0] * 0 + 1
     for c in prange(n_chunks):
-        re = np.empty(M, x.dtype)
-        im = np.empty(M, x.dtype)
+        re = np.empty(P.M, x.dtype)
+        im = np.empty(P.M, x.dtype)
         for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
-            h = r % H
-            load_row(x[r], re, im, M)
-            fft_forward(re, im, twr, twi, M, rows)
-            spectral_product(re, im, kre[h], kim[h], mre, mim, M, ksign)
-            fft_inverse(re, im, twr, twi, M, rows)
-            store_row(re, im, y[r], one)
+            load_row(x[r], re, im, P.M)                        # u[r] -> z, packed, in cache
+            fft_forward(re, im, P)                             # Z, bit-reversed
+            spectral_product(re, im, kre[r % H], kim[r % H], P, ksign)   # split, x K, merge
+            fft_inverse(re, im, P)                             # natural order again
+            store_row(re, im, y[r], scale)                     # first L samples, scaled
 
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
-def spectra(x, twr, twi, mre, mim, rows, M, scale, xre, xim):
+def spectra(x, P, scale, xre, xim):
     """Spectra (storage order, times scale) of the rows of x: (R, Lx) -> (R, M+1)."""
     for r in prange(x.shape[0]):
-        re = np.empty(M, x.dtype)
-        im = np.empty(M, x.dtype)
-        load_row(x[r], re, im, M)
-        fft_forward(re, im, twr, twi, M, rows)
-        unpack(re, im, xre[r], xim[r], mre, mim, M, scale)
+        re = np.empty(P.M, x.dtype)
+        im = np.empty(P.M, x.dtype)
+        load_row(x[r], re, im, P.M)
+        fft_forward(re, im, P)
+        unpack(re, im, xre[r], xim[r], P, scale)
 
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
-def grad_rows(g, u, kre, kim, twr, twi, mre, mim, rows, M, n_split, Lk, gu, gk, want_gu):
+def grad_rows(g, u, kre, kim, P, n_split, gu, gk, want_gu):
     """Backward of conv_rows for every channel h and part c of the batch (one task each).
 
     g, u, gu: (B*H, L); gk: (H, n_split, Lk) partial kernel gradients (summed by the caller).
     Task (h, c) owns channel h for batch indices c, c + n_split, ...: its spectrum
     accumulator acc = sum_b G_b conj(U_b) is private, so no two threads add to it.
     """
-    R, L = g.shape
+    R = g.shape[0]
     H = kre.shape[0]
     B = R // H
+    M = P.M
     one = g[0, 0] * 0 + 1
-    scale = one / (8 * M)
+    scale_u = one / (4 * M)                  # the product with the unscaled K, as in conv_rows
+    scale_k = one / (8 * M)                  # cross spectrum: x4 from the two splits, x2 merge
     for task in prange(H * n_split):
         h = task // n_split
         c = task % n_split
@@ -598,18 +617,17 @@ def grad_rows(g, u, kre, kim, twr, twi, mre, mim, rows, M, n_split, Lk, gu, gk, 
         for b in range(c, B, n_split):
             r = b * H + h
             load_row(g[r], gre, gim, M)
-            fft_forward(gre, gim, twr, twi, M, rows)
+            fft_forward(gre, gim, P)
             load_row(u[r], ure, uim, M)
-            fft_forward(ure, uim, twr, twi, M, rows)
-            cross_spectrum(gre, gim, ure, uim, are, aim, mre, mim, M)
+            fft_forward(ure, uim, P)
+            cross_spectrum(gre, gim, ure, uim, are, aim, P)
             if want_gu:
-                spectral_product(gre, gim, kre[h], kim[h], mre, mim, M, -one)
-                fft_inverse(gre, gim, twr, twi, M, rows)
-                store_row(gre, gim, gu[r], one)
-        # grad_k partial for (h, c): irfft of the accumulated cross spectrum (x4 and x2)
-        pack(are, aim, gre, gim, mre, mim, M)
-        fft_inverse(gre, gim, twr, twi, M, rows)
-        store_row(gre, gim, gk[h, c], scale)
+                spectral_product(gre, gim, kre[h], kim[h], P, -one)
+                fft_inverse(gre, gim, P)
+                store_row(gre, gim, gu[r], scale_u)
+        pack(are, aim, gre, gim, P)          # grad_k partial for (h, c): irfft of the sum
+        fft_inverse(gre, gim, P)
+        store_row(gre, gim, gk[h, c], scale_k)
 
 
 # ============================================================================ torch glue
@@ -626,73 +644,165 @@ def _as_rows(x: torch.Tensor) -> np.ndarray:
 
 
 def _spectrum(k: torch.Tensor, M: int) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel spectra K / 4M, (H, M+1), in storage order (4M: the fused pass's scaling)."""
+    """Kernel spectra K, (H, M+1), in storage order, unscaled (the 1/4M comes after the inverse)."""
     kn = _as_rows(k)
-    plan = _plan(M, kn.dtype.name)
     kre = np.empty((kn.shape[0], M + 1), kn.dtype)
     kim = np.empty_like(kre)
-    spectra(kn, plan.tw_re, plan.tw_im, plan.mid_re, plan.mid_im, plan.rows, M,
-                       kn.dtype.type(1.0 / (8 * M)), kre, kim)
+    _parallel(spectra, kn, _plan(M, kn.dtype.name), kn.dtype.type(0.5), kre, kim)
     return kre, kim
+
+
+# ---------------------------------------------------------------- threads: safe under threads and fork
+# numba's threading layers differ (numba docs, "The Threading Layers"): 'workqueue' aborts the
+# process when two Python threads enter a parallel region at once ("Concurrent access has been
+# detected"); GNU OpenMP ('omp') terminates every fork()ed child of a process that ran its threads
+# (what fork-based DataLoader workers are), at the fork, before any Python runs in the child;
+# 'tbb' is safe under both. So, unless the user chose a layer (NUMBA_THREADING_LAYER): pin 'tbb'
+# when the pip wheel `tbb` is installed (its library lies in sys.prefix/lib, which the loader does
+# not search, so it is loaded here first), else prefer 'workqueue' to 'omp'. Calls under
+# 'workqueue' are serialised by a lock, which makes it thread-safe, and it is fork-safe. A user
+# who picks GNU OpenMP is warned once, at the first call, that fork()ed children will be killed.
+_LOCK = threading.Lock()
+_WARNED_OMP = False
+
+
+def _pin_threading_layer() -> None:
+    from numba.np.ufunc import parallel
+    if os.environ.get("NUMBA_THREADING_LAYER") or parallel._is_initialized:
+        return                                    # the user's choice, or too late to choose
+    try:
+        ctypes.CDLL(os.path.join(sys.prefix, "lib", "libtbb.so.12"), mode=ctypes.RTLD_GLOBAL)
+        import numba.np.ufunc.tbbpool  # noqa: F401  (fails if numba cannot use this TBB)
+        numba.config.THREADING_LAYER = "tbb"
+    except (OSError, ImportError):
+        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+
+
+_pin_threading_layer()
+
+
+def _layer() -> str:
+    try:
+        return numba.threading_layer()
+    except ValueError:                            # no parallel region has run yet
+        return ""
+
+
+def _warn_gnu_openmp() -> None:
+    global _WARNED_OMP
+    try:
+        from numba.np.ufunc import omppool
+        gnu = getattr(omppool, "openmp_vendor", "GNU") == "GNU"
+    except ImportError:
+        gnu = False
+    _WARNED_OMP = True
+    if gnu:
+        warnings.warn("longconv_edu numba backend: numba runs on GNU OpenMP "
+                      "(NUMBA_THREADING_LAYER=omp), which terminates every fork()ed child of "
+                      "this process (fork-based DataLoader workers, multiprocessing 'fork'); "
+                      "install the `tbb` package or unset NUMBA_THREADING_LAYER for a safe layer, "
+                      "or use the 'spawn' start method", RuntimeWarning, stacklevel=4)
+
+
+def _parallel(kernel, *args):
+    """Run one of the parallel drivers above safely for this process (see the comment above)."""
+    layer = _layer()
+    if layer == "workqueue" or not layer:         # not thread-safe (and unknown before 1st run)
+        with _LOCK:
+            kernel(*args)
+        if not layer and _layer() == "omp" and not _WARNED_OMP:
+            _warn_gnu_openmp()
+        return
+    if layer == "omp" and not _WARNED_OMP:
+        _warn_gnu_openmp()
+    kernel(*args)
 
 
 def _threads() -> int:
     return int(numba.get_num_threads())
 
 
-def _forward(u: torch.Tensor, k: torch.Tensor, ksign: int) -> torch.Tensor:
+def _forward(u: torch.Tensor, kspec: tuple[np.ndarray, np.ndarray], ksign: int) -> torch.Tensor:
+    """conv_rows over the rows of u (B, H, L) with the kernel spectra kspec (from _spectrum)."""
     B, H, L = u.shape
-    M = fft_size(L) // 2
+    M = _points(L) // 2
     un = _as_rows(u)
-    plan = _plan(M, un.dtype.name)
-    kre, kim = _spectrum(k, M)
     y = np.empty_like(un)
     n_chunks = max(1, min(un.shape[0], 8 * _threads()))
-    conv_rows(un, kre, kim, plan.tw_re, plan.tw_im, plan.mid_re, plan.mid_im,
-                         plan.rows, M, n_chunks, y, un.dtype.type(ksign))
+    _parallel(conv_rows, un, kspec[0], kspec[1], _plan(M, un.dtype.name), n_chunks, y,
+              un.dtype.type(ksign), un.dtype.type(1.0 / (4 * M)))
     return torch.from_numpy(y).reshape(B, H, L)
 
 
+def _flip(x: torch.Tensor) -> torch.Tensor:
+    return torch.flip(x, dims=(-1,))
+
+
 class _FusedConv(torch.autograd.Function):
-    """Autograd for the fused CPU convolution: forward and backward both run the fused kernels."""
+    """Autograd for the fused CPU convolution: forward and backward both run the fused kernels.
+
+    The kernel spectrum computed by the forward is kept for the backward (not recomputed). With
+    ``create_graph=True`` the backward is written as convolutions by this same Function, so it
+    is itself differentiable (second-order gradients, gradient penalties):
+    grad_u = flip(conv(flip(g), k)) and grad_k[h] = sum_b flip(conv(flip(g_b), u_b))[:Lk].
+    """
 
     @staticmethod
     def forward(ctx, u, k):
         ctx.save_for_backward(u, k)
-        return _forward(u, k, +1)
+        M = _points(u.shape[-1]) // 2
+        ctx.kspec = _spectrum(k, M)
+        return _forward(u, ctx.kspec, +1)
 
     @staticmethod
     def backward(ctx, grad_y):
         u, k = ctx.saved_tensors
         need_u, need_k = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():              # create_graph=True: differentiable backward
+            return _double_differentiable_grads(u, k, grad_y, need_u, need_k)
         grad_u = grad_k = None
+        kre, kim = ctx.kspec
         if need_k:
             B, H, L = u.shape
             Lk = k.shape[1]
-            M = fft_size(L) // 2
+            M = _points(L) // 2
             gn, un = _as_rows(grad_y), _as_rows(u)
-            plan = _plan(M, un.dtype.name)
-            kre, kim = _spectrum(k, M)
             n_split = max(1, min(B, -(-_threads() // H)))
             gu = np.empty_like(un) if need_u else np.empty((1, 1), un.dtype)
             gk = np.empty((H, n_split, Lk), un.dtype)
-            grad_rows(gn, un, kre, kim, plan.tw_re, plan.tw_im, plan.mid_re,
-                                 plan.mid_im, plan.rows, M, n_split, Lk, gu, gk, need_u)
+            _parallel(grad_rows, gn, un, kre, kim, _plan(M, un.dtype.name), n_split, gu, gk,
+                      need_u)
             grad_k = torch.from_numpy(gk.sum(axis=1))
             if need_u:
                 grad_u = torch.from_numpy(gu).reshape(B, H, L)
         elif need_u:
-            grad_u = _forward(grad_y, k, -1)
+            grad_u = _forward(grad_y, (kre, kim), -1)
         return grad_u, grad_k
+
+
+def _double_differentiable_grads(u, k, g, need_u, need_k):
+    """The backward as causal convolutions of flipped signals, by cpu_conv (see _FusedConv)."""
+    B, H, L = u.shape
+    gf = _flip(g)
+    grad_u = _flip(cpu_conv(gf, k)) if need_u else None
+    grad_k = None
+    if need_k:
+        per_row = cpu_conv(gf.reshape(1, B * H, L), u.reshape(B * H, L))
+        grad_k = _flip(per_row).reshape(B, H, L).sum(0)[:, :k.shape[1]]
+    return grad_u, grad_k
 
 
 def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Causal long convolution by the fused Numba CPU kernel: same result as ``fft_conv(u, k)``.
 
     u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L, both float32 or both float64, on the CPU.
-    Returns (B, H, L) in u's dtype; differentiable in u and k (the backward is fused too).
+    Returns (B, H, L) in u's dtype; differentiable in u and k to any order (the first backward
+    is fused too; ``create_graph=True`` builds it from this function, so it is differentiable).
     Non-contiguous inputs are copied to contiguous ones first. Runs on numba's threads
-    (``numba.set_num_threads`` / NUMBA_NUM_THREADS), one row (b, h) per thread at a time.
+    (``numba.set_num_threads`` / NUMBA_NUM_THREADS), one row (b, h) per thread at a time;
+    safe from several Python threads and in fork()ed children (see ``_parallel``).
+    Range: the 1/N of the inverse FFT is applied after it, so inputs down to the subnormal
+    range keep float accuracy; values above ~max_float / (L * max|k| * N) overflow to inf.
     """
     B, H, L, Lk = check_conv_inputs(u, k)
     _check_cpu(u, "u")
@@ -703,7 +813,9 @@ def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_spectrum(k: torch.Tensor, L: int) -> torch.Tensor:
-    """The spectrum the fused kernel multiplies by: torch.fft.rfft(k, n=fft_size(L)), (H, N/2+1).
+    """The spectrum the fused kernel multiplies by: torch.fft.rfft(k, n=N), (H, N/2+1).
+
+    N = max(8, fft.fft_size(L)) (the kernel's smallest FFT has one radix-4 stage).
 
     Computed by this module's own FFT (real-input trick, radix 4, bit-reversed storage) and put
     back in natural frequency order, so it can be checked against torch.fft.
@@ -713,9 +825,9 @@ def kernel_spectrum(k: torch.Tensor, L: int) -> torch.Tensor:
     L = check_int(L, "L", min=1)
     if k.shape[1] > L or k.shape[1] < 1:
         raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={k.shape[1]}")
-    M = fft_size(L) // 2
+    M = _points(L) // 2
     kre, kim = _spectrum(k, M)
-    return _natural_order(kre, kim, M) * (4 * M)
+    return _natural_order(kre, kim, M)
 
 
 def cpu_rfft(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -732,11 +844,9 @@ def cpu_rfft(x: torch.Tensor, n: int) -> torch.Tensor:
                          f"half is what the fused kernel assumes), got shape {tuple(x.shape)}")
     M = n // 2
     xn = _as_rows(x)
-    plan = _plan(M, xn.dtype.name)
     xre = np.empty((xn.shape[0], M + 1), xn.dtype)
     xim = np.empty_like(xre)
-    spectra(xn, plan.tw_re, plan.tw_im, plan.mid_re, plan.mid_im, plan.rows, M,
-                       xn.dtype.type(0.5), xre, xim)
+    _parallel(spectra, xn, _plan(M, xn.dtype.name), xn.dtype.type(0.5), xre, xim)
     return _natural_order(xre, xim, M).reshape(*x.shape[:-1], M + 1)
 
 
@@ -753,18 +863,20 @@ def profile_row(L: int, *, dtype: str = "float32", repeats: int = 50) -> dict[st
     """Microseconds per row for each step of the fused pass at length L, on one thread.
 
     Each step runs alone on a buffer restored before every call (so the numbers cannot drift
-    into overflow), the best of 5 rounds of ``repeats`` calls each. Keys: 'load', one
-    'forward radix-R span S' per stage (the first stage included), 'product', 'inverse' (all
-    inverse stages together) and 'store'. Their sum is about one row of conv_rows.
+    into overflow; the restore is timed alone and subtracted), timed by ``timing.time_call``:
+    the fastest of 5 samples of ``repeats`` calls each. Keys: 'load', one 'forward radix-R
+    span S' per stage (the first stage included), 'product', 'inverse' (all inverse stages
+    together) and 'store'. Their sum is about one row of conv_rows.
     """
-    import time
-
     L = check_int(L, "L", min=1)
     repeats = check_int(repeats, "repeats", min=1)
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
     if dt not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    M = fft_size(L) // 2
+    M = _points(L) // 2
     P = _plan(M, dt.name)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(L).astype(dt)
@@ -776,29 +888,31 @@ def profile_row(L: int, *, dtype: str = "float32", repeats: int = 50) -> dict[st
     src = (re.copy(), im.copy())
     one = dt.type(1)
 
-    def best(step):
-        step()
-        out = float("inf")
-        for _ in range(5):
-            total = 0.0
+    def restore():
+        re[:], im[:] = src
+
+    def per_call(step) -> float:
+        def sample():
             for _ in range(repeats):
-                re[:], im[:] = src
-                t0 = time.perf_counter()
+                restore()
                 step()
-                total += time.perf_counter() - t0
-            out = min(out, total / repeats)
-        return out * 1e6
+        return time_call(sample, repeats=5, warmup=1, stat="min") / repeats
+
+    base = per_call(lambda: None)
+
+    def best(step) -> float:
+        return max(0.0, per_call(step) - base) * 1e6
 
     times = {"load": best(lambda: load_row(x, re, im, M))}
     stages = stage_plan(L)
     times[f"forward radix-{stages[0][0]} span {stages[0][1]}"] = best(
         lambda: first_stage(re, im, P.tw_re, P.tw_im, M))
     o = stages[0][1] if stages[0][0] == 2 else 3 * stages[0][1]
-    for radix, s, _ in stages[1:]:
+    for _radix, s, _ in stages[1:]:
         times[f"forward radix-4 span {s}"] = best(
             lambda s=s, o=o: radix4_stage(re, im, P.tw_re, P.tw_im, M, s, o, P.rows, False))
         o += 3 * s
-    times["product"] = best(lambda: spectral_product(re, im, kre, kim, P.mid_re, P.mid_im, M, one))
-    times["inverse"] = best(lambda: fft_inverse(re, im, P.tw_re, P.tw_im, M, P.rows))
+    times["product"] = best(lambda: spectral_product(re, im, kre, kim, P, one))
+    times["inverse"] = best(lambda: fft_inverse(re, im, P))
     times["store"] = best(lambda: store_row(re, im, y, one))
     return times
