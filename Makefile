@@ -9,12 +9,15 @@ PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: lab test setup browser-deps test-lib test-notebooks notebooks bench clean
+.PHONY: help lab test test-fast lint setup browser-deps test-lib test-notebooks notebooks clean
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make lab    set up, then open JupyterLab on notebooks/ (localhost, token)"
-	@echo "make test   set up, then run every test and every notebook"
+	@echo "make lab        set up, then open JupyterLab on notebooks/ (localhost, token)"
+	@echo "make test       set up, then run every test and every notebook"
+	@echo "make test-fast  the library tests without the compile-heavy, multi-process and browser ones"
+	@echo "make lint       ruff (configured in pyproject.toml)"
+	@echo "make notebooks  re-execute every notebook in place"
 
 # One stamp file: the venv is (re)built when requirements.txt or pyproject.toml change.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -52,6 +55,13 @@ browser-deps:
 
 test-lib: setup
 	$(PY) -m pytest tests
+
+# The inner loop: everything but what conftest.py or the tests mark slow or browser (< 2 minutes).
+test-fast: setup
+	$(PY) -m pytest -q -n 2 -m "not slow and not browser" tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 test-notebooks: setup
 	$(PY) -m pytest $(NBVAL_FLAGS) notebooks

@@ -10,8 +10,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "bench": ("longconv_edu.bench", "time every long_conv backend against torch.fft over L"),
-    "train": ("longconv_edu.train", "train a long-convolution classifier (digits, pathfinder)"),
+    "bench": ("longconv_edu.lab.bench", "time every long_conv backend against torch.fft over L"),
+    "train": ("longconv_edu.lab.train", "train a long-convolution classifier (digits, pathfinder)"),
 }
 
 

@@ -33,27 +33,31 @@ import math
 import torch
 
 from ._checks import check_conv_inputs, check_int, check_tensor
-from .fft import (_check_factors, dft_matrix, fft_iterative, monarch_dft, monarch_factors,
-                  twiddle_grid)
+from .fft import (
+    COMPLEX_OF,
+    check_factors,
+    dft_matrix,
+    fft_iterative,
+    fft_size,
+    monarch_dft,
+    monarch_factors,
+    twiddle_grid,
+)
 
-__all__ = ["butterfly_kernel_spectrum", "butterfly_conv", "three_pass_conv", "radix2_conv"]
-
-_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
-
-
-def _default_size(L: int) -> int:
-    return 1 << (2 * L - 1).bit_length() if L > 1 else 2       # smallest power of two >= 2L
+__all__ = ["butterfly_kernel_spectrum", "butterfly_conv", "three_pass_conv", "radix2_conv",
+           "resolve_factors"]
 
 
-def _resolve(N_from, factors, need: int, what: str) -> tuple[int, tuple[int, ...]]:
-    """FFT size and factors: from ``factors`` if given, else monarch_factors(N_from)."""
+def resolve_factors(N_from, factors, need: int, what: str) -> tuple[int, tuple[int, ...]]:
+    """FFT size and Monarch factors: from ``factors`` if given (their product must be >= need,
+    ``what`` says why in the error), else (N_from, monarch_factors(N_from))."""
     if factors is None:
         return N_from, monarch_factors(N_from)
     if not isinstance(factors, (tuple, list)):
         raise TypeError(f"factors must be a tuple of 2 or 3 ints such as (N1, N2), got {factors!r}")
     fs = tuple(check_int(f, f"factors[{i}]", min=1) for i, f in enumerate(factors))
     N = math.prod(fs)
-    fs = _check_factors(fs, N)                                 # 2 or 3 of them
+    fs = check_factors(fs, N)                                 # 2 or 3 of them
     if N < need:
         raise ValueError(f"factors must multiply to an FFT size N >= {need} ({what}) so the causal "
                          f"convolution does not wrap around, got {fs} with product {N}")
@@ -72,12 +76,12 @@ def butterfly_kernel_spectrum(k: torch.Tensor, L: int, *, factors=None) -> torch
     H, Lk = k.shape
     if not 1 <= Lk <= L:
         raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={Lk} (shape {tuple(k.shape)})")
-    N, fs = _resolve(_default_size(L), factors, L + Lk - 1, f"L + Lk - 1 with L={L}, Lk={Lk}")
+    N, fs = resolve_factors(fft_size(L), factors, L + Lk - 1, f"L + Lk - 1 with L={L}, Lk={Lk}")
     return monarch_dft(torch.nn.functional.pad(k, (0, N - Lk)), fs)
 
 
 def _check_spectrum(k_f, u: torch.Tensor, need: int) -> int:
-    cdtype = _COMPLEX[u.dtype]
+    cdtype = COMPLEX_OF[u.dtype]
     if isinstance(k_f, torch.Tensor) and k_f.dtype != cdtype:
         raise TypeError(f"k_f must have dtype {cdtype} to go with u of dtype {u.dtype}, got "
                         f"{k_f.dtype}; build it with butterfly_kernel_spectrum(k, L) from k of u's dtype")
@@ -115,9 +119,9 @@ def _conv_setup(u, k, k_f, factors):
                                  f"size N={N}; three_pass_conv needs a power of two")
             fs = monarch_factors(N)
         else:
-            fs = _check_factors(factors, N)
+            fs = check_factors(factors, N)
         return L, N, fs, k_f
-    N, fs = _resolve(_default_size(L), factors, need, f"L + Lk - 1 with L={L}, Lk={k.shape[-1]}")
+    N, fs = resolve_factors(fft_size(L), factors, need, f"L + Lk - 1 with L={L}, Lk={k.shape[-1]}")
     return L, N, fs, monarch_dft(torch.nn.functional.pad(k, (0, N - k.shape[-1])), fs)
 
 
@@ -180,7 +184,7 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = True) -> torch.
     B, H, L, Lk = check_conv_inputs(u, k)
     if not isinstance(jit, bool):
         raise TypeError(f"jit must be True or False, got {jit!r}")
-    N = _default_size(L)
+    N = fft_size(L)
     pad = torch.nn.functional.pad
     U = fft_iterative(pad(u, (0, N - L)), jit=jit)
     K = fft_iterative(pad(k, (0, N - Lk)), jit=jit)

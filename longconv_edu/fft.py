@@ -39,11 +39,29 @@ from ._checks import check_int, check_tensor, is_power_of_two
 
 __all__ = ["dft_matrix", "twiddles", "twiddle_grid", "bit_reversal_permutation",
            "fft_recursive", "butterfly_stage", "fft_iterative", "butterfly_factors",
-           "monarch_factors", "monarch_dft", "four_step_stages"]
+           "monarch_factors", "monarch_dft", "four_step_stages", "fft_size", "next_power_of_two",
+           "COMPLEX_OF", "check_factors"]
 
 SIGNAL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
-_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128,
-               torch.complex64: torch.complex64, torch.complex128: torch.complex128}
+# The complex dtype that goes with each signal dtype (the one map of the library).
+COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128,
+              torch.complex64: torch.complex64, torch.complex128: torch.complex128}
+
+
+def next_power_of_two(n: int) -> int:
+    """The smallest power of two >= n (n >= 1)."""
+    n = check_int(n, "n", min=1)
+    return 1 << (n - 1).bit_length()
+
+
+def fft_size(L: int) -> int:
+    """The FFT size of a causal convolution of length L: the smallest power of two >= 2L.
+
+    A length-L input and a length-L kernel give 2L - 1 output taps; an FFT of size N >= 2L - 1
+    computes them without wrap-around (rung 2), and a power of two splits into butterflies
+    (rung 3) or Monarch factors (rung 4). Every rung and kernel asks this one function.
+    """
+    return next_power_of_two(2 * check_int(L, "L", min=1))
 
 
 def _complex_dtype(dtype) -> torch.dtype:
@@ -53,7 +71,7 @@ def _complex_dtype(dtype) -> torch.dtype:
 
 
 def _as_complex(x: torch.Tensor) -> torch.Tensor:
-    return x.to(_COMPLEX_OF[x.dtype])
+    return x.to(COMPLEX_OF[x.dtype])
 
 
 def _check_signal(x, name: str = "x", *, pow2: bool = False, min_ndim: int = 1) -> int:
@@ -297,7 +315,8 @@ def monarch_factors(N: int, max_factor: int = 64) -> tuple[int, ...]:
     return tuple(1 << x for x in exps)
 
 
-def _check_factors(factors, N: int) -> tuple[int, ...]:
+def check_factors(factors, N: int) -> tuple[int, ...]:
+    """Validate a Monarch split: 2 or 3 ints multiplying to the transform length N; return it."""
     if isinstance(factors, (int, np.integer)) or not isinstance(factors, (tuple, list)):
         raise TypeError(f"factors must be a tuple of 2 or 3 ints such as (N1, N2), got {factors!r}")
     if len(factors) not in (2, 3):
@@ -366,7 +385,7 @@ def monarch_dft(x: torch.Tensor, factors, *, inverse: bool = False, blocks=None)
     Differentiable with autograd (w.r.t. x and blocks).
     """
     N = _check_signal(x)
-    fs = _check_factors(factors, N)
+    fs = check_factors(factors, N)
     _check_bool(inverse, "inverse")
     z = _as_complex(x)
     cdtype = z.dtype
@@ -407,7 +426,7 @@ def four_step_stages(x: torch.Tensor, n1: int, n2: int) -> list[tuple[str, torch
     N = _check_signal(x)
     if x.ndim != 1:
         raise ValueError(f"x must be 1-D (one signal) to draw its four steps, got shape {tuple(x.shape)}")
-    _check_factors((n1, n2), N)
+    check_factors((n1, n2), N)
     z = _as_complex(x)
     x2 = z.reshape(n1, n2)
     Y = dft_matrix(n1, dtype=z.dtype) @ x2

@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._checks import check_float, check_int
-from .fft import monarch_factors
+from .fft import monarch_factors, next_power_of_two
 
 __all__ = ["Traffic", "fft_flops", "monarch_flops", "unfused_fft_conv",
            "fused_conv", "three_pass_conv", "flashbutterfly_conv", "roofline_time"]
@@ -68,13 +68,9 @@ class Traffic:
         return self.flops / self.bytes if self.bytes else math.inf
 
     @classmethod
-    def from_passes(cls, passes, flops) -> "Traffic":
+    def from_passes(cls, passes, flops) -> Traffic:
         return cls(sum(int(p[1]) for p in passes), sum(int(p[2]) for p in passes), float(flops),
                    [(p[0], int(p[1]), int(p[2])) for p in passes])
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << (n - 1).bit_length()
 
 
 def _sizes(B, H, L, dtype_bytes, fft_size, *, pow2: bool):
@@ -90,7 +86,7 @@ def _sizes(B, H, L, dtype_bytes, fft_size, *, pow2: bool):
             raise ValueError(f"fft_size must be >= 2L - 1 = {2 * L - 1} for a causal convolution "
                              f"with a length-L kernel, got {N}")
     if pow2:
-        N = _next_pow2(N)
+        N = next_power_of_two(N)
     return B, H, L, s, N
 
 

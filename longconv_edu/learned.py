@@ -40,9 +40,9 @@ FLOPs are the same.
 Parameters and their optimiser settings. Each block is stored as a real tensor of shape
 (H, n_i, n_i, 2) -- real and imaginary parts, so every optimiser and ``state_dict`` sees plain
 real numbers -- and viewed as complex with ``torch.view_as_complex`` in the forward pass. Every
-block parameter is tagged with ``layers.tag_params`` (``p._optim = {"lr": block_lr,
+block parameter is tagged with ``params.tag_params`` (``p._optim = {"lr": block_lr,
 "weight_decay": 0.0}``, the tag the kernel parameters of ``LongConv`` carry), so
-``layers.param_groups`` gives the blocks their own learning rate (the paper's 0.001) and no weight
+``params.param_groups`` gives the blocks their own learning rate (the paper's 0.001) and no weight
 decay: decay would pull the blocks towards the zero matrix, not towards the DFT.
 
 Public API:
@@ -68,14 +68,16 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_conv_inputs, check_float, check_int, check_tensor
-from .butterfly import _default_size, _resolve
-from .fft import dft_matrix, monarch_dft
-from .layers import tag_params
+from .butterfly import resolve_factors
+from .fft import COMPLEX_OF, dft_matrix, fft_size, monarch_dft
+from .layers import LongConv
+from .params import tag_params
 
-__all__ = ["learned_butterfly_conv", "LearnedButterflyConv", "dft_blocks", "block_drift",
+__all__ = ["learned_butterfly_conv", "learned_long_conv", "LearnedButterflyConv", "dft_blocks", "block_drift",
            "check_blocks"]
 
-_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+# the real signal dtypes this rung takes, each with its complex block dtype (fft.COMPLEX_OF)
+_REAL_DTYPES = (torch.float32, torch.float64)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -89,7 +91,7 @@ def check_blocks(blocks, name: str, *, H: int, dtype: torch.dtype) -> tuple[int,
                         f"{type(blocks).__name__}")
     if len(blocks) not in (2, 3):
         raise ValueError(f"{name} must hold 2 or 3 blocks (one per factor), got {len(blocks)}")
-    want = _COMPLEX_OF[dtype]
+    want = COMPLEX_OF[dtype]
     sizes = []
     for i, b in enumerate(blocks):
         bname = f"{name}[{i}]"
@@ -112,11 +114,11 @@ def dft_blocks(factors, H: int | None = None, dtype: torch.dtype = torch.float32
 
     ``dtype`` is the real dtype of the signal (float32 -> complex64 blocks, float64 -> complex128).
     """
-    check_choice(dtype, "dtype", list(_COMPLEX_OF))
+    check_choice(dtype, "dtype", list(_REAL_DTYPES))
     factors = tuple(check_int(f, f"factors[{i}]", min=1) for i, f in enumerate(factors))
     out = []
     for n in factors:
-        F = dft_matrix(n, dtype=_COMPLEX_OF[dtype])
+        F = dft_matrix(n, dtype=COMPLEX_OF[dtype])
         if device is not None:
             F = F.to(device)
         if H is not None:
@@ -167,7 +169,7 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
     """
     B, H, L, Lk = check_conv_inputs(u, k)
     if blocks is None:
-        N, factors = _resolve(_default_size(L), factors, L + Lk - 1,
+        N, factors = resolve_factors(fft_size(L), factors, L + Lk - 1,
                               f"L + Lk - 1 with L={L}, Lk={Lk}")
         blocks = list(_dft_init_blocks(factors, H, u.dtype, u.device))
         if inverse_blocks is not None:
@@ -223,12 +225,12 @@ class LearnedButterflyConv(nn.Module):
         super().__init__()
         self.d_model = check_int(d_model, "d_model", min=1)
         self.l_max = check_int(l_max, "l_max", min=1)
-        self.fft_size, self.factors = _resolve(_default_size(self.l_max), factors, 2 * self.l_max - 1,
+        self.fft_size, self.factors = resolve_factors(fft_size(self.l_max), factors, 2 * self.l_max - 1,
                                                f"2 l_max - 1 with l_max={self.l_max}")
         self.inverse = check_choice(inverse, "inverse", ["tied", "learned"])
         self.init_noise = check_float(init_noise, "init_noise", min=0.0)
         self.block_lr = check_float(block_lr, "block_lr", min=0.0, min_inclusive=False)
-        self.dtype = check_choice(dtype, "dtype", list(_COMPLEX_OF))   # at construction
+        self.dtype = check_choice(dtype, "dtype", list(_REAL_DTYPES))   # at construction
         gen = torch.Generator().manual_seed(check_int(seed, "seed", min=0))
         self.forward_blocks = self._new_blocks(gen)
         self.inverse_blocks = self._new_blocks(gen) if self.inverse == "learned" else None
@@ -271,7 +273,7 @@ class LearnedButterflyConv(nn.Module):
                              f"l_max = {self.l_max} (FFT size {self.fft_size}); build it with l_max >= {L}")
         dtype = self.forward_blocks[0].dtype                        # follows layer.to(...)
         if u.dtype != dtype:
-            raise TypeError(f"u has dtype {u.dtype} but the blocks are {_COMPLEX_OF[dtype]}; "
+            raise TypeError(f"u has dtype {u.dtype} but the blocks are {COMPLEX_OF[dtype]}; "
                             f"cast u with .to({dtype}) or the layer with .to({u.dtype})")
         inv = self.blocks("inverse") if self.inverse_blocks is not None else None
         return learned_butterfly_conv(u, k, self.blocks("forward"), inverse_blocks=inv)
@@ -279,3 +281,16 @@ class LearnedButterflyConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, l_max={self.l_max}, factors={self.factors}, "
                 f"inverse={self.inverse!r}, init_noise={self.init_noise}, block_lr={self.block_lr}")
+
+
+# ----------------------------------------------------------------------------- the layer
+def learned_long_conv(d_model: int, l_max: int, *, channels: int = 1, inverse: str = "tied",
+                      block_lr: float = 1e-3, **layer_kwargs) -> LongConv:
+    """Rung 6's ``LongConv`` whose fixed transform is swapped for a ``LearnedButterflyConv`` over
+    its channels * d_model rows (the Monarch DFT with per-row trainable blocks, starting at the
+    exact DFT). ``layer_kwargs`` go to ``LongConv`` (lam, smooth_width, seed, ...); the learned
+    module is the layer's ``conv`` attribute."""
+    channels = check_int(channels, "channels", min=1)
+    d_model = check_int(d_model, "d_model", min=1)
+    conv = LearnedButterflyConv(channels * d_model, l_max, inverse=inverse, block_lr=block_lr)
+    return LongConv(d_model, l_max, channels=channels, conv=conv, **layer_kwargs)

@@ -88,7 +88,7 @@ class JupyterLabServer:
         self.log_path = self.workdir / "jupyterlab.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90.0) -> "JupyterLabServer":
+    def start(self, timeout: float = 90.0) -> JupyterLabServer:
         settings = self.workdir / "user-settings"
         for rel, value in _LAB_SETTINGS.items():
             path = settings / rel

@@ -14,7 +14,7 @@ import pytest
 
 from longconv_edu import dispatch
 from longconv_edu.__main__ import main
-from longconv_edu.bench import conv_flops
+from longconv_edu.lab.bench import conv_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 OK_FIELDS = {"seconds": float, "fft_seconds": float, "scipy_seconds": float,
@@ -114,7 +114,7 @@ def test_flop_model():
 
 
 def test_plot_benchmark_draws_every_backend():
-    from longconv_edu.viz import plot_benchmark
+    from longconv_edu.lab.viz import plot_benchmark
     row = {"status": "ok", "fft_seconds": 2.0, "scipy_seconds": 1.0, "speedup_vs_fft": 2.0}
     report = {"config": {"rows": 4, "dtype": "float32"}, "results": [
         {**row, "backend": b, "L": L, "seconds": 1.0} for b in ("fft", "numba") for L in (8, 16)]
@@ -125,7 +125,7 @@ def test_plot_benchmark_draws_every_backend():
 
 
 def test_growth_exponent_is_fitted_and_clamped():
-    from longconv_edu.bench import _growth
+    from longconv_edu.lab.bench import _growth
     assert _growth(32, 1.0, 128, 16.0) == pytest.approx(2.0)
     assert _growth(32, 1.0, 128, 4.0) == pytest.approx(1.0)
     assert _growth(32, 1.0, 128, 8.0) == pytest.approx(1.5)

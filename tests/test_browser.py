@@ -26,9 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, REPO, JupyterLabServer, LabPage,
-                             make_lab_root, require_browser)
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, JupyterLabServer, LabPage, make_lab_root, require_browser
 
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SMOOTH_NB = "06_smooth_kernels.ipynb"

@@ -9,14 +9,13 @@ Tolerances, relative to the output's max magnitude:
 import numpy as np
 import pytest
 import torch
+from cases import CONV_TOL, conv_case, make
 from hypothesis import given
 from hypothesis import strategies as st
+from oracles import causal_conv_np, rel_err
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.butterfly import (butterfly_conv, butterfly_kernel_spectrum, radix2_conv,
-                                   three_pass_conv)
-from cases import CONV_TOL, conv_case, make
-from oracles import causal_conv_np, rel_err
+from longconv_edu.butterfly import butterfly_conv, butterfly_kernel_spectrum, radix2_conv, three_pass_conv
 
 TOL = CONV_TOL
 

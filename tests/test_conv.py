@@ -8,17 +8,15 @@ Tolerances (relative to the output's max magnitude):
   error bound is ~ eps * log2(N) * const, about 1e-5 at N = 2^11, and a length-L sum can lose
   up to L * eps in the worst case (the test lengths are <= 600).
 """
-import numpy as np
 import pytest
 import torch
+from cases import CONV_TOL, conv_case, make
 from hypothesis import given
 from hypothesis import strategies as st
-
-from longconv_edu import (bidirectional_conv, circular_conv, direct_conv, fft_conv, long_conv,
-                          toeplitz, toeplitz_conv)
-from longconv_edu.dispatch import backends
-from cases import CONV_TOL, conv_case, make
 from oracles import bidirectional_conv_np, causal_conv_np, circular_conv_np, rel_err
+
+from longconv_edu import bidirectional_conv, circular_conv, direct_conv, fft_conv, long_conv, toeplitz, toeplitz_conv
+from longconv_edu.dispatch import backends
 
 TOL = CONV_TOL
 

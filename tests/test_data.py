@@ -1,17 +1,16 @@
-"""Tests for longconv_edu.data: shapes, determinism, the cache, and what the images contain.
+"""Tests for longconv_edu.lab.data: shapes, determinism, the cache, and what the images contain.
 
 Oracles: scikit-learn's own digits array (the dataset must be exactly those images, split and
 reordered) and an independent NumPy bilinear interpolation for the upsampling; for the
 Pathfinder-style generator, the defining property that both classes draw the very same paths.
 """
 import time
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from longconv_edu import data
+from longconv_edu.lab import data
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longconv_edu import train
+from longconv_edu.lab import train
 
 REPO = Path(__file__).resolve().parents[1]
 DDP_TINY = dict(task="digits", size=8, n_train=96, d_model=8, n_layers=1, batch_size=16, epochs=5,

@@ -13,11 +13,20 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-from longconv_edu.fft import (bit_reversal_permutation, butterfly_factors, butterfly_stage,
-                              dft_matrix, fft_iterative, fft_recursive, monarch_dft,
-                              monarch_factors, twiddle_grid, twiddles)
 from oracles import complex_rel_err as rel_err
+
+from longconv_edu.fft import (
+    bit_reversal_permutation,
+    butterfly_factors,
+    butterfly_stage,
+    dft_matrix,
+    fft_iterative,
+    fft_recursive,
+    monarch_dft,
+    monarch_factors,
+    twiddle_grid,
+    twiddles,
+)
 
 TOL = {torch.complex128: 1e-10, torch.complex64: 1e-5}
 POWERS = [2 ** e for e in range(1, 17)]
@@ -208,7 +217,7 @@ def test_bad_input(call, exc, arg):
 
 
 def test_exercise_checkers(capsys):
-    from longconv_edu.exercises import check, list_exercises
+    from longconv_edu.course.exercises import check, list_exercises
     assert {"butterfly_stage", "radix2_twiddles"} <= set(list_exercises(3))
     assert {"four_step_twiddles", "monarch_split", "four_step_dft"} <= set(list_exercises(4))
     # the library's answers pass, a float32 twiddle passes, and typical mistakes are caught
@@ -255,8 +264,8 @@ def test_pictures_draw():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from longconv_edu import viz
     from longconv_edu.fft import four_step_stages
+    from longconv_edu.lab import viz
     perm = bit_reversal_permutation(8)
     figs = [viz.plot_dft_matrix(dft_matrix(8)), viz.plot_butterfly_diagram(perm, stage=2),
             viz.plot_factor_patterns(butterfly_factors(8)[0], ["B1", "B2", "B3"]),

@@ -11,8 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu import io_model as io
-from longconv_edu.io_model import (Traffic, fft_flops, flashbutterfly_conv, fused_conv,
-                                   monarch_flops, roofline_time, three_pass_conv, unfused_fft_conv)
+from longconv_edu.io_model import (
+    Traffic,
+    fft_flops,
+    flashbutterfly_conv,
+    fused_conv,
+    monarch_flops,
+    roofline_time,
+    three_pass_conv,
+    unfused_fft_conv,
+)
 
 matplotlib.use("Agg")
 
@@ -80,7 +88,7 @@ def test_roofline_time():
 
 
 def test_plot_io_model():
-    from longconv_edu.viz import plot_io_model
+    from longconv_edu.lab.viz import plot_io_model
     Ls = [256, 1024, 4096]
     fig = plot_io_model(Ls, {"unfused": [unfused_fft_conv(4, 8, L) for L in Ls],
                              "fused": [fused_conv(4, 8, L) for L in Ls]},

@@ -15,14 +15,13 @@ Tolerances, relative to the largest magnitude of the reference:
 import numpy as np
 import pytest
 import torch
+from cases import EDGE_LENGTHS, conv_case, make
 from hypothesis import given
 from hypothesis import strategies as st
+from oracles import causal_conv_grads_np, causal_conv_np, rel_err
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.kernels.cpu import (cpu_conv, cpu_rfft, fft_size, kernel_spectrum, profile_row,
-                                      stage_plan)
-from cases import EDGE_LENGTHS, conv_case, make
-from oracles import causal_conv_grads_np, causal_conv_np, rel_err
+from longconv_edu.kernels.cpu import cpu_conv, cpu_rfft, fft_size, kernel_spectrum, profile_row, stage_plan
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 DTYPES = st.sampled_from([torch.float64, torch.float32])

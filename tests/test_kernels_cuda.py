@@ -21,11 +21,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from oracles import causal_conv_np, rel_err
 
 from longconv_edu import io_model, long_conv
 from longconv_edu.kernels import cuda as kc
 from longconv_edu.kernels.trace import butterfly_schedule, trace_conv
-from oracles import causal_conv_np, rel_err
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -292,7 +292,7 @@ def test_bit_reversed_spectrum_reference_matches_an_explicit_permutation():
 def test_plots_return_figures():
     import matplotlib
     matplotlib.use("Agg")
-    from longconv_edu import viz
+    from longconv_edu.lab import viz
     u, k = make(1, 1, 4, 2, seed=0)
     tr = trace_conv(u, k, threads=2, record=True)
     f1 = viz.plot_butterfly_schedule(butterfly_schedule(tr), tr.plan.N)
@@ -303,7 +303,7 @@ def test_plots_return_figures():
 
 
 def test_exercises_accept_the_reference_and_reject_a_wrong_answer():
-    from longconv_edu.exercises import check
+    from longconv_edu.course.exercises import check
     assert check("bit_reversed_spectrum", kc.bit_reversed_spectrum, verbose=False)
     assert not check("bit_reversed_spectrum", lambda k, N: torch.fft.fft(k, n=N), verbose=False)
     assert check("fused_kernel_traffic", lambda B, H, L, s: (

@@ -26,15 +26,14 @@ pytestmark = pytest.mark.skipif(
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from cases import CONV_TOL, make  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from oracles import causal_conv_np, rel_err  # noqa: E402
 
 from longconv_edu import fft_conv, long_conv  # noqa: E402
 from longconv_edu.fft import bit_reversal_permutation  # noqa: E402
-from longconv_edu.kernels.cuda import (cuda_conv, kernel_spectrum, make_plan,  # noqa: E402
-                                       simulator_active)
-from cases import CONV_TOL, make  # noqa: E402
-from oracles import causal_conv_np, rel_err  # noqa: E402
+from longconv_edu.kernels.cuda import cuda_conv, kernel_spectrum, make_plan, simulator_active  # noqa: E402
 
 TOL = CONV_TOL
 

@@ -14,11 +14,12 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from oracles import bidirectional_conv_np, causal_conv_np, rel_err, smooth_np, squash_np
 
 from longconv_edu.dispatch import backends, get_backend
-from longconv_edu.layers import LongConv, SSMKernel, param_groups, tag_params
+from longconv_edu.layers import LongConv, SSMKernel
+from longconv_edu.params import param_groups, tag_params
 from longconv_edu.regularize import s4d_kernel
-from oracles import bidirectional_conv_np, causal_conv_np, rel_err, smooth_np, squash_np
 
 
 def erf_gelu(x):

@@ -16,15 +16,21 @@ from copy import deepcopy
 import numpy as np
 import pytest
 import torch
+from cases import CONV_TOL, make
 from hypothesis import given
 from hypothesis import strategies as st
+from oracles import causal_conv_np, dft_matrix_np, monarch_matrix_np, rel_err
 
 from longconv_edu import fft_conv, long_conv
-from longconv_edu.layers import LongConv, param_groups
-from longconv_edu.learned import (LearnedButterflyConv, block_drift, dft_blocks,
-                                  learned_butterfly_conv)
-from cases import CONV_TOL, make
-from oracles import causal_conv_np, dft_matrix_np, monarch_matrix_np, rel_err
+from longconv_edu.layers import LongConv
+from longconv_edu.learned import (
+    LearnedButterflyConv,
+    block_drift,
+    dft_blocks,
+    learned_butterfly_conv,
+    learned_long_conv,
+)
+from longconv_edu.params import param_groups
 
 TOL = CONV_TOL
 
@@ -222,24 +228,23 @@ def test_longconv_option_at_init_equals_fixed_layer(bidirectional, channels):
     """Same seed, eval mode: the layer with the learned butterfly is the FFT layer (float64)."""
     kw = dict(channels=channels, bidirectional=bidirectional, seed=3, lam=0.0)
     fixed = LongConv(4, 24, **kw).double().eval()
-    learned = LongConv(4, 24, learned_butterfly=True, **kw).double().eval()
+    learned = learned_long_conv(4, 24, **kw).double().eval()
     missing, unexpected = learned.load_state_dict(fixed.state_dict(), strict=False)  # same weights
-    assert all(m.startswith("butterfly.") for m in missing) and not unexpected
-    assert sum(p.numel() for p in learned.butterfly.parameters()) == channels * 4 * 2 * (8 * 8 + 8 * 8)   # N = 64 = 8 x 8
+    assert all(m.startswith("conv.") for m in missing) and not unexpected
+    assert sum(p.numel() for p in learned.conv.parameters()) == channels * 4 * 2 * (8 * 8 + 8 * 8)   # N = 64 = 8 x 8
     u = torch.randn(3, 4, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     # the blocks were built in float32 (rounding 6e-8 per entry) before .double(): hence 1e-6
     assert rel_err(learned(u).detach().numpy(), fixed(u).detach().numpy()) < 1e-6
     learned.train()(u).square().sum().backward()
-    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in learned.butterfly.parameters())
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in learned.conv.parameters())
 
 
 def test_param_groups_give_the_blocks_their_own_lr():
-    model = LongConv(4, 32, kernel_lr=1e-4, learned_butterfly=True, butterfly_inverse="learned",
-                     butterfly_lr=2e-3, seed=0)
+    model = learned_long_conv(4, 32, kernel_lr=1e-4, inverse="learned", block_lr=2e-3, seed=0)
     groups = param_groups(model, lr=4e-3, weight_decay=0.05)
     by_lr = {g["lr"]: g for g in groups}
     assert set(by_lr) == {4e-3, 1e-4, 2e-3}
-    blocks = {id(p) for p in model.butterfly.parameters()}
+    blocks = {id(p) for p in model.conv.parameters()}
     assert len(blocks) == 4 and {id(p) for p in by_lr[2e-3]["params"]} == blocks
     assert by_lr[2e-3]["weight_decay"] == 0.0 and by_lr[4e-3]["weight_decay"] == 0.05
     assert not blocks & {id(p) for p in by_lr[4e-3]["params"]}
@@ -248,12 +253,12 @@ def test_param_groups_give_the_blocks_their_own_lr():
 
 
 def test_longconv_option_bad_input():
-    with pytest.raises(TypeError, match=r"learned_butterfly must be True or False, got 'yes'"):
-        LongConv(4, 8, learned_butterfly="yes")
+    with pytest.raises(TypeError, match=r"conv must be None or a torch.nn.Module computing conv\(u, k\), got str"):
+        LongConv(4, 8, conv="yes")
     with pytest.raises(ValueError, match=r"inverse must be one of 'tied', 'learned'; got 'x'"):
-        LongConv(4, 8, learned_butterfly=True, butterfly_inverse="x")
+        learned_long_conv(4, 8, inverse="x")
     with pytest.raises(ValueError, match=r"block_lr must be > 0.0"):
-        LongConv(4, 8, learned_butterfly=True, butterfly_lr=-1.0)
+        learned_long_conv(4, 8, block_lr=-1.0)
 
 
 # ----------------------------------------------------------------------------- cost parity
@@ -295,7 +300,7 @@ def test_causal_at_init_but_not_once_the_blocks_move():
 
 def test_training_harness_option_same_function_at_init():
     """models.ModelConfig(learned_butterfly=True): same seed -> same weights, same outputs (eval)."""
-    from longconv_edu.models import build_model
+    from longconv_edu.lab.models import build_model
     kw = dict(d_input=1, n_classes=10, l_max=16, d_model=8, n_layers=2, backend="butterfly", seed=4)
     fixed, learned = build_model(**kw).eval(), build_model(**kw, learned_butterfly=True).eval()
     assert len([m for m in learned.modules() if isinstance(m, LearnedButterflyConv)]) == 2

@@ -20,15 +20,25 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from oracles import box_filter_hf_fraction, rel_err, smooth_np, squash_np, ssm_impulse_response_np
 
-from longconv_edu.exercises import check
-from longconv_edu.regularize import (PAPER_SETTINGS, double_exp_init, high_freq_fraction,
-                                     kernel_dropout, random_init,
-                                     regularize_kernel, s4d_init, s4d_kernel, smooth,
-                                     smoothness_metrics, spectral_decay, squash, ssm_kernel,
-                                     total_variation)
-from oracles import (box_filter_hf_fraction, rel_err, smooth_np, squash_np,
-                     ssm_impulse_response_np)
+from longconv_edu.course.exercises import check
+from longconv_edu.regularize import (
+    PAPER_SETTINGS,
+    double_exp_init,
+    high_freq_fraction,
+    kernel_dropout,
+    random_init,
+    regularize_kernel,
+    s4d_init,
+    s4d_kernel,
+    smooth,
+    smoothness_metrics,
+    spectral_decay,
+    squash,
+    ssm_kernel,
+    total_variation,
+)
 
 
 def randk(shape, seed=0, dtype=torch.float64, scale=1.0):

@@ -1,4 +1,4 @@
-"""Tests for longconv_edu.models and longconv_edu.train on a tiny configuration (8x8 digits, L=64).
+"""Tests for longconv_edu.lab.models and longconv_edu.lab.train on a tiny configuration (8x8 digits, L=64).
 
 What is checked against what:
 * the loss falls (first vs last epoch of a tiny run) and accuracy beats chance;
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from longconv_edu import train
 from longconv_edu.__main__ import main
-from longconv_edu.models import ModelConfig, build_model, count_parameters, long_conv_layers
+from longconv_edu.lab import train
+from longconv_edu.lab.models import ModelConfig, build_model, count_parameters, long_conv_layers
 
 REPO = Path(__file__).resolve().parents[1]
 # 10 epochs of 8 steps, high learning rates: enough to leave the initial plateau on 8x8 digits
@@ -179,7 +179,7 @@ def test_bad_checkpoints_raise_and_stay_in_place(tiny_run, tmp_path):
     assert bad.read_bytes() == good[: len(good) // 2]
     # a torch file that is not a training checkpoint
     torch.save({"weights": torch.zeros(2)}, bad)
-    with pytest.raises(train.CheckpointError, match="not a longconv_edu.train/1 checkpoint"):
+    with pytest.raises(train.CheckpointError, match="not a longconv_edu.lab.train/1 checkpoint"):
         train.load_checkpoint(bad)
     # another run's checkpoint: the differing options are named
     bad.write_bytes(good)
@@ -255,7 +255,7 @@ def test_experiment_sweep_and_summary(monkeypatch, tmp_path, cache):
 def test_lr_schedule_exercise(capsys):
     import math
 
-    from longconv_edu.exercises import check
+    from longconv_edu.course.exercises import check
 
     def learner(step, warmup_steps, total_steps):       # written from the formula, independently
         if step < warmup_steps:

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from longconv_edu import viz  # noqa: E402
+from longconv_edu.lab import viz  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from longconv_edu import widgets  # noqa: E402
-from longconv_edu.widgets import (SOURCES, explorer_figure, explorer_state, load_kernel_file,  # noqa: E402
-                                  metrics_html, squash_explorer)
 from oracles import rel_err, smooth_np, squash_np  # noqa: E402
+
+from longconv_edu.course import widgets  # noqa: E402
+from longconv_edu.course.widgets import (  # noqa: E402
+    SOURCES,
+    explorer_figure,
+    explorer_state,
+    load_kernel_file,
+    metrics_html,
+    squash_explorer,
+)
 
 MISSING = "/nonexistent/kernels.pt"
 

@@ -11,7 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from longconv_edu import widgets  # noqa: E402
+from longconv_edu.course import widgets  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

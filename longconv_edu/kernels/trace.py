@@ -35,8 +35,18 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_conv_inputs, check_int
-from .cuda import (DEFAULT_SMEM_BYTES, Plan, Program, _REAL, _run_conv, _run_spectrum,
-                   _check_launch_params, bind_cuda, block_program, make_plan)
+from .cuda import (
+    _REAL,
+    DEFAULT_SMEM_BYTES,
+    Plan,
+    Program,
+    _check_launch_params,
+    _run_conv,
+    _run_spectrum,
+    bind_cuda,
+    block_program,
+    make_plan,
+)
 
 __all__ = ["Counts", "LaunchTrace", "Trace", "CountingArray", "trace_conv", "butterfly_schedule"]
 
@@ -49,7 +59,7 @@ class Counts:
     shared_read: int = 0
     shared_write: int = 0
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(*(a + b for a, b in zip(self.astuple(), other.astuple())))
 
     def astuple(self):
@@ -96,7 +106,7 @@ class Trace:
 class CountingArray:
     """A NumPy array seen through the kernel: every element access is bounds-checked and counted."""
 
-    def __init__(self, data: np.ndarray, space: str, name: str, tracer: "_Tracer"):
+    def __init__(self, data: np.ndarray, space: str, name: str, tracer: _Tracer):
         self.data, self.space, self.name, self._t = data, space, name, tracer
         self.shape = data.shape
 

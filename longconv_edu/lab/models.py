@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float, check_int
 
 __all__ = ["MODELS", "REGULARIZERS", "ModelConfig", "SequenceClassifier", "build_model",
            "count_parameters", "long_conv_layers"]
@@ -64,7 +64,7 @@ class ModelConfig:
     backend: str = "fft"               # long_conv backend of the conv layers
     kernel_lr: float = 1e-3            # the kernels' own learning rate (their weight decay is 0)
     seed: int = 0                      # initialises every layer (the same on every DDP rank)
-    learned_butterfly: bool = False    # rung 8: LongConv(learned_butterfly=True), blocks start at the DFT
+    learned_butterfly: bool = False    # rung 8: learned.learned_long_conv layers, blocks start at the DFT
     input_mean: float = 0.0            # inputs are standardised, (x - mean) / std, before the
     input_std: float = 1.0             # embedding (the trainer sets these from the training set)
 
@@ -94,7 +94,7 @@ class ModelConfig:
         if self.model != "longconv" and self.reg != "none":
             raise ValueError(f"reg={self.reg!r} applies to model 'longconv' only (the {self.model!r} "
                              f"model has no free kernel to regularise); use reg='none'")
-        from .dispatch import backends
+        from ..dispatch import backends
         check_choice(self.backend, "backend", backends())
 
     def as_dict(self) -> dict:
@@ -147,15 +147,17 @@ def _mlp(d_model: int, dropout: float) -> nn.Module:
 
 
 def _conv_layer(cfg: ModelConfig, index: int) -> nn.Module:
-    from .layers import LongConv
+    from ..layers import LongConv
+    from ..learned import learned_long_conv
 
     use_squash, use_smooth = REGULARIZERS[cfg.reg]
     common = dict(dropout=cfg.dropout, backend=cfg.backend, kernel_lr=cfg.kernel_lr,
-                  seed=cfg.seed * 1000 + index, learned_butterfly=cfg.learned_butterfly)
+                  seed=cfg.seed * 1000 + index)
+    layer = learned_long_conv if cfg.learned_butterfly else LongConv
     if cfg.model == "ssm":
-        return LongConv(cfg.d_model, cfg.l_max, lam=0.0, smooth_width=None, kernel_dropout=0.0,
+        return layer(cfg.d_model, cfg.l_max, lam=0.0, smooth_width=None, kernel_dropout=0.0,
                         kernel_source="ssm", state_dim=cfg.ssm_state_dim, **common)
-    return LongConv(cfg.d_model, cfg.l_max, lam=cfg.lam if use_squash else 0.0,
+    return layer(cfg.d_model, cfg.l_max, lam=cfg.lam if use_squash else 0.0,
                     smooth_width=cfg.smooth_width if use_smooth else None,
                     kernel_dropout=cfg.kernel_dropout, **common)
 
@@ -219,6 +221,6 @@ def count_parameters(model: nn.Module) -> int:
 
 def long_conv_layers(model: nn.Module) -> list:
     """The model's LongConv layers, in order (empty for the transformer)."""
-    from .layers import LongConv
+    from ..layers import LongConv
 
     return [m for m in model.modules() if isinstance(m, LongConv)]

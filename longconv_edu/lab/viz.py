@@ -125,8 +125,8 @@ def plot_timings(results: dict, *, fit_min_L: int | None = None, crossover: tupl
     means O(L) or O(L log L). ``crossover=(slow, fast)`` marks with a vertical line the length
     from which ``fast`` beats ``slow`` (``timing.crossover``), if the data show one.
     """
-    from .timing import crossover as find_crossover
-    from .timing import loglog_slope
+    from ..timing import crossover as find_crossover
+    from ..timing import loglog_slope
 
     _check_named(results, "results", "a dict {L: seconds}")
     for name, by_L in results.items():
@@ -385,7 +385,7 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
 __all__ += ["plot_benchmark"]
 
 def plot_benchmark(report: dict, *, title: str = ""):
-    """The benchmark report (longconv_edu.bench): time against L, and speedup over torch.fft.
+    """The benchmark report (longconv_edu.lab.bench): time against L, and speedup over torch.fft.
 
     Left: median seconds per call for each backend (log-log), with torch.fft (fft_conv) and
     scipy.fft (all cores) as dashed references (medians of their interleaved timings). Right: the

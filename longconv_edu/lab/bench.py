@@ -43,8 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._checks import check_choice
-from .timing import time_call
+from .._checks import check_choice
+from ..timing import time_call
 
 DEFAULT_LENGTHS = (1024, 4096, 16384, 65536)
 FLOP_MODEL = ("2 real FFTs of size N = 2L per row (forward + inverse), 2.5 N log2 N flops each "
@@ -55,7 +55,7 @@ PROBE_L = 128      # probe lengths PROBE_L / 4 and PROBE_L estimate how time gro
 
 # ============================================================================ CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .dispatch import backends
+    from ..dispatch import backends
     p.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), metavar="L",
                    help="sequence lengths (default: %(default)s)")
     p.add_argument("--rows", type=int, default=256, help="B*H rows per call (default: 256)")
@@ -82,7 +82,7 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .dispatch import backends
+    from ..dispatch import backends
 
     names = list(backends()) if args.backends is None else list(args.backends)
     try:
@@ -141,7 +141,7 @@ def benchmark(names, lengths, *, rows=256, batch=2, dtype="float32", repeats=5, 
 
 def _run_worker(name: str, cfg: dict):
     """Run measure_backend(name) in a fresh Python and yield its rows as they arrive."""
-    cmd = [sys.executable, "-m", "longconv_edu.bench", json.dumps({"name": name, **cfg})]
+    cmd = [sys.executable, "-m", "longconv_edu.lab.bench", json.dumps({"name": name, **cfg})]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -171,8 +171,8 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
     """Yield one result row per L for backend ``name`` (timings, ratios, GFLOP/s, peak memory)."""
     import torch
 
-    from .conv import fft_conv
-    from .dispatch import get_backend
+    from ..conv import fft_conv
+    from ..dispatch import get_backend
 
     fn = get_backend(name)
     tdtype = getattr(torch, dtype)

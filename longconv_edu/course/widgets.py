@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_float, check_int
-from .regularize import (high_freq_fraction, smooth, spectral_decay, squash, ssm_kernel,
-                         total_variation)
+from .._checks import check_choice, check_float, check_int
+from ..regularize import high_freq_fraction, smooth, spectral_decay, squash, ssm_kernel, total_variation
 
 __all__ = ["SOURCES", "find_kernel_file", "load_kernel_file", "explorer_state", "explorer_figure",
            "metrics_html", "squash_explorer"]
@@ -190,7 +189,7 @@ def explorer_state(source: str = "noisy random", L: int = 1024, noise: float = 0
 
 def explorer_figure(state: dict):
     """The explorer's picture of a state: kernel before/after (first taps) and both spectra."""
-    from .viz import plot_kernel_comparison
+    from ..lab.viz import plot_kernel_comparison
     s = state["settings"]
     zoom = min(s["L"], 512)
     return plot_kernel_comparison(state["before"], state["after"],

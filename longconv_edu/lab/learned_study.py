@@ -1,7 +1,7 @@
 """Rung 8 experiment: fixed vs learned butterfly on sequential digits, a few seeds.
 
 Both arms are the rung-7 training harness (``train.fit``: the classifier of ``models``, AdamW with
-``layers.param_groups``, cosine schedule with warm-up, metrics JSON and checkpoints) with the
+``params.param_groups``, cosine schedule with warm-up, metrics JSON and checkpoints) with the
 convolutions in the Monarch matmul form (backend "butterfly"):
 
 * ``"fixed"``    the DFT blocks are constants (FlashButterfly);
@@ -19,7 +19,7 @@ of every learned block from the DFT (relative Frobenius norm per channel, ``lear
 read back from the run's final checkpoint. ``run_study`` runs every (arm, seed), writes
 ``results.json`` and the block pictures.
 
-    python -m longconv_edu.learned_study --out course/results/learned --seeds 0 1 2
+    python -m longconv_edu.lab.learned_study --out course/results/learned --seeds 0 1 2
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from ._checks import check_choice, check_int
-from .learned import LearnedButterflyConv, dft_blocks
+from .._checks import check_choice, check_int
+from ..learned import LearnedButterflyConv, dft_blocks
 
 __all__ = ["ARMS", "ARM_SETTINGS", "BASE", "run_arm", "run_study", "summarize", "main"]
 
@@ -60,9 +60,9 @@ def run_arm(arm: str, seed: int, runs_dir, *, progress: bool = True, keep_blocks
     for the learned arm, drift[layer i forward[j] (n x n)] = per-channel relative Frobenius
     distances (+ mean, max); keep_blocks adds every layer-0 block as [re, im] nested lists.
     """
-    from .layers import param_groups
-    from .train import CHECKPOINT_NAME, RunConfig, fit, load_checkpoint
+    from ..params import param_groups
     from .models import build_model
+    from .train import CHECKPOINT_NAME, RunConfig, fit, load_checkpoint
 
     check_choice(arm, "arm", ARMS)
     seed = check_int(seed, "seed", min=0)
@@ -151,7 +151,7 @@ def run_study(out_dir, *, seeds=(0, 1, 2), arms=ARMS, runs_dir=None, progress: b
                                f"layer 0 after training (seed {seeds[0]})")
         fig.savefig(out_dir / f"blocks_{which}.png", dpi=72)
         chosen[which] = h
-    result = {"command": "python -m longconv_edu.learned_study --out " + str(out_dir)
+    result = {"command": "python -m longconv_edu.lab.learned_study --out " + str(out_dir)
               + " --seeds " + " ".join(map(str, seeds)),
               "settings": {**BASE, **overrides, "seeds": list(seeds), "threads": torch.get_num_threads(),
                            "arms": {a: ARM_SETTINGS[a] for a in arms}},
@@ -166,7 +166,7 @@ def run_study(out_dir, *, seeds=(0, 1, 2), arms=ARMS, runs_dir=None, progress: b
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m longconv_edu.learned_study",
+    p = argparse.ArgumentParser(prog="python -m longconv_edu.lab.learned_study",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--out", default="course/results/learned", help="results folder (JSON, PNG)")
     p.add_argument("--runs-dir", help="where the runs' checkpoints go (default: the data cache)")

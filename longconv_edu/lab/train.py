@@ -4,7 +4,7 @@ across processes.
 One run (``fit``):
 
 * data from ``data.load_task``, model from ``models.build_model``;
-* AdamW with the layers' own parameter groups (``layers.param_groups``: kernel parameters get the
+* AdamW with the layers' own parameter groups (``params.param_groups``: kernel parameters get the
   kernel learning rate and zero weight decay, as in the paper), a cosine learning-rate schedule
   after a linear warm-up;
 * a tqdm progress bar per epoch, validation and test accuracy after every epoch, a metrics JSON
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float, check_int
 from .data import TASKS, atomic_save, atomic_write, default_cache_dir, load_task
 from .models import MODELS, REGULARIZERS, ModelConfig, build_model, count_parameters
 
@@ -56,7 +56,7 @@ __all__ = ["RunConfig", "CheckpointError", "fit", "evaluate", "load_checkpoint",
            "cosine_with_warmup", "lr_factor", "kernel_report", "EXPERIMENTS", "run_experiment",
            "summarize_experiment", "add_arguments", "run"]
 
-CHECKPOINT_FORMAT = "longconv_edu.train/1"
+CHECKPOINT_FORMAT = "longconv_edu.lab.train/1"
 CHECKPOINT_NAME, METRICS_NAME, KERNELS_NAME = "checkpoint.pt", "metrics.json", "kernels.pt"
 
 
@@ -170,7 +170,7 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig):
-    from .layers import param_groups
+    from ..params import param_groups
 
     return torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
 
@@ -192,7 +192,7 @@ def load_checkpoint(path, cfg: RunConfig | None = None, world_size: int | None =
     of processes.
     """
     path = Path(path)
-    keep = (f"The file was left in place; delete it (or pass another --out) to start afresh.")
+    keep = ("The file was left in place; delete it (or pass another --out) to start afresh.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -324,8 +324,8 @@ def kernel_report(model) -> tuple[dict, list]:
     rows of all layers, plus "per_layer": the same per layer}, [kernel (channels*H, L) per layer]).
     Empty for the transformer.
     """
+    from ..regularize import high_freq_fraction, spectral_decay, total_variation
     from .models import long_conv_layers
-    from .regularize import high_freq_fraction, spectral_decay, total_variation
 
     layers = long_conv_layers(model)
     if not layers:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float, check_int
 
 __all__ = ["SequenceDataset", "TASKS", "SPLITS", "default_cache_dir", "load_task",
            "sequential_digits", "pathfinder", "render_pathfinder"]
@@ -75,7 +75,7 @@ class SequenceDataset(Dataset):
     def __getitem__(self, i):
         return self.x[i], self.y[i]
 
-    def subset(self, n: int) -> "SequenceDataset":
+    def subset(self, n: int) -> SequenceDataset:
         """The first ``n`` examples (a smaller, still deterministic dataset for quick runs)."""
         n = check_int(n, "n", min=1, max=len(self))
         return SequenceDataset(self.x[:n], self.y[:n], self.n_classes, self.name,
