@@ -269,14 +269,13 @@ def squash_explorer(L: int = 1024, *, lam: float = 0.003, width: int = 1, noise:
 
 
 def _png(fig) -> bytes:
-    import io
-
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    from ..lab.viz import compact_png
+
+    data = compact_png(fig)
     plt.close(fig)
-    return buf.getvalue()
+    return data
 
 
 def show_explorer(**kw):
