@@ -221,7 +221,7 @@ def plot_timings(results: dict, *, fit_min_L: int | None = None, crossover: tupl
     ax.set_ylabel("seconds per call")
     if title:
         ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))   # beside the data, never on it
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))   # under the axes: never on the data
     ax.grid(True, which="major", alpha=0.3)
     return fig
 
