@@ -38,7 +38,7 @@ def _title(path: Path) -> str:
 
 def nav(src: Path) -> str:
     """The navigation: home, syllabus, then per rung its notebook (the lesson) and its page."""
-    lines = ["nav:", "  - Home: index.md", "  - Syllabus: course/README.md", "  - Rungs:"]
+    lines = ["nav:", "  - Home: README.md", "  - Syllabus: course/README.md", "  - Rungs:"]
     for nb in sorted((src / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         n = nb.name[:2]
         pages = sorted((src / "course").glob(f"{n}_*.md"))
@@ -71,8 +71,6 @@ def main(argv=None) -> int:
             shutil.copytree(p, src / name, ignore=SKIP)
         elif p.is_file():
             shutil.copy2(p, src / name)
-    (src / "index.md").write_text((src / "README.md").read_text())
-    (src / "README.md").unlink()
     config = (Path(__file__).with_name("mkdocs.yml").read_text()
               .replace("@HOOKS@", str(Path(__file__).with_name("hooks.py"))) + nav(src))
     (out / "mkdocs.yml").write_text(config)

@@ -70,7 +70,7 @@ def pages(site):
 
 def test_every_course_part_is_a_page(pages):
     names = set(pages)
-    assert "index.html" in names and "course/README.html" in names
+    assert "index.html" in names and "course/index.html" in names
     for nb in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"):
         assert f"notebooks/{nb.stem}.html" in names
     for md in (REPO / "course").glob("[0-9][0-9]_*.md"):

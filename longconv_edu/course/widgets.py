@@ -192,7 +192,8 @@ def metrics_html(state: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(mb[k])}</td><td>{_fmt(ma[k])}</td></tr>"
                    for k in mb)
     s = state["settings"]
-    head = (f"<b>{html.escape(s['source'])}: lam = {s['lam']:.4g}, width = {s['width']}, L = {s['L']}, noise = {s['noise']:.4g}</b>")
+    head = (f"<b>{html.escape(s['source'])}: lam = {s['lam']:.4g}, width = {s['width']}, "
+            f"L = {s['L']}, noise = {s['noise']:.4g}</b>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in state["notes"])
     return (f"<div class='squash-metrics'>{head}<table><tr><th>metric</th><th>before</th><th>after</th></tr>"
             f"{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "") + "</div>")

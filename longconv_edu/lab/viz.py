@@ -16,7 +16,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["COURSE_STYLE", "PNG_COLOURS", "use_course_style", "compact_png", "as_numpy", "new_figure", "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
+__all__ = ["COURSE_STYLE", "PNG_COLOURS", "use_course_style", "compact_png", "as_numpy", "new_figure",
+           "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
            "plot_timings"]
 
 
@@ -386,7 +387,7 @@ def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
     ax = axes[0, 0]
     threads = sorted({t for _, pairs in stages for t, _, _ in pairs})
     cmap = plt.get_cmap("tab10")
-    for j, (label, pairs) in enumerate(stages):
+    for j, (_label, pairs) in enumerate(stages):
         for t, a, b in pairs:
             c = cmap(threads.index(t) % 10)
             ax.plot([j, j + 1], [a, a], color=c, lw=0.8)
@@ -573,7 +574,7 @@ def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, 
         k = np.asarray(kernels[f"{label}/{layer}"], float)
         shown = k[:rows, :taps] if taps else k[:rows]
         ax = axes[0, j]
-        for i, row in enumerate(shown):
+        for row in shown:
             ax.plot(row, lw=0.8)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("tap", fontsize=9)
