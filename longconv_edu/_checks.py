@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -25,6 +26,19 @@ def _describe(x) -> str:
     return f"{type(x).__name__} {x!r}"[:120]
 
 
+def _cast_hint(got: torch.dtype, allowed) -> str:
+    """How to convert ``got`` to one of ``allowed``, never by a cast that silently loses data."""
+    allowed = tuple(allowed)
+    if all(d.is_complex for d in allowed):
+        return f" (convert with .to({allowed[0]}))"
+    if got.is_complex:
+        return (" (a complex tensor: take .real or .abs() explicitly if that is meant; "
+                ".float() would silently drop the imaginary part)")
+    if set(allowed) <= set(FLOAT_DTYPES):
+        return " (cast with .float() or .double())"
+    return ""
+
+
 def check_tensor(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
                  dtypes=FLOAT_DTYPES, shape_doc: str | None = None) -> torch.Tensor:
     """Check that ``x`` is a torch tensor of an allowed dtype and rank; return it."""
@@ -33,9 +47,7 @@ def check_tensor(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
         raise TypeError(f"{name} must be a torch.Tensor, got {_describe(x)}{hint}")
     if dtypes is not None and x.dtype not in dtypes:
         allowed = " or ".join(str(d) for d in dtypes)
-        raise TypeError(f"{name} must have dtype {allowed}, got {x.dtype}"
-                        + (" (cast with .float() or .double())" if not x.is_floating_point()
-                           or x.dtype not in FLOAT_DTYPES else ""))
+        raise TypeError(f"{name} must have dtype {allowed}, got {x.dtype}{_cast_hint(x.dtype, dtypes)}")
     if ndim is not None:
         ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in ndims:
@@ -75,10 +87,33 @@ def check_conv_inputs(u, k, *, name_u: str = "u", name_k: str = "k",
         if Lk != 2 * L:
             raise ValueError(f"{name_k} must have length 2L = {2 * L} for a bidirectional "
                              f"convolution (L causal taps then L anti-causal taps), got Lk={Lk}")
-    elif not 1 <= Lk <= L:
-        raise ValueError(f"{name_k} must have length 1 <= Lk <= L = {L}, got Lk={Lk} "
-                         f"(shape {tuple(k.shape)})")
+    else:
+        check_kernel_length(Lk, L, name_k, k.shape)
     return B, H, L, Lk
+
+
+def check_kernel_length(Lk: int, L: int, name: str = "k", shape=None) -> int:
+    """A causal kernel's length must satisfy 1 <= Lk <= L (the input length); return Lk."""
+    if not 1 <= Lk <= L:
+        got = f" (shape {tuple(shape)})" if shape is not None else ""
+        raise ValueError(f"{name} must have length 1 <= Lk <= L = {L}, got Lk={Lk}{got}")
+    return Lk
+
+
+def check_bool(x, name: str) -> bool:
+    """Check that ``x`` is True or False (a NumPy bool too; not 0/1, None, a string or a tensor)."""
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(x)}")
+    return bool(x)
+
+
+def check_dtype(dtype, name: str = "dtype", allowed=FLOAT_DTYPES) -> torch.dtype:
+    """Check that ``dtype`` is one of the allowed torch dtypes (float32/float64 by default)."""
+    allowed = tuple(allowed)
+    if dtype not in allowed:
+        want = " or ".join(str(d) for d in allowed)
+        raise TypeError(f"{name} must be {want}, got {dtype!r}")
+    return dtype
 
 
 def check_int(x, name: str, *, min: int | None = None, max: int | None = None,
@@ -123,3 +158,48 @@ def check_choice(x, name: str, choices) -> str:
 
 def is_power_of_two(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
+
+
+# ----------------------------------------------------------------------------- cost guards
+#: Work a single call may be estimated to need before it is refused up front (see check_cost).
+MAX_SECONDS = 600.0
+
+
+def available_bytes() -> int:
+    """Memory the system can still give this process (MemAvailable; 4 GiB if unknown)."""
+    kib = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    kib = int(line.split()[1])
+    except OSError:
+        pass
+    return (kib or 4 * 2**20) * 1024
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'; binary units up to EiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"
+
+
+def check_cost(what: str, *, seconds: float | None = None, nbytes: float | None = None,
+               how: str = "", hint: str = "") -> None:
+    """Refuse, before any work, a call estimated to run longer than ``MAX_SECONDS`` or to need
+    more memory than is available. ``how`` says how the estimate was made; ``hint`` what to use
+    instead. The estimate is a model (an order of magnitude), which is all a refusal needs."""
+    if seconds is not None and seconds > MAX_SECONDS:
+        raise ValueError(f"{what} would take ~{seconds:.3g} s{' (' + how + ')' if how else ''}, "
+                         f"over the {MAX_SECONDS:g} s limit (longconv_edu._checks.MAX_SECONDS); "
+                         f"refused before starting{'; ' + hint if hint else ''}")
+    if nbytes is not None:
+        free = available_bytes()
+        if nbytes > free:
+            raise ValueError(f"{what} would need ~{format_bytes(nbytes)} of memory"
+                             f"{' (' + how + ')' if how else ''}, more than the "
+                             f"{format_bytes(free)} available; refused before allocating"
+                             f"{'; ' + hint if hint else ''}")

@@ -22,9 +22,11 @@ and is the oracle for the rung-5 kernels):
 
 FFT size: N = the smallest power of two >= 2L by default (2L when L is a power of two, as in
 fft_conv); with ``factors=`` given, N = their product (any integers, e.g. (3, 5)), which must be
->= L + Lk - 1 so that nothing wraps around. Kernel spectrum layout: K[h, j] is the j-th DFT
-coefficient of the zero-padded k[h] in natural order (j = 0 .. N-1, all N of them, not the
-N/2 + 1 of an rfft), in u's complex dtype (complex64 for float32, complex128 for float64).
+>= L + Lk - 1 so that nothing wraps around. Kernel spectrum layout (``butterfly_kernel_spectrum``,
+the one rungs-1-4 layout; the rung-5 kernels store theirs in the order their stages produce and
+say so in their own ``kernel_spectrum``): K[h, j] is the j-th DFT coefficient of the zero-padded
+k[h] in NATURAL order (j = 0 .. N-1, all N of them, not the N/2 + 1 of an rfft), in u's complex
+dtype (complex64 for float32, complex128 for float64).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import math
 
 import torch
 
-from ._checks import check_conv_inputs, check_int, check_tensor
+from ._checks import check_bool, check_conv_inputs, check_int, check_kernel_length, check_tensor
 from .fft import (
     COMPLEX_OF,
     check_factors,
@@ -74,8 +76,7 @@ def butterfly_kernel_spectrum(k: torch.Tensor, L: int, *, factors=None) -> torch
     check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
     L = check_int(L, "L", min=1)
     H, Lk = k.shape
-    if not 1 <= Lk <= L:
-        raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={Lk} (shape {tuple(k.shape)})")
+    check_kernel_length(Lk, L, "k", k.shape)
     N, fs = resolve_factors(fft_size(L), factors, L + Lk - 1, f"L + Lk - 1 with L={L}, Lk={Lk}")
     return monarch_dft(torch.nn.functional.pad(k, (0, N - Lk)), fs)
 
@@ -174,16 +175,16 @@ def three_pass_conv(u: torch.Tensor, k: torch.Tensor | None, *, outer: int | Non
     return x.reshape(*u.shape[:2], N).real[..., :L]
 
 
-def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = True) -> torch.Tensor:
+def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = False) -> torch.Tensor:
     """The same causal convolution with rung 3's hand-written radix-2 FFT (fft_iterative).
 
-    N = the smallest power of two >= 2L; y = Re IFFT(FFT(pad u) * FFT(pad k))[:L]. jit=True uses
-    the compiled Numba loop (CPU, no autograd): the "Numba FFT" of the timing tables.
+    N = the smallest power of two >= 2L; y = Re IFFT(FFT(pad u) * FFT(pad k))[:L]. jit=False (the
+    default of every ``jit`` in rungs 1-4: readable torch, autograd works) runs the vectorised
+    stages; jit=True the compiled Numba loop (CPU, no autograd): the "Numba FFT" of the timings.
     u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; returns (B, H, L).
     """
     B, H, L, Lk = check_conv_inputs(u, k)
-    if not isinstance(jit, bool):
-        raise TypeError(f"jit must be True or False, got {jit!r}")
+    check_bool(jit, "jit")
     N = fft_size(L)
     pad = torch.nn.functional.pad
     U = fft_iterative(pad(u, (0, N - L)), jit=jit)

@@ -28,10 +28,16 @@ import functools
 import numpy as np
 import torch
 
-from ._checks import check_conv_inputs, check_int, check_tensor
+from ._checks import check_bool, check_conv_inputs, check_cost, check_int, check_kernel_length, check_tensor
 
 __all__ = ["direct_conv", "toeplitz", "toeplitz_conv", "fft_conv", "circular_conv",
-           "bidirectional_conv"]
+           "bidirectional_conv", "direct_conv_seconds", "toeplitz_bytes"]
+
+
+def _empty_result(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The (B, H, L) result of a convolution with B = 0 or H = 0: empty, still tied to u and k in
+    autograd. torch.fft refuses empty batches (MKL: "Inconsistent configuration parameters")."""
+    return u * 0 + k.sum() * 0
 
 
 # ----------------------------------------------------------------------------- rung 1: direct
@@ -46,8 +52,10 @@ def direct_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = False) -> torch
     loop, over every (b, h, t, s), compiled by Numba (CPU tensors only; no autograd).
     """
     B, H, L, Lk = check_conv_inputs(u, k)
-    if not isinstance(jit, bool):
-        raise TypeError(f"jit must be True or False, got {jit!r}")
+    check_bool(jit, "jit")
+    check_cost(f"direct_conv(jit={jit}) with B={B}, H={H}, L={L}, Lk={Lk}",
+               seconds=direct_conv_seconds(B, H, L, Lk, jit=jit),
+               how="modelled as in direct_conv_seconds", hint="use fft_conv, O(L log L)")
     if jit:
         if u.device.type != "cpu":
             raise ValueError(f"direct_conv(jit=True) runs on the CPU; u is on {u.device}")
@@ -59,6 +67,31 @@ def direct_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = False) -> torch
         for s in range(min(t + 1, Lk)):
             y[:, :, t] += k[:, s] * u[:, :, t - s]
     return y
+
+
+def direct_conv_seconds(B: int, H: int, L: int, Lk: int, *, jit: bool = False) -> float:
+    """A rough (optimistic) model of direct_conv's run time, for refusing hopeless sizes up front.
+
+    The double loop makes S = sum_t min(t + 1, Lk) = L Lk - Lk (Lk - 1) / 2 steps. jit=False: each
+    step is one torch op over all B*H rows, ~3 us of overhead plus ~1 ns per row; jit=True: B*H*S
+    compiled multiply-adds at ~1e9 per second.
+    """
+    B, H = check_int(B, "B", min=0), check_int(H, "H", min=0)
+    L = check_int(L, "L", min=1)
+    Lk = check_kernel_length(check_int(Lk, "Lk"), L)
+    check_bool(jit, "jit")
+    steps = L * Lk - Lk * (Lk - 1) // 2
+    if jit:
+        return B * H * steps * 1e-9
+    return steps * (3e-6 + 1e-9 * B * H)
+
+
+def toeplitz_bytes(H: int, L: int, itemsize: int) -> int:
+    """Peak memory of toeplitz(k, L) for H channels: the (L, L) int64 lag and index grids, a mask,
+    and two (H, L, L) matrices (gathered taps and their masked product)."""
+    H, L = check_int(H, "H", min=0), check_int(L, "L", min=1)
+    itemsize = check_int(itemsize, "itemsize", min=1)
+    return L * L * (8 + 8 + 1 + itemsize) + 2 * H * L * L * itemsize
 
 
 @functools.cache
@@ -90,9 +123,11 @@ def toeplitz(k: torch.Tensor, L: int) -> torch.Tensor:
     """
     check_tensor(k, "k", ndim=(1, 2), shape_doc="1-D (Lk,) or 2-D (H, Lk)")
     L = check_int(L, "L", min=1)
-    Lk = k.shape[-1]
-    if not 1 <= Lk <= L:
-        raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={Lk}")
+    Lk = check_kernel_length(k.shape[-1], L, "k", k.shape)
+    H = k.shape[0] if k.ndim == 2 else 1
+    check_cost(f"toeplitz with H={H}, L={L}", nbytes=toeplitz_bytes(H, L, k.element_size()),
+               how="H+1 dense L x L matrices, as in toeplitz_bytes",
+               hint="use fft_conv, O(L) memory")
     t = torch.arange(L, device=k.device)
     lag = t[:, None] - t[None, :]                      # lag[t, s] = t - s
     inside = (lag >= 0) & (lag < Lk)
@@ -133,6 +168,8 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, *, fft_size: int | None = None) -
             raise ValueError(f"fft_size must be >= L + Lk - 1 = {need} for a causal convolution "
                              f"without wrap-around, got {n} (for the periodic result on purpose "
                              f"use circular_conv)")
+    if u.numel() == 0:
+        return _empty_result(u, k)
     u_f = torch.fft.rfft(u, n=n)
     k_f = torch.fft.rfft(k, n=n)
     return torch.fft.irfft(u_f * k_f, n=n)[..., :L]
@@ -146,6 +183,8 @@ def circular_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     u: (B, H, L); k: (H, Lk), 1 <= Lk <= L.
     """
     B, H, L, Lk = check_conv_inputs(u, k)
+    if u.numel() == 0:
+        return _empty_result(u, k)
     return torch.fft.irfft(torch.fft.rfft(u, n=L) * torch.fft.rfft(k, n=L), n=L)
 
 
@@ -161,6 +200,8 @@ def bidirectional_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     wrap to indices 2L-1, 2L-2, ...), which is the flip below. u: (B, H, L); k: (H, 2L).
     """
     B, H, L, Lk = check_conv_inputs(u, k, max_kernel_len="2L")
+    if u.numel() == 0:
+        return _empty_result(u, k)
     n = 2 * L
     circ = torch.cat([k[:, :L], k[:, L:].flip(-1)], dim=-1)      # lag -(j+1) -> index 2L-1-j
     return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(circ, n=n), n=n)[..., :L]

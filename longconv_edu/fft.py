@@ -23,7 +23,10 @@ Rung 4 (any factorisation N = N1 N2 or N1 N2 N3, powers of two or not)
                       memory: this is the transform inside FlashButterfly (Fu et al. 2023, sec. 3.2).
 
 Inverses: every function takes ``inverse=True`` and then computes x[n] = 1/N sum_k X[k] w_N^{-nk}
-(numpy.fft.ifft's convention). Transforms act on the LAST axis; leading axes are a batch.
+(numpy.fft.ifft's convention). ``inverse`` is always this bool across the library (rung 8's choice
+of tied or learned inverse blocks is a separate argument, ``inverse_mode``); ``jit`` is always a
+bool defaulting to False (readable torch with autograd; True compiles the same loop with Numba).
+Transforms act on the LAST axis; leading axes are a batch.
 Inputs may be float32/float64 (treated as real) or complex64/complex128; outputs are complex of
 matching precision. Integer inputs are refused (cast them first).
 """
@@ -35,12 +38,12 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_int, check_tensor, is_power_of_two
+from ._checks import check_bool, check_int, check_tensor, is_power_of_two
 
 __all__ = ["dft_matrix", "twiddles", "twiddle_grid", "bit_reversal_permutation",
            "fft_recursive", "butterfly_stage", "fft_iterative", "butterfly_factors",
            "monarch_factors", "monarch_dft", "four_step_stages", "fft_size", "next_power_of_two",
-           "COMPLEX_OF", "check_factors"]
+           "COMPLEX_OF", "check_factors", "check_blocks"]
 
 SIGNAL_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 # The complex dtype that goes with each signal dtype (the one map of the library).
@@ -90,12 +93,6 @@ def _check_signal(x, name: str = "x", *, pow2: bool = False, min_ndim: int = 1) 
     return N
 
 
-def _check_bool(x, name: str) -> bool:
-    if not isinstance(x, bool):
-        raise TypeError(f"{name} must be True or False, got {x!r}")
-    return x
-
-
 # ----------------------------------------------------------------------------- building blocks
 @functools.lru_cache(maxsize=256)
 def _roots(n: int, m: int, N: int, inverse: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -113,7 +110,7 @@ def dft_matrix(n: int, *, inverse: bool = False, dtype: torch.dtype = torch.comp
     These are the small blocks monarch_dft multiplies by (and the learned butterfly starts from).
     """
     n = check_int(n, "n", min=1)
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
     F = _roots(n, n, n, inverse, torch.complex128)
     return (F / n if inverse else F.clone()).to(dtype)        # a fresh tensor, never the cached one
@@ -127,7 +124,7 @@ def twiddles(n: int, *, inverse: bool = False, dtype: torch.dtype = torch.comple
     inverse=True conjugates them (exp(+2 pi i k / n)).
     """
     n = check_int(n, "n", min=1, power_of_two=True)
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
     return _roots(2, max(n // 2, 1), n, inverse, torch.complex128)[1, : n // 2].clone().to(dtype)  # row c=1
 
@@ -141,7 +138,7 @@ def twiddle_grid(n1: int, n2: int, *, inverse: bool = False,
     """
     n1 = check_int(n1, "n1", min=1)
     n2 = check_int(n2, "n2", min=1)
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
     return _roots(n1, n2, n1 * n2, inverse, torch.complex128).clone().to(dtype)
 
@@ -171,7 +168,7 @@ def fft_recursive(x: torch.Tensor, *, inverse: bool = False) -> torch.Tensor:
     recursion is log2 N calls deep and wide instead of N calls. N must be a power of two.
     """
     N = _check_signal(x, pow2=True)
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     z = _as_complex(x)
     X = _fft_recursive(z, inverse)
     return X / N if inverse else X
@@ -201,7 +198,7 @@ def butterfly_stage(y: torch.Tensor, stage: int, *, inverse: bool = False) -> to
     stage = check_int(stage, "stage", min=1, max=max(S, 1))
     if S == 0:
         raise ValueError(f"y must have length >= 2 to have a butterfly stage, got N={N}")
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     z = _as_complex(y)
     m = 1 << stage
     blocks = z.reshape(*z.shape[:-1], N // m, 2, m // 2)
@@ -220,8 +217,8 @@ def fft_iterative(x: torch.Tensor, *, inverse: bool = False, jit: bool = False) 
                CPU only, no autograd. Used for timings against torch.fft.
     """
     N = _check_signal(x, pow2=True)
-    _check_bool(inverse, "inverse")
-    _check_bool(jit, "jit")
+    check_bool(inverse, "inverse")
+    check_bool(jit, "jit")
     z = _as_complex(x)
     if jit:
         if z.device.type != "cpu":
@@ -282,7 +279,7 @@ def butterfly_factors(n: int, *, inverse: bool = False) -> tuple[list[torch.Tens
     Dense complex128 matrices of n x n, for looking at and multiplying out (keep n small).
     """
     n = check_int(n, "n", min=1, power_of_two=True)
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     P = torch.zeros(n, n, dtype=torch.complex128)
     P[torch.arange(n), bit_reversal_permutation(n)] = 1
     factors = []
@@ -298,19 +295,18 @@ def butterfly_factors(n: int, *, inverse: bool = False) -> tuple[list[torch.Tens
 
 # ----------------------------------------------------------------------------- rung 4: Monarch
 def monarch_factors(N: int, max_factor: int = 64) -> tuple[int, ...]:
-    """Split a power of two N into 2 or 3 power-of-two factors, each <= max_factor, for monarch_dft.
+    """Split a power of two N into 2 or 3 power-of-two factors for monarch_dft.
 
-    As few factors as possible (at least 2), as equal as possible, largest first:
-    4096 -> (64, 64), 8192 -> (32, 16, 16) with max_factor 32, 2 -> (2, 1), 1 -> (1, 1).
-    N beyond max_factor**3 needs a larger max_factor (a clear error says so).
+    As few factors as possible (at least 2, at most 3), each <= max_factor when N <= max_factor**3,
+    as equal as possible, largest first: 4096 -> (64, 64), 8192 -> (32, 16, 16) with max_factor
+    32, 2 -> (2, 1), 1 -> (1, 1). Beyond max_factor**3 (2^18 with the default) the three factors
+    grow past max_factor, as equal as possible: 2^19 -> (128, 64, 64). Larger dense blocks cost
+    more flops per value (N * n_i per stage) but nothing else changes.
     """
     N = check_int(N, "N", min=1, power_of_two=True)
     max_factor = check_int(max_factor, "max_factor", min=2, power_of_two=True)
     e, m = N.bit_length() - 1, max_factor.bit_length() - 1
-    k = max(2, -(-e // m))                               # number of factors
-    if k > 3:
-        raise ValueError(f"N must be <= max_factor**3 = {max_factor ** 3} to split into at most 3 "
-                         f"factors <= max_factor, got N={N}; raise max_factor")
+    k = min(3, max(2, -(-e // m)))                       # number of factors
     exps = [e // k + (1 if i < e % k else 0) for i in range(k)]
     return tuple(1 << x for x in exps)
 
@@ -328,39 +324,46 @@ def check_factors(factors, N: int) -> tuple[int, ...]:
     return fs
 
 
-def _check_blocks(blocks, fs, x: torch.Tensor, cdtype) -> tuple[list[torch.Tensor], int]:
-    """Validate the injectable small matrices; return them as (G, n, n) and G (1 or H)."""
+def check_blocks(blocks, name: str = "blocks", *, dtype: torch.dtype, factors=None, H: int | None = None,
+                 device=None) -> tuple[int, ...]:
+    """Validate the small matrices of a Monarch DFT, one per factor; return their sizes n_i.
+
+    Each block is a square complex tensor, (n, n) shared by all channels or (H, n, n) one per
+    channel. ``dtype``: the signal's dtype (float32/complex64 -> complex64 blocks, float64/complex128
+    -> complex128). ``factors``: the sizes the blocks must have (default: 2 or 3 blocks of any
+    size). ``H``: the channel count per-channel blocks must have (None: they must agree among
+    themselves). ``device``: where they must live. Used by monarch_dft and learned.
+    """
+    want = COMPLEX_OF[dtype]
+    count = (f"one block per factor, {len(factors)} for factors {tuple(factors)}" if factors is not None
+             else "2 or 3 blocks (one per factor)")
     if not isinstance(blocks, (tuple, list)):
-        raise TypeError(f"blocks must be a sequence of {len(fs)} complex tensors (one per factor), "
-                        f"got {type(blocks).__name__}")
-    if len(blocks) != len(fs):
-        raise ValueError(f"blocks must hold one matrix per factor ({len(fs)} for factors {fs}), "
-                         f"got {len(blocks)}")
-    G = 1
-    out = []
-    for i, (A, n) in enumerate(zip(blocks, fs)):
-        name = f"blocks[{i}]"
-        if isinstance(A, torch.Tensor) and A.dtype != cdtype:
-            raise TypeError(f"{name} must have dtype {cdtype} (the complex dtype of x, {x.dtype}), "
-                            f"got {A.dtype}; convert it with .to({cdtype})")
-        check_tensor(A, name, ndim=(2, 3), dtypes=(cdtype,),
-                     shape_doc=f"2-D ({n}, {n}) or 3-D (H, {n}, {n})")
-        if tuple(A.shape[-2:]) != (n, n):
-            raise ValueError(f"{name} must be ({n}, {n}) or (H, {n}, {n}) for factor {n}, "
-                             f"got shape {tuple(A.shape)}")
-        if A.device != x.device:
-            raise ValueError(f"{name} is on device {A.device} but x is on {x.device}")
-        if A.ndim == 3:
-            H = A.shape[0]
-            if x.ndim < 2 or x.shape[-2] != H:
-                raise ValueError(f"{name} has per-channel shape {tuple(A.shape)}, so x must be "
-                                 f"(..., H={H}, N) with H on its second-to-last axis, got x of "
-                                 f"shape {tuple(x.shape)}")
-            if G not in (1, H):
-                raise ValueError(f"{name} has {H} channels but an earlier block has {G}")
-            G = H
-        out.append(A)
-    return [A if A.ndim == 3 else A.unsqueeze(0) for A in out], G
+        raise TypeError(f"{name} must be a list of complex tensors, {count}, got "
+                        f"{type(blocks).__name__}")
+    if (len(blocks) != len(factors)) if factors is not None else len(blocks) not in (2, 3):
+        raise ValueError(f"{name} must hold {count}, got {len(blocks)}")
+    sizes, G = [], H
+    for i, b in enumerate(blocks):
+        bname = f"{name}[{i}]"
+        check_tensor(b, bname, ndim=(2, 3), dtypes=(want,),
+                     shape_doc="2-D (n, n) shared or 3-D (H, n, n) per channel")
+        if b.shape[-1] != b.shape[-2]:
+            raise ValueError(f"{bname} must be square (n, n) in its last two dimensions, got shape "
+                             f"{tuple(b.shape)}")
+        n = int(b.shape[-1])
+        if factors is not None and n != factors[i]:
+            raise ValueError(f"{bname} must be ({factors[i]}, {factors[i]}) or (H, {factors[i]}, "
+                             f"{factors[i]}) for factor {factors[i]}, got shape {tuple(b.shape)}")
+        if b.ndim == 3:
+            if G is not None and b.shape[0] != G:
+                raise ValueError(f"{bname} has {b.shape[0]} channel blocks (shape {tuple(b.shape)}) "
+                                 f"but {'the input has' if H is not None else 'an earlier block has'} "
+                                 f"H = {G} channels")
+            G = b.shape[0]
+        if device is not None and b.device != device:
+            raise ValueError(f"{bname} is on device {b.device} but the input is on {device}")
+        sizes.append(n)
+    return tuple(sizes)
 
 
 def monarch_dft(x: torch.Tensor, factors, *, inverse: bool = False, blocks=None) -> torch.Tensor:
@@ -386,14 +389,20 @@ def monarch_dft(x: torch.Tensor, factors, *, inverse: bool = False, blocks=None)
     """
     N = _check_signal(x)
     fs = check_factors(factors, N)
-    _check_bool(inverse, "inverse")
+    check_bool(inverse, "inverse")
     z = _as_complex(x)
     cdtype = z.dtype
     if blocks is None:
         mats = [dft_matrix(n, inverse=inverse, dtype=cdtype).to(z.device).unsqueeze(0) for n in fs]
         G = 1
     else:
-        mats, G = _check_blocks(blocks, fs, z, cdtype)
+        H = x.shape[-2] if x.ndim >= 2 else None
+        check_blocks(blocks, "blocks", dtype=x.dtype, factors=fs, H=H, device=x.device)
+        if H is None and any(A.ndim == 3 for A in blocks):
+            raise ValueError(f"blocks are per channel (H, n, n), so x must be (..., H, N) with H on "
+                             f"its second-to-last axis, got x of shape {tuple(x.shape)}")
+        G = max((A.shape[0] for A in blocks if A.ndim == 3), default=1)
+        mats = [A if A.ndim == 3 else A.unsqueeze(0) for A in blocks]
     lead = z.shape[:-1]
     zz = z.reshape(-1, G, 1, N)                  # (R, G, P=1, N): G channels, P done output rows
     out = _monarch(zz, fs, mats, inverse)

@@ -17,7 +17,8 @@ move the blocks away from the DFT if that helps the task. The causal convolution
 
     y[b, h] = first L of  Re( G_theta( F_theta(pad(u[b, h])) * F_theta(pad(k[h])) ) )
 
-The inverse G_theta has two choices (``inverse=``):
+The inverse G_theta has two choices (``inverse_mode=``; across the library ``inverse`` is always a
+bool meaning "compute the inverse transform", as in ``fft.monarch_dft(..., inverse=True)``):
 
 * ``"tied"``    G_theta(z) = conj(F_theta(conj(z))) / N: the inverse DFT written as a conjugated
                 forward DFT (rung 2's identity ifft(z) = conj(fft(conj(z))) / N), with the *same*
@@ -51,7 +52,7 @@ Public API:
     the functional form; ``blocks=None`` means per-channel copies of the exact DFT blocks (the
     layer at its initialisation). Registered in ``dispatch`` as the backend ``"learned_butterfly"``
     so the benchmark compares it with the fixed ``"butterfly"``.
-* ``LearnedButterflyConv(d_model, l_max, *, factors=None, inverse="tied", init_noise=0.0,
+* ``LearnedButterflyConv(d_model, l_max, *, factors=None, inverse_mode="tied", init_noise=0.0,
   block_lr=1e-3, dtype=torch.float32, seed=0)``  the module holding the blocks; ``forward(u, k)``.
 * ``dft_blocks(factors, H, dtype)`` the exact blocks; ``block_drift(blocks)`` how far learned
   blocks are from them.
@@ -63,48 +64,21 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_conv_inputs, check_float, check_int, check_tensor
+from ._checks import check_choice, check_conv_inputs, check_dtype, check_float, check_int, check_tensor
 from .butterfly import resolve_factors
-from .fft import COMPLEX_OF, dft_matrix, fft_size, monarch_dft
+from .fft import COMPLEX_OF, check_blocks, dft_matrix, fft_size, monarch_dft
 from .layers import LongConv
 from .params import tag_params
 
-__all__ = ["learned_butterfly_conv", "learned_long_conv", "LearnedButterflyConv", "dft_blocks", "block_drift",
-           "check_blocks"]
+__all__ = ["learned_butterfly_conv", "learned_long_conv", "LearnedButterflyConv", "dft_blocks", "block_drift"]
 
 # the real signal dtypes this rung takes, each with its complex block dtype (fft.COMPLEX_OF)
 _REAL_DTYPES = (torch.float32, torch.float64)
-
-
-# ----------------------------------------------------------------------------- validation
-def check_blocks(blocks, name: str, *, H: int, dtype: torch.dtype) -> tuple[int, ...]:
-    """Validate a list of square complex blocks, each (n, n) or (H, n, n); return the sizes n_i.
-
-    ``dtype`` is the real dtype of the signal: float32 needs complex64 blocks, float64 complex128.
-    """
-    if not isinstance(blocks, (tuple, list)):
-        raise TypeError(f"{name} must be a list of complex tensors, one per factor, got "
-                        f"{type(blocks).__name__}")
-    if len(blocks) not in (2, 3):
-        raise ValueError(f"{name} must hold 2 or 3 blocks (one per factor), got {len(blocks)}")
-    want = COMPLEX_OF[dtype]
-    sizes = []
-    for i, b in enumerate(blocks):
-        bname = f"{name}[{i}]"
-        check_tensor(b, bname, ndim=(2, 3), dtypes=(want,),
-                     shape_doc="2-D (n, n) shared or 3-D (H, n, n) per channel")
-        if b.shape[-1] != b.shape[-2]:
-            raise ValueError(f"{bname} must be square (n, n) in its last two dimensions, got shape "
-                             f"{tuple(b.shape)}")
-        if b.ndim == 3 and b.shape[0] != H:
-            raise ValueError(f"{bname} has {b.shape[0]} channel blocks (shape {tuple(b.shape)}) but "
-                             f"the input has H = {H} channels")
-        sizes.append(int(b.shape[-1]))
-    return tuple(sizes)
 
 
 # ----------------------------------------------------------------------------- the DFT blocks
@@ -114,7 +88,9 @@ def dft_blocks(factors, H: int | None = None, dtype: torch.dtype = torch.float32
 
     ``dtype`` is the real dtype of the signal (float32 -> complex64 blocks, float64 -> complex128).
     """
-    check_choice(dtype, "dtype", list(_REAL_DTYPES))
+    check_dtype(dtype, "dtype", _REAL_DTYPES)
+    if not isinstance(factors, (tuple, list)):
+        raise TypeError(f"factors must be a tuple of ints such as (16, 8), got {factors!r}")
     factors = tuple(check_int(f, f"factors[{i}]", min=1) for i, f in enumerate(factors))
     out = []
     for n in factors:
@@ -140,6 +116,12 @@ def block_drift(blocks) -> list[torch.Tensor]:
     matrix has n_i^2 entries of modulus 1). Returns one tensor of shape (H,) (or a 0-D tensor for
     a shared block) per factor; 0 at initialisation (without ``init_noise``).
     """
+    if not isinstance(blocks, (tuple, list)):
+        raise TypeError(f"blocks must be a list of complex tensors, got {type(blocks).__name__}")
+    for i, b in enumerate(blocks):
+        check_tensor(b, f"blocks[{i}]", ndim=(2, 3), dtypes=(torch.complex64, torch.complex128))
+        if b.shape[-1] != b.shape[-2]:
+            raise ValueError(f"blocks[{i}] must be square (n, n) or (H, n, n), got shape {tuple(b.shape)}")
     out = []
     for b in blocks:
         b = b.detach()
@@ -168,6 +150,8 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
     G = ``monarch_dft(., inverse=True)`` with blocks conj(C_i) / n_i, C = inverse_blocks or blocks.
     """
     B, H, L, Lk = check_conv_inputs(u, k)
+    if u.numel() == 0 and blocks is None:
+        return u * 0 + k.sum() * 0                 # B = 0 or H = 0: the empty (B, H, L) result
     if blocks is None:
         N, factors = resolve_factors(fft_size(L), factors, L + Lk - 1,
                               f"L + Lk - 1 with L={L}, Lk={Lk}")
@@ -175,7 +159,7 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
         if inverse_blocks is not None:
             raise ValueError("inverse_blocks needs blocks too: pass both, or neither for the DFT init")
     else:
-        factors_b = check_blocks(blocks, "blocks", H=H, dtype=u.dtype)
+        factors_b = check_blocks(blocks, "blocks", H=H, dtype=u.dtype, device=u.device)
         if factors is not None and tuple(factors) != factors_b:
             raise ValueError(f"factors {tuple(factors)!r} disagree with the block sizes {factors_b} of "
                              f"blocks; pass one or the other")
@@ -185,7 +169,7 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
             raise ValueError(f"blocks have sizes {factors}, an FFT size N = {N}; a causal convolution "
                              f"needs N >= L + Lk - 1 = {L + Lk - 1} (no wrap-around)")
     if inverse_blocks is not None:
-        inv_sizes = check_blocks(inverse_blocks, "inverse_blocks", H=H, dtype=u.dtype)
+        inv_sizes = check_blocks(inverse_blocks, "inverse_blocks", H=H, dtype=u.dtype, device=u.device)
         if inv_sizes != factors:
             raise ValueError(f"inverse_blocks have sizes {inv_sizes} but blocks have {factors}; "
                              f"they must match")
@@ -198,6 +182,19 @@ def learned_butterfly_conv(u: torch.Tensor, k: torch.Tensor, blocks=None, *, inv
 
 
 # ----------------------------------------------------------------------------- the module
+def _inverse_mode(inverse_mode: str, inverse) -> str:
+    """The old keyword ``inverse="tied"|"learned"`` maps to ``inverse_mode`` (with a warning)."""
+    if inverse is None:
+        return inverse_mode
+    if isinstance(inverse, bool):
+        raise TypeError(f"inverse_mode must be 'tied' or 'learned', got inverse={inverse!r} (here the "
+                        f"choice of inverse blocks is inverse_mode=, not a bool)")
+    warnings.warn("inverse= is now inverse_mode= (inverse is a bool elsewhere in the library)",
+                  FutureWarning, stacklevel=3)
+    return inverse
+
+
+
 class LearnedButterflyConv(nn.Module):
     """Causal long convolution whose Monarch DFT blocks are per-channel trainable parameters.
 
@@ -205,7 +202,8 @@ class LearnedButterflyConv(nn.Module):
     >= 2 l_max, split by ``fft.monarch_factors`` (as ``butterfly_conv`` does), or N = prod(factors)
     for ``factors`` (n_1, n_2) or (n_1, n_2, n_3), which must give N >= 2 l_max - 1. Shorter
     inputs are zero-padded to N: still an exact causal convolution.
-    inverse: "tied" (the inverse uses the forward blocks, conjugated) or "learned" (its own blocks).
+    inverse_mode: "tied" (the inverse uses the forward blocks, conjugated) or "learned" (its own
+        blocks). The old keyword ``inverse=`` still works for these two strings (FutureWarning).
     init_noise: standard deviation of a complex Gaussian added to every block entry at init
         (entries of a DFT block have modulus 1); 0 starts exactly at the DFT.
     block_lr: learning rate tagged on every block parameter (weight decay 0), read by
@@ -219,21 +217,22 @@ class LearnedButterflyConv(nn.Module):
     (H, n_i, n_i, 2) holding real and imaginary parts; ``blocks()`` returns them as complex.
     """
 
-    def __init__(self, d_model: int, l_max: int, *, factors=None, inverse: str = "tied",
+    def __init__(self, d_model: int, l_max: int, *, factors=None, inverse_mode: str = "tied",
                  init_noise: float = 0.0, block_lr: float = 1e-3, dtype: torch.dtype = torch.float32,
-                 seed: int = 0):
+                 seed: int = 0, inverse: str | None = None):
         super().__init__()
         self.d_model = check_int(d_model, "d_model", min=1)
         self.l_max = check_int(l_max, "l_max", min=1)
         self.fft_size, self.factors = resolve_factors(fft_size(self.l_max), factors, 2 * self.l_max - 1,
                                                f"2 l_max - 1 with l_max={self.l_max}")
-        self.inverse = check_choice(inverse, "inverse", ["tied", "learned"])
+        inverse_mode = _inverse_mode(inverse_mode, inverse)
+        self.inverse_mode = check_choice(inverse_mode, "inverse_mode", ["tied", "learned"])
         self.init_noise = check_float(init_noise, "init_noise", min=0.0)
         self.block_lr = check_float(block_lr, "block_lr", min=0.0, min_inclusive=False)
-        self.dtype = check_choice(dtype, "dtype", list(_REAL_DTYPES))   # at construction
+        self.dtype = check_dtype(dtype, "dtype", _REAL_DTYPES)   # at construction
         gen = torch.Generator().manual_seed(check_int(seed, "seed", min=0))
         self.forward_blocks = self._new_blocks(gen)
-        self.inverse_blocks = self._new_blocks(gen) if self.inverse == "learned" else None
+        self.inverse_blocks = self._new_blocks(gen) if self.inverse_mode == "learned" else None
 
     def _new_blocks(self, gen) -> nn.ParameterList:
         params = []
@@ -246,6 +245,30 @@ class LearnedButterflyConv(nn.Module):
         plist = nn.ParameterList(params)
         tag_params(plist, [str(i) for i in range(len(params))], lr=self.block_lr, weight_decay=0.0)
         return plist
+
+    def _apply(self, fn, recurse=True):
+        """``.double()`` (any float32 -> float64 conversion) keeps the DFT float64-accurate.
+
+        Casting a float32 parameter up cannot restore the digits float32 rounded off, so a
+        ``.double()`` layer at its DFT init would be only float32-accurate (~1e-7). Each block is
+        the exact DFT plus what training (or init noise) added; that deviation is carried over and
+        the DFT part rebuilt in float64.
+        """
+        plists = [pl for pl in (self.forward_blocks, self.inverse_blocks) if pl is not None]
+        before = [[(p.dtype, p.detach().double() - self._dft_real(n, p.dtype, p.device))
+                   for p, n in zip(pl, self.factors)] for pl in plists]
+        super()._apply(fn, recurse)
+        with torch.no_grad():
+            for pl, old in zip(plists, before):
+                for p, n, (dtype, dev) in zip(pl, self.factors, old):
+                    if dtype == torch.float32 and p.dtype == torch.float64:
+                        p.copy_(self._dft_real(n, p.dtype, p.device) + dev.to(p.device))
+        return self
+
+    def _dft_real(self, n: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """The exact n-point DFT block as the real (H, n, n, 2) parameter layout, in ``dtype``."""
+        F = dft_matrix(n, dtype=COMPLEX_OF[dtype] if dtype in COMPLEX_OF else torch.complex128)
+        return torch.view_as_real(F).to(device=device, dtype=dtype).expand(self.d_model, n, n, 2)
 
     def blocks(self, which: str = "forward") -> list[torch.Tensor]:
         """The blocks as complex (H, n_i, n_i) views ("forward" or "inverse"; tied -> forward's)."""
@@ -280,17 +303,18 @@ class LearnedButterflyConv(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, l_max={self.l_max}, factors={self.factors}, "
-                f"inverse={self.inverse!r}, init_noise={self.init_noise}, block_lr={self.block_lr}")
+                f"inverse_mode={self.inverse_mode!r}, init_noise={self.init_noise}, block_lr={self.block_lr}")
 
 
 # ----------------------------------------------------------------------------- the layer
-def learned_long_conv(d_model: int, l_max: int, *, channels: int = 1, inverse: str = "tied",
-                      block_lr: float = 1e-3, **layer_kwargs) -> LongConv:
+def learned_long_conv(d_model: int, l_max: int, *, channels: int = 1, inverse_mode: str = "tied",
+                      block_lr: float = 1e-3, inverse: str | None = None, **layer_kwargs) -> LongConv:
     """Rung 6's ``LongConv`` whose fixed transform is swapped for a ``LearnedButterflyConv`` over
     its channels * d_model rows (the Monarch DFT with per-row trainable blocks, starting at the
     exact DFT). ``layer_kwargs`` go to ``LongConv`` (lam, smooth_width, seed, ...); the learned
     module is the layer's ``conv`` attribute."""
     channels = check_int(channels, "channels", min=1)
     d_model = check_int(d_model, "d_model", min=1)
-    conv = LearnedButterflyConv(channels * d_model, l_max, inverse=inverse, block_lr=block_lr)
+    conv = LearnedButterflyConv(channels * d_model, l_max, inverse_mode=_inverse_mode(inverse_mode, inverse),
+                                block_lr=block_lr)
     return LongConv(d_model, l_max, channels=channels, conv=conv, **layer_kwargs)

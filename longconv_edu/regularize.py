@@ -22,7 +22,7 @@ To say *how* smooth a kernel is, three numbers (each a function of the last axis
 and, for comparison, ``ssm_kernel``: the kernel of a small diagonal SSM (S4D-style), built from
 ``s4d_init`` parameters by ``s4d_kernel`` (which is differentiable, so the layer can learn them).
 
-Reference settings (the paper's reference code, safari, LRA configs; see /work/shared/REFERENCE.md):
+Reference settings (the paper's reference code, the HazyResearch safari repository, its LRA configs):
 lam 0.001-0.004 (``PAPER_SETTINGS``), Smooth off in every shipped config (window 7 when on),
 kernel dropout 0.1-0.3, kernel learning rate 1e-4-1e-3 with no weight decay on the kernel,
 kernel init ``randn * 0.002``.
@@ -37,7 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_bool, check_dtype, check_float, check_int, check_tensor
 
 __all__ = ["PAPER_SETTINGS", "squash", "smooth", "kernel_dropout", "regularize_kernel",
            "total_variation", "high_freq_fraction", "spectral_decay", "smoothness_metrics",
@@ -105,8 +105,7 @@ def kernel_dropout(k: torch.Tensor, p: float, *, training: bool = True) -> torch
     """
     _check_kernel(k)
     p = check_float(p, "p", min=0.0, max=1.0, max_inclusive=False)
-    if not isinstance(training, bool):
-        raise TypeError(f"training must be True or False, got {training!r}")
+    check_bool(training, "training")
     return F.dropout(k, p=p, training=training) if training and p > 0 else k
 
 
@@ -127,13 +126,15 @@ def total_variation(k: torch.Tensor) -> torch.Tensor:
     Scale-free (multiplying k by c changes nothing) and between 0 and 2. For i.i.d. Gaussian
     white noise it tends to E|X - Y| / E|X| = sqrt(2) ~ 1.41 (X - Y has twice the variance); a
     kernel that changes slowly over its support of n taps scores about (number of swings)/n, near 0.
-    An all-zero kernel scores 0 (nothing varies). Returns shape k.shape[:-1], float64.
+    An all-zero kernel scores 0 (nothing varies); a kernel holding NaN or inf scores NaN (a
+    diverged kernel must never look smooth). Returns shape k.shape[:-1], float64.
     """
     _check_kernel(k)
     k = k.detach().double()
     tv = (k[..., 1:] - k[..., :-1]).abs().sum(-1)
     mass = k.abs().sum(-1)
-    return torch.where(mass > 0, tv / mass.clamp_min(1e-300), torch.zeros_like(mass))
+    score = torch.where(mass == 0, torch.zeros_like(mass), tv / mass.clamp_min(1e-300))
+    return torch.where(torch.isfinite(k).all(-1), score, torch.full_like(score, math.nan))
 
 
 def _power_spectrum(k: torch.Tensor):
@@ -150,7 +151,8 @@ def high_freq_fraction(k: torch.Tensor, cutoff: float = 0.1) -> torch.Tensor:
     Energy is |rfft(k)|^2 summed over the frequency bins (Parseval: the same total as sum k^2, up
     to the one-sided weighting). White noise spreads energy evenly over 0..0.5, so it scores about
     (0.5 - cutoff) / 0.5 = 0.8 at the default cutoff 0.1; a moving average of width w puts most
-    energy below 1/w; an SSM kernel keeps it near the frequencies of its modes. All-zero: 0.
+    energy below 1/w; an SSM kernel keeps it near the frequencies of its modes. All-zero: 0;
+    NaN or inf anywhere in a kernel: NaN.
     """
     _check_kernel(k)
     cutoff = check_float(cutoff, "cutoff", min=0.0, max=0.5)
@@ -162,7 +164,8 @@ def high_freq_fraction(k: torch.Tensor, cutoff: float = 0.1) -> torch.Tensor:
     E = P * w
     total = E.sum(-1)
     high = (E * (f > cutoff)).sum(-1)
-    return torch.where(total > 0, high / total.clamp_min(1e-300), torch.zeros_like(total))
+    score = torch.where(total == 0, torch.zeros_like(total), high / total.clamp_min(1e-300))
+    return torch.where(torch.isfinite(k).all(-1), score, torch.full_like(score, math.nan))
 
 
 def spectral_decay(k: torch.Tensor, f_min: float = 0.01, nbins: int = 24) -> torch.Tensor:
@@ -202,12 +205,14 @@ def spectral_decay(k: torch.Tensor, f_min: float = 0.01, nbins: int = 24) -> tor
     xc = x - x.mean()
     slope = ((y - y.mean(-1, keepdim=True)) * xc).sum(-1) / (xc * xc).sum()
     zero = P.sum(-1) == 0
-    return torch.where(zero, torch.zeros_like(slope), -slope)
+    beta = torch.where(zero, torch.zeros_like(slope), -slope)
+    return torch.where(torch.isfinite(k).all(-1), beta, torch.full_like(beta, math.nan))
 
 
 def smoothness_metrics(k: torch.Tensor, cutoff: float = 0.1) -> dict:
     """All three metrics of a 1-D kernel as plain floats: {"total_variation", "high_freq_fraction",
-    "spectral_decay"} (the last is NaN for kernels shorter than 8 taps)."""
+    "spectral_decay"} (the last is NaN for kernels shorter than 8 taps). A kernel holding NaN or
+    inf gets NaN for all three, so a diverged kernel never reports as smooth."""
     _check_kernel(k)
     if k.ndim != 1:
         raise ValueError(f"k must be 1-D (Lk,) here, got shape {tuple(k.shape)}; index one row")
@@ -232,8 +237,7 @@ def s4d_init(H: int, state_dim: int = 64, *, dt_min: float = 1e-3, dt_max: float
         raise ValueError(f"state_dim must be even (modes come in conjugate pairs), got {state_dim}")
     dt_min = check_float(dt_min, "dt_min", min=0.0, min_inclusive=False)
     dt_max = check_float(dt_max, "dt_max", min=dt_min)
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    check_dtype(dtype)
     g = torch.Generator()
     if seed is None:
         g.seed()
@@ -294,6 +298,7 @@ def ssm_kernel(H: int, L: int, *, state_dim: int = 16, dt_min: float = 1e-3, dt_
     holds for the continuous-time kernel; sampled, it needs dt * max|Im A| well below pi.
     """
     L = check_int(L, "L", min=1)
+    check_dtype(dtype)
     p = s4d_init(H, state_dim, dt_min=dt_min, dt_max=dt_max, seed=seed, dtype=torch.float64)
     with torch.no_grad():
         return s4d_kernel(p["log_dt"], p["A_real"], p["A_imag"], p["C"], L).to(dtype)
@@ -303,6 +308,10 @@ def ssm_kernel(H: int, L: int, *, state_dim: int = 16, dt_min: float = 1e-3, dt_
 def random_init(shape, *, scale: float = 0.002, generator=None, dtype=torch.float32) -> torch.Tensor:
     """The paper's init for a free kernel: ``randn(shape) * scale`` (scale 0.002 in the reference code)."""
     scale = check_float(scale, "scale", min=0.0)
+    check_dtype(dtype)
+    if isinstance(shape, int) or not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"shape must be a tuple of ints such as (H, Lk), got {shape!r}")
+    shape = tuple(check_int(n, f"shape[{i}]", min=0) for i, n in enumerate(shape))
     return torch.randn(*shape, generator=generator, dtype=dtype) * scale
 
 
@@ -321,6 +330,7 @@ def double_exp_init(channels: int, H: int, Lk: int, *, scale: float = 0.002, gen
     H = check_int(H, "H", min=1)
     Lk = check_int(Lk, "Lk", min=1)
     scale = check_float(scale, "scale", min=0.0)
+    check_dtype(dtype)
     hi, lo = max(Lk / 16.0, 1.0), min(16.0, max(Lk / 16.0, 1.0))
     if channels == 1:
         taus = torch.tensor([math.sqrt(hi * lo)], dtype=torch.float64)

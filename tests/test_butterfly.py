@@ -125,3 +125,22 @@ def test_bad_input(call, exc, arg):
     with pytest.raises(exc) as info:
         call()
     assert arg in str(info.value)
+
+
+# ----------------------------------------------------------------------------- issue 15 defects
+def test_no_length_ceiling_at_2_to_the_17():
+    """Issue 15 #6: butterfly, three_pass and learned_butterfly refused L > 2^17 with the hint
+    "raise max_factor", which none accepts; now the Monarch factors grow past 64 and the result
+    is the causal convolution (oracle: numpy, float64) at L = 2^18 (N = 2^19 = 128 * 64 * 64)."""
+    from longconv_edu.learned import LearnedButterflyConv, learned_butterfly_conv
+
+    L = 2 ** 18
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(1, 1, L, generator=g, dtype=torch.float64)
+    k = torch.randn(1, L, generator=g, dtype=torch.float64) / L ** 0.5
+    ref = np.fft.irfft(np.fft.rfft(u.numpy(), 2 * L) * np.fft.rfft(k.numpy(), 2 * L), 2 * L)[..., :L]
+    layer = LearnedButterflyConv(1, L, dtype=torch.float64)
+    assert layer.factors == (128, 64, 64)
+    for name, y in [("butterfly", butterfly_conv(u, k)), ("three_pass", three_pass_conv(u, k)),
+                    ("learned_butterfly", learned_butterfly_conv(u, k)), ("LearnedButterflyConv", layer(u, k))]:
+        assert rel_err(y.detach().numpy(), ref) < 1e-12, name

@@ -194,3 +194,55 @@ def test_toeplitz_bad_input():
 def test_jit_flag_must_be_bool():
     with pytest.raises(TypeError, match=r"jit must be True or False"):
         direct_conv(GOOD_U, GOOD_K, jit="yes")
+
+
+# ----------------------------------------------------------------------------- issue 15 defects
+@pytest.mark.parametrize("backend", ["direct", "toeplitz", "fft", "butterfly", "learned_butterfly", "numba"])
+@pytest.mark.parametrize("B, H", [(0, 3), (2, 0), (0, 0)])
+def test_empty_batches_give_empty_results(backend, B, H):
+    """Issue 15 #5: fft_conv on B = 0 or H = 0 failed with MKL's "Inconsistent configuration
+    parameters"; every backend must return the empty (B, H, L) result, autograd intact."""
+    u = torch.randn(B, H, 8, requires_grad=True)
+    k = torch.randn(H, 8, requires_grad=True)
+    y = long_conv(u, k, backend=backend)
+    assert y.shape == (B, H, 8) and y.dtype == u.dtype
+    if backend in ("fft", "toeplitz", "butterfly"):
+        y.sum().backward()
+        assert u.grad.shape == u.shape and k.grad.shape == k.shape
+
+
+@pytest.mark.parametrize("fn", [circular_conv, fft_conv])
+def test_fft_forms_on_empty_batch(fn):
+    assert fn(torch.randn(0, 2, 5), torch.randn(2, 5)).shape == (0, 2, 5)
+    assert bidirectional_conv(torch.randn(3, 0, 5), torch.randn(0, 10)).shape == (3, 0, 5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_direct_refuses_hopeless_lengths_with_the_estimate(jit):
+    """Issue 15 #9: direct_conv at L = 2^27 ran for minutes; now it refuses at once, saying how
+    long it would take. Stride-0 (expanded) inputs: no memory is touched before the refusal."""
+    L = 2 ** 27
+    u, k = torch.zeros(1, 1, 1).expand(1, 1, L), torch.zeros(1, 1).expand(1, L)
+    with pytest.raises(ValueError, match=r"direct_conv\(jit=" + str(jit) + r"\) with B=1, H=1, L=134217728, "
+                       r"Lk=134217728 would take ~[0-9.e+]+ s .* over the 600 s limit.*use fft_conv"):
+        direct_conv(u, k, jit=jit)
+
+
+def test_toeplitz_refuses_impossible_memory_with_the_estimate():
+    """Issue 15 #9: toeplitz_conv at L = 2^27 failed in the allocator asking for 144 PB."""
+    L = 2 ** 27
+    u, k = torch.zeros(1, 1, 1).expand(1, 1, L), torch.zeros(1, 1).expand(1, L)
+    with pytest.raises(ValueError, match=r"toeplitz with H=1, L=134217728 would need ~[0-9.]+ PiB of memory"
+                                         r".*more than the .* available; refused before allocating"):
+        toeplitz_conv(u, k)
+    with pytest.raises(ValueError, match=r"PiB of memory"):
+        long_conv(u, k, backend="toeplitz")
+
+
+def test_cost_models_match_their_formulas():
+    from longconv_edu.conv import direct_conv_seconds, toeplitz_bytes
+    assert direct_conv_seconds(2, 3, 10, 4, jit=True) == pytest.approx(2 * 3 * (40 - 6) * 1e-9)
+    assert direct_conv_seconds(1, 1, 10, 10) == pytest.approx(55 * (3e-6 + 1e-9))
+    assert toeplitz_bytes(2, 10, 4) == 100 * 21 + 2 * 2 * 100 * 4
+    # a size that runs in well under a second is never refused
+    assert direct_conv_seconds(1, 4, 1024, 1024) < 10

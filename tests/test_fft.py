@@ -171,6 +171,16 @@ def test_monarch_factors():
         assert np.prod(fs) == 2 ** e and max(fs) <= 64 and len(fs) in (2, 3)
 
 
+def test_monarch_factors_beyond_max_factor_cubed_grow_past_it():
+    """Issue 15 #6: N > max_factor**3 used to be refused with "raise max_factor"; now the three
+    factors grow past max_factor, as equal as possible, and still multiply to N."""
+    assert monarch_factors(2 ** 19) == (128, 64, 64)
+    assert monarch_factors(2 ** 20, 32) == (128, 128, 64)
+    for e in range(19, 31):
+        fs = monarch_factors(2 ** e)
+        assert np.prod(fs) == 2 ** e and len(fs) == 3 and max(fs) // min(fs) <= 2
+
+
 @pytest.mark.parametrize("call, exc, arg", [
     (lambda: fft_recursive(torch.randn(12)), ValueError, "x"),
     (lambda: fft_iterative(torch.randn(2, 6)), ValueError, "x"),
@@ -208,7 +218,6 @@ def test_monarch_factors():
                          blocks=[dft_matrix(4, dtype=torch.complex64).expand(5, 4, 4),
                                  dft_matrix(4, dtype=torch.complex64)]), ValueError, "blocks[0]"),
     (lambda: monarch_factors(12), ValueError, "N"),
-    (lambda: monarch_factors(2 ** 20, 32), ValueError, "N"),
 ])
 def test_bad_input(call, exc, arg):
     with pytest.raises(exc) as info:

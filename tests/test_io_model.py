@@ -18,7 +18,7 @@ from longconv_edu.io_model import (
     fused_conv,
     monarch_flops,
     roofline_time,
-    three_pass_conv,
+    three_pass_traffic,
     unfused_fft_conv,
 )
 
@@ -46,7 +46,7 @@ def test_fused_formula_from_the_spec():
 
 
 def test_three_pass_bytes():
-    t = three_pass_conv(2, 3, 1024, dtype_bytes=4)
+    t = three_pass_traffic(2, 3, 1024, dtype_bytes=4)
     R, N, c = 6, 2048, 8
     assert t.bytes_read == R * (1024 * 4 + (N * c + N * c) + N * c)   # pass 2 reads the spectrum too
     assert t.bytes_written == R * (N * c + N * c + 1024 * 4)
@@ -64,7 +64,7 @@ def test_flop_counts():
 @given(st.integers(1, 64), st.integers(1, 512), st.integers(0, 17), st.sampled_from([2, 4, 8]))
 def test_properties(B, H, e, s):
     L = 2 ** e
-    a, b, c = (f(B, H, L, dtype_bytes=s) for f in (unfused_fft_conv, fused_conv, three_pass_conv))
+    a, b, c = (f(B, H, L, dtype_bytes=s) for f in (unfused_fft_conv, fused_conv, three_pass_traffic))
     for t in (a, b, c):
         assert t.bytes == t.bytes_read + t.bytes_written
         assert t.bytes_read == sum(p[1] for p in t.passes)
@@ -99,10 +99,10 @@ def test_plot_io_model():
 @pytest.mark.parametrize("call, exc, arg", [
     (lambda: unfused_fft_conv(0, 1, 8), ValueError, "B"),
     (lambda: fused_conv(1, 1.5, 8), TypeError, "H"),
-    (lambda: three_pass_conv(1, 1, 0), ValueError, "L"),
+    (lambda: three_pass_traffic(1, 1, 0), ValueError, "L"),
     (lambda: fused_conv(1, 1, 8, dtype_bytes=0), ValueError, "dtype_bytes"),
     (lambda: unfused_fft_conv(1, 1, 8, fft_size=8), ValueError, "fft_size"),
-    (lambda: three_pass_conv(1, 1, 8, outer=3), ValueError, "outer"),
+    (lambda: three_pass_traffic(1, 1, 8, outer=3), ValueError, "outer"),
     (lambda: monarch_flops(64, (4, 4)), ValueError, "factors"),
     (lambda: roofline_time("fast", 1.0, 1.0), TypeError, "traffic"),
     (lambda: roofline_time(Traffic(1, 1, 1.0), 0.0, 1.0), ValueError, "bandwidth"),
@@ -116,7 +116,7 @@ def test_bad_input(call, exc, arg):
 
 
 def test_module_names():
-    assert {"unfused_fft_conv", "fused_conv", "three_pass_conv", "roofline_time"} <= set(io.__all__)
+    assert {"unfused_fft_conv", "fused_conv", "three_pass_traffic", "roofline_time"} <= set(io.__all__)
 
 
 def test_unfused_multi_pass_fft():
@@ -127,3 +127,21 @@ def test_unfused_multi_pass_fft():
     assert two.flops == one.flops
     with pytest.raises(ValueError, match="fft_passes"):
         unfused_fft_conv(1, 1, 4, fft_passes=0)
+
+
+def test_monarch_flops_factors_given_as_an_int_is_a_clear_error():
+    """Issue 15 #10: monarch_flops(16, 16) raised "'int' object is not iterable"."""
+    with pytest.raises(TypeError, match=r"factors must be a tuple of ints such as \(N1, N2\), got 16"):
+        io.monarch_flops(16, 16)
+    with pytest.raises(ValueError, match=r"factors must multiply to N = 16, got \(4, 2\)"):
+        io.monarch_flops(16, (4, 2))
+
+
+def test_no_length_ceiling_in_the_io_model():
+    """Issue 15 #6: the io_model functions refused L > 2^17 ("raise max_factor")."""
+    L = 2 ** 18
+    N = 2 * L
+    t = io.fused_conv(1, 1, L)
+    assert t.flops == 2 * io.monarch_flops(N) + 6 * N
+    assert io.monarch_flops(N) == 8 * N * (128 + 64 + 64) + 6 * N * 2
+    assert io.three_pass_traffic(1, 1, L).bytes > 0 and io.flashbutterfly_conv(1, 1, L, fast_memory_bytes=1).bytes > 0

@@ -289,3 +289,33 @@ def test_random_and_double_exp_inits():
     assert double_exp_init(1, 1, 1).shape == (1, 1, 1)
     with pytest.raises(ValueError, match="channels"):
         double_exp_init(0, 1, 8)
+
+
+# ----------------------------------------------------------------------------- issue 15 defects
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_diverged_kernel_never_scores_as_smooth(bad):
+    """Issue 15 #3: total_variation and high_freq_fraction of [1, nan, 2] returned 0.0 (perfectly
+    smooth); NaN/inf anywhere in a row must give NaN for every metric of that row only."""
+    k = torch.tensor([1.0, bad, 2.0])
+    assert math.isnan(float(total_variation(k)))
+    assert math.isnan(float(high_freq_fraction(k)))
+    m = smoothness_metrics(k)
+    assert all(math.isnan(v) for v in m.values()), m
+    long = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    long[1, 17] = bad
+    for metric in (total_variation, high_freq_fraction, spectral_decay):
+        out = metric(long)
+        assert math.isnan(float(out[1])) and torch.isfinite(out[[0, 2]]).all(), metric.__name__
+    assert all(math.isnan(v) for v in smoothness_metrics(long[1]).values())
+
+
+def test_zero_kernel_still_scores_zero():
+    z = torch.zeros(16)
+    assert smoothness_metrics(z) == {"total_variation": 0.0, "high_freq_fraction": 0.0, "spectral_decay": 0.0}
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.float16, torch.complex64, "float32", None])
+def test_ssm_kernel_refuses_other_dtypes(dtype):
+    """Issue 15 #4: int64 gave all zeros, bool all True, float16/complex passed unchecked."""
+    with pytest.raises(TypeError, match=r"dtype must be torch.float32 or torch.float64, got "):
+        ssm_kernel(2, 16, dtype=dtype)

@@ -1,0 +1,1229 @@
+"""The bad-input table: for every public function of the rungs floor, the inputs it must refuse,
+the exception type, and the message (a regex) it must give -- in the spirit of torch's OpInfo
+``error_inputs``. A meta-test fails when a public function has no row, so a new function must
+add its rows here. Kernels enter through the dispatch registry (their public entry points).
+
+Also here: odd but valid layouts (non-contiguous, stride-0, empty batches) give the oracle's
+answer for every backend, and NaN propagates instead of vanishing.
+"""
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+from oracles import causal_conv_np, rel_err
+
+from longconv_edu import butterfly, conv, dispatch, fft, io_model, layers, learned, params, regularize, timing
+from longconv_edu.dispatch import get_backend
+
+# the modules of floor 1 (the rungs) whose __all__ this table must cover, and the kernels' entry points
+RUNG_MODULES = [
+    "conv",
+    "fft",
+    "butterfly",
+    "io_model",
+    "regularize",
+    "params",
+    "layers",
+    "learned",
+    "dispatch",
+    "timing",
+]
+# public names that are data or plain records, not functions taking input (nothing to refuse)
+NOT_FUNCTIONS = {
+    "fft.COMPLEX_OF": "a dict constant",
+    "regularize.PAPER_SETTINGS": "a dict constant",
+    "io_model.Traffic": "a plain record the io_model functions build",
+}
+
+ROWS: list[tuple[str, str, object, type, str]] = []
+
+
+def row(fn_name: str, label: str, call, exc: type, match: str) -> None:
+    """One bad input: ``call()`` must raise ``exc`` with a message matching ``match``."""
+    ROWS.append((fn_name, label, call, exc, match))
+
+
+def T(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+U, K = T(2, 3, 8), T(3, 8)
+U64, K64 = U.double(), K.double()
+C64 = [fft.dft_matrix(4, dtype=torch.complex64), fft.dft_matrix(4, dtype=torch.complex64)]
+
+# ----------------------------------------------------------------------------- the convolutions
+CONV_FNS = {
+    "conv.direct_conv": conv.direct_conv,
+    "conv.toeplitz_conv": conv.toeplitz_conv,
+    "conv.fft_conv": conv.fft_conv,
+    "conv.circular_conv": conv.circular_conv,
+    "butterfly.butterfly_conv": butterfly.butterfly_conv,
+    "butterfly.three_pass_conv": butterfly.three_pass_conv,
+    "butterfly.radix2_conv": butterfly.radix2_conv,
+    "learned.learned_butterfly_conv": learned.learned_butterfly_conv,
+    "dispatch.long_conv": dispatch.long_conv,
+    "kernels.cpu.cpu_conv": lambda u, k: get_backend("numba")(u, k),
+    "kernels.cuda.cuda_conv": lambda u, k: get_backend("cuda")(u, k),
+}
+for name, f in CONV_FNS.items():
+    row(name, "u 2-D", lambda f=f: f(T(3, 8), K), ValueError, r"u must be 3-D \(B, H, L\), got 2-D shape \(3, 8\)")
+    row(name, "u 4-D", lambda f=f: f(T(1, 2, 3, 8), K), ValueError, r"u must be 3-D \(B, H, L\), got 4-D")
+    row(name, "k 1-D", lambda f=f: f(U, T(8)), ValueError, r"k must be 2-D \(H, Lk\), got 1-D shape \(8,\)")
+    row(
+        name,
+        "u int64",
+        lambda f=f: f(U.long(), K.long()),
+        TypeError,
+        r"u must have dtype torch.float32 or torch.float64, got torch.int64 \(cast with .float\(\)",
+    )
+    row(name, "u float16", lambda f=f: f(U.half(), K.half()), TypeError, r"u must have dtype .* got torch.float16")
+    row(
+        name,
+        "u complex",
+        lambda f=f: f(U.to(torch.complex64), K),
+        TypeError,
+        r"u must have dtype .* got torch.complex64 .*would silently drop the imaginary part",
+    )
+    row(name, "u bool", lambda f=f: f(U > 0, K), TypeError, r"u must have dtype .* got torch.bool")
+    row(
+        name,
+        "u a NumPy array",
+        lambda f=f: f(U.numpy(), K),
+        TypeError,
+        r"u must be a torch.Tensor, got ndarray .*torch.from_numpy",
+    )
+    row(name, "k a list", lambda f=f: f(U, K.tolist()), TypeError, r"k must be a torch.Tensor, got list")
+    row(
+        name,
+        "dtypes differ",
+        lambda f=f: f(U, K64),
+        TypeError,
+        r"k has dtype torch.float64 but u has dtype torch.float32; they must match",
+    )
+    row(name, "H differs", lambda f=f: f(U, T(2, 8)), ValueError, r"k has H=2 channels .* but u has H=3")
+    row(name, "Lk > L", lambda f=f: f(U, T(3, 9)), ValueError, r"k must have length 1 <= Lk <= L = 8, got Lk=9")
+    row(name, "Lk = 0", lambda f=f: f(U, T(3, 0)), ValueError, r"k must have length 1 <= Lk <= L = 8, got Lk=0")
+    row(name, "L = 0", lambda f=f: f(T(2, 3, 0), T(3, 1)), ValueError, r"u must have sequence length L >= 1")
+    row(
+        name,
+        "u on meta device",
+        lambda f=f: f(U.to("meta"), K),
+        ValueError,
+        r"k is on device cpu but u is on device meta",
+    )
+
+row(
+    "conv.bidirectional_conv",
+    "k of length L",
+    lambda: conv.bidirectional_conv(U, K),
+    ValueError,
+    r"k must have length 2L = 16 for a bidirectional convolution .* got Lk=8",
+)
+row(
+    "conv.bidirectional_conv", "u 2-D", lambda: conv.bidirectional_conv(T(3, 8), T(3, 16)), ValueError, r"u must be 3-D"
+)
+row(
+    "conv.bidirectional_conv",
+    "int",
+    lambda: conv.bidirectional_conv(U.long(), T(3, 16).long()),
+    TypeError,
+    r"u must have dtype",
+)
+row("conv.bidirectional_conv", "H differs", lambda: conv.bidirectional_conv(U, T(2, 16)), ValueError, r"k has H=2")
+row(
+    "conv.direct_conv",
+    "jit=1",
+    lambda: conv.direct_conv(U, K, jit=1),
+    TypeError,
+    r"jit must be True or False, got int 1",
+)
+row("conv.direct_conv", "jit='yes'", lambda: conv.direct_conv(U, K, jit="yes"), TypeError, r"jit must be True or False")
+row(
+    "conv.direct_conv",
+    "L = 2^27 (stride-0 input)",
+    lambda: conv.direct_conv(torch.zeros(1, 1, 1).expand(1, 1, 2**27), torch.zeros(1, 1).expand(1, 2**27)),
+    ValueError,
+    r"direct_conv\(jit=False\) .* would take ~.* s .*over the 600 s limit",
+)
+row(
+    "conv.direct_conv",
+    "typo in a keyword",
+    lambda: conv.direct_conv(U, K, jti=True),
+    TypeError,
+    r"unexpected keyword argument 'jti'",
+)
+row(
+    "conv.toeplitz_conv",
+    "L = 2^27 (stride-0 input)",
+    lambda: conv.toeplitz_conv(torch.zeros(1, 1, 1).expand(1, 1, 2**27), torch.zeros(1, 1).expand(1, 2**27)),
+    ValueError,
+    r"toeplitz with H=1, L=134217728 would need ~.* PiB of memory",
+)
+row("conv.toeplitz", "k 3-D", lambda: conv.toeplitz(T(1, 3, 8), 8), ValueError, r"k must be 1-D \(Lk,\) or 2-D")
+row("conv.toeplitz", "L float", lambda: conv.toeplitz(T(8), 8.0), TypeError, r"L must be an int, got float 8.0")
+row("conv.toeplitz", "L = 0", lambda: conv.toeplitz(T(1), 0), ValueError, r"L must be >= 1, got 0")
+row(
+    "conv.toeplitz",
+    "Lk > L",
+    lambda: conv.toeplitz(T(9), 8),
+    ValueError,
+    r"k must have length 1 <= Lk <= L = 8, got Lk=9",
+)
+row("conv.toeplitz", "k int", lambda: conv.toeplitz(torch.arange(4), 8), TypeError, r"k must have dtype")
+row("conv.toeplitz", "L = 2^27", lambda: conv.toeplitz(T(1), 2**27), ValueError, r"PiB of memory")
+row(
+    "conv.fft_conv",
+    "fft_size too small",
+    lambda: conv.fft_conv(U, K, fft_size=14),
+    ValueError,
+    r"fft_size must be >= L \+ Lk - 1 = 15 .* use circular_conv",
+)
+row(
+    "conv.fft_conv", "fft_size float", lambda: conv.fft_conv(U, K, fft_size=16.0), TypeError, r"fft_size must be an int"
+)
+row(
+    "conv.fft_conv",
+    "fft_size True",
+    lambda: conv.fft_conv(U, K, fft_size=True),
+    TypeError,
+    r"fft_size must be an int, got bool True",
+)
+row(
+    "conv.direct_conv_seconds",
+    "L a string",
+    lambda: conv.direct_conv_seconds(1, 1, "8", 8),
+    TypeError,
+    r"L must be an int, got str",
+)
+row("conv.direct_conv_seconds", "B = -1", lambda: conv.direct_conv_seconds(-1, 1, 8, 8), ValueError, r"B must be >= 0")
+row(
+    "conv.direct_conv_seconds",
+    "Lk > L",
+    lambda: conv.direct_conv_seconds(1, 1, 8, 9),
+    ValueError,
+    r"k must have length 1 <= Lk <= L = 8",
+)
+row(
+    "conv.direct_conv_seconds",
+    "jit=None",
+    lambda: conv.direct_conv_seconds(1, 1, 8, 8, jit=None),
+    TypeError,
+    r"jit must be True or False",
+)
+row(
+    "conv.toeplitz_bytes", "L a string", lambda: conv.toeplitz_bytes(1, "8", 4), TypeError, r"L must be an int, got str"
+)
+row("conv.toeplitz_bytes", "itemsize 0", lambda: conv.toeplitz_bytes(1, 8, 0), ValueError, r"itemsize must be >= 1")
+
+# ----------------------------------------------------------------------------- fft.py
+SIGNAL_FNS = {
+    "fft.fft_recursive": fft.fft_recursive,
+    "fft.fft_iterative": fft.fft_iterative,
+    "fft.monarch_dft": lambda x, **kw: fft.monarch_dft(x, (x.shape[-1], 1) if x.ndim else (1, 1), **kw),
+}
+for name, f in SIGNAL_FNS.items():
+    row(name, "int signal", lambda f=f: f(torch.arange(8)), TypeError, r"x must have dtype .* got torch.int64")
+    row(name, "bool signal", lambda f=f: f(torch.ones(8, dtype=torch.bool)), TypeError, r"x must have dtype")
+    row(name, "float16 signal", lambda f=f: f(T(8).half()), TypeError, r"x must have dtype .* got torch.float16")
+    row(name, "NumPy signal", lambda f=f: f(np.zeros(8)), TypeError, r"x must be a torch.Tensor, got ndarray")
+    row(name, "0-D signal", lambda f=f: f(torch.tensor(1.0)), ValueError, r"x must have at least 1 dimension")
+    row(name, "empty last axis", lambda f=f: f(T(3, 0)), ValueError, r"x must have length >= 1 along its last axis")
+    row(name, "inverse=1", lambda f=f: f(T(8), inverse=1), TypeError, r"inverse must be True or False, got int 1")
+for name in ("fft.fft_recursive", "fft.fft_iterative"):
+    f = SIGNAL_FNS[name]
+    row(
+        name,
+        "length 12",
+        lambda f=f: f(T(2, 12)),
+        ValueError,
+        r"x must have a power-of-two length .* got N=12 .*zero-pad it to 16",
+    )
+row("fft.fft_iterative", "jit='no'", lambda: fft.fft_iterative(T(8), jit="no"), TypeError, r"jit must be True or False")
+row(
+    "fft.fft_iterative",
+    "jit on meta",
+    lambda: fft.fft_iterative(T(8).to("meta"), jit=True),
+    ValueError,
+    r"fft_iterative\(jit=True\) runs on the CPU",
+)
+row("fft.butterfly_stage", "stage 0", lambda: fft.butterfly_stage(T(8), 0), ValueError, r"stage must be >= 1, got 0")
+row(
+    "fft.butterfly_stage",
+    "stage 4 of N=8",
+    lambda: fft.butterfly_stage(T(8), 4),
+    ValueError,
+    r"stage must be <= 3, got 4",
+)
+row("fft.butterfly_stage", "N = 1", lambda: fft.butterfly_stage(T(1), 1), ValueError, r"y must have length >= 2")
+row(
+    "fft.butterfly_stage",
+    "N = 6",
+    lambda: fft.butterfly_stage(T(6), 1),
+    ValueError,
+    r"y must have a power-of-two length",
+)
+row("fft.butterfly_stage", "stage float", lambda: fft.butterfly_stage(T(8), 1.0), TypeError, r"stage must be an int")
+for name, f in {"fft.dft_matrix": fft.dft_matrix, "fft.twiddles": fft.twiddles}.items():
+    row(name, "n = 0", lambda f=f: f(0), ValueError, r"n must be >= 1, got 0")
+    row(name, "n float", lambda f=f: f(4.0), TypeError, r"n must be an int, got float 4.0")
+    row(
+        name,
+        "real dtype",
+        lambda f=f: f(4, dtype=torch.float64),
+        TypeError,
+        r"dtype must be torch.complex64 or torch.complex128, got torch.float64",
+    )
+    row(name, "inverse='yes'", lambda f=f: f(4, inverse="yes"), TypeError, r"inverse must be True or False")
+row("fft.twiddles", "n = 6", lambda: fft.twiddles(6), ValueError, r"n must be a power of two, got 6")
+row("fft.twiddle_grid", "n2 = 0", lambda: fft.twiddle_grid(4, 0), ValueError, r"n2 must be >= 1, got 0")
+row("fft.twiddle_grid", "n1 float", lambda: fft.twiddle_grid(4.5, 2), TypeError, r"n1 must be an int")
+row(
+    "fft.twiddle_grid",
+    "int dtype",
+    lambda: fft.twiddle_grid(2, 2, dtype=torch.int64),
+    TypeError,
+    r"dtype must be torch.complex64",
+)
+for name, f in {
+    "fft.bit_reversal_permutation": fft.bit_reversal_permutation,
+    "fft.butterfly_factors": fft.butterfly_factors,
+}.items():
+    row(name, "n = 12", lambda f=f: f(12), ValueError, r"n must be a power of two, got 12")
+    row(name, "n = 0", lambda f=f: f(0), ValueError, r"n must be >= 1, got 0")
+    row(name, "n a string", lambda f=f: f("8"), TypeError, r"n must be an int, got str '8'")
+row(
+    "fft.butterfly_factors",
+    "inverse=None",
+    lambda: fft.butterfly_factors(4, inverse=None),
+    TypeError,
+    r"inverse must be True or False",
+)
+row("fft.monarch_factors", "N = 12", lambda: fft.monarch_factors(12), ValueError, r"N must be a power of two, got 12")
+row(
+    "fft.monarch_factors",
+    "max_factor = 3",
+    lambda: fft.monarch_factors(16, 3),
+    ValueError,
+    r"max_factor must be a power of two",
+)
+row("fft.monarch_factors", "max_factor = 1", lambda: fft.monarch_factors(16, 1), ValueError, r"max_factor must be >= 2")
+row("fft.monarch_factors", "N float", lambda: fft.monarch_factors(16.0), TypeError, r"N must be an int")
+row(
+    "fft.monarch_dft",
+    "factors an int",
+    lambda: fft.monarch_dft(T(16), 16),
+    TypeError,
+    r"factors must be a tuple of 2 or 3 ints such as \(N1, N2\), got 16",
+)
+row(
+    "fft.monarch_dft",
+    "4 factors",
+    lambda: fft.monarch_dft(T(16), (2, 2, 2, 2)),
+    ValueError,
+    r"factors must hold 2 or 3 sizes",
+)
+row(
+    "fft.monarch_dft",
+    "wrong product",
+    lambda: fft.monarch_dft(T(16), (4, 2)),
+    ValueError,
+    r"factors must multiply to the transform length N = 16 .* product 8",
+)
+row("fft.monarch_dft", "factor 0", lambda: fft.monarch_dft(T(16), (16, 0)), ValueError, r"factors\[1\] must be >= 1")
+row(
+    "fft.monarch_dft",
+    "blocks not a list",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=C64[0]),
+    TypeError,
+    r"blocks must be a list of complex tensors, one block per factor",
+)
+row(
+    "fft.monarch_dft",
+    "one block too few",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=C64[:1]),
+    ValueError,
+    r"blocks must hold one block per factor, 2 for factors \(4, 4\), got 1",
+)
+row(
+    "fft.monarch_dft",
+    "block of the wrong size",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=[fft.dft_matrix(2, dtype=torch.complex64), C64[1]]),
+    ValueError,
+    r"blocks\[0\] must be \(4, 4\) or \(H, 4, 4\) for factor 4, got shape \(2, 2\)",
+)
+row(
+    "fft.monarch_dft",
+    "complex128 blocks for float32 x",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=[fft.dft_matrix(4), C64[1]]),
+    TypeError,
+    r"blocks\[0\] must have dtype torch.complex64, got torch.complex128 \(convert with .to\(torch.complex64\)\)",
+)
+row(
+    "fft.monarch_dft",
+    "real blocks",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=[C64[0].real, C64[1]]),
+    TypeError,
+    r"blocks\[0\] must have dtype torch.complex64, got torch.float32 \(convert with .to\(torch.complex64\)\)",
+)
+row(
+    "fft.monarch_dft",
+    "per-channel blocks, 1-D x",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=[C64[0].expand(2, 4, 4), C64[1]]),
+    ValueError,
+    r"blocks are per channel \(H, n, n\), so x must be \(..., H, N\)",
+)
+row(
+    "fft.monarch_dft",
+    "per-channel blocks, H differs",
+    lambda: fft.monarch_dft(T(3, 16), (4, 4), blocks=[C64[0].expand(2, 4, 4), C64[1]]),
+    ValueError,
+    r"blocks\[0\] has 2 channel blocks .* the input has H = 3",
+)
+row(
+    "fft.monarch_dft",
+    "blocks on meta",
+    lambda: fft.monarch_dft(T(16), (4, 4), blocks=[C64[0].to("meta"), C64[1]]),
+    ValueError,
+    r"blocks\[0\] is on device meta but the input is on cpu",
+)
+row(
+    "fft.four_step_stages",
+    "2-D x",
+    lambda: fft.four_step_stages(T(2, 16), 4, 4),
+    ValueError,
+    r"x must be 1-D \(one signal\)",
+)
+row(
+    "fft.four_step_stages",
+    "wrong split",
+    lambda: fft.four_step_stages(T(16), 4, 3),
+    ValueError,
+    r"factors must multiply to .* N = 16",
+)
+row(
+    "fft.four_step_stages",
+    "int x",
+    lambda: fft.four_step_stages(torch.arange(16), 4, 4),
+    TypeError,
+    r"x must have dtype",
+)
+row("fft.fft_size", "L = 0", lambda: fft.fft_size(0), ValueError, r"L must be >= 1, got 0")
+row("fft.fft_size", "L float", lambda: fft.fft_size(8.0), TypeError, r"L must be an int, got float")
+row("fft.next_power_of_two", "n = 0", lambda: fft.next_power_of_two(0), ValueError, r"n must be >= 1, got 0")
+row(
+    "fft.next_power_of_two", "n None", lambda: fft.next_power_of_two(None), TypeError, r"n must be an int, got NoneType"
+)
+row("fft.check_factors", "a string", lambda: fft.check_factors("44", 16), TypeError, r"factors must be a tuple")
+row(
+    "fft.check_factors",
+    "one factor",
+    lambda: fft.check_factors((16,), 16),
+    ValueError,
+    r"factors must hold 2 or 3 sizes",
+)
+row(
+    "fft.check_factors",
+    "float factor",
+    lambda: fft.check_factors((4.0, 4), 16),
+    TypeError,
+    r"factors\[0\] must be an int",
+)
+row(
+    "fft.check_blocks",
+    "a tensor",
+    lambda: fft.check_blocks(C64[0], dtype=torch.float32),
+    TypeError,
+    r"blocks must be a list",
+)
+row(
+    "fft.check_blocks",
+    "non-square",
+    lambda: fft.check_blocks([C64[0][:, :2], C64[1]], dtype=torch.float32),
+    ValueError,
+    r"blocks\[0\] must be square \(n, n\)",
+)
+row(
+    "fft.check_blocks",
+    "4-D block",
+    lambda: fft.check_blocks([C64[0][None, None], C64[1]], dtype=torch.float32),
+    ValueError,
+    r"blocks\[0\] must be 2-D \(n, n\) shared or 3-D \(H, n, n\) per channel, got 4-D",
+)
+row(
+    "fft.check_blocks",
+    "channels disagree",
+    lambda: fft.check_blocks([C64[0].expand(2, 4, 4), C64[1].expand(3, 4, 4)], dtype=torch.float32),
+    ValueError,
+    r"blocks\[1\] has 3 channel blocks .* an earlier block has H = 2",
+)
+
+# ----------------------------------------------------------------------------- butterfly.py
+row(
+    "butterfly.butterfly_kernel_spectrum",
+    "Lk > L",
+    lambda: butterfly.butterfly_kernel_spectrum(T(3, 9), 8),
+    ValueError,
+    r"k must have length 1 <= Lk <= L = 8, got Lk=9",
+)
+row(
+    "butterfly.butterfly_kernel_spectrum",
+    "L float",
+    lambda: butterfly.butterfly_kernel_spectrum(K, 8.0),
+    TypeError,
+    r"L must be an int",
+)
+row(
+    "butterfly.butterfly_kernel_spectrum",
+    "k 3-D",
+    lambda: butterfly.butterfly_kernel_spectrum(T(1, 3, 8), 8),
+    ValueError,
+    r"k must be 2-D",
+)
+row(
+    "butterfly.butterfly_kernel_spectrum",
+    "k int",
+    lambda: butterfly.butterfly_kernel_spectrum(K.long(), 8),
+    TypeError,
+    r"k must have dtype",
+)
+row(
+    "butterfly.butterfly_kernel_spectrum",
+    "factors too small",
+    lambda: butterfly.butterfly_kernel_spectrum(K, 8, factors=(3, 4)),
+    ValueError,
+    r"factors must multiply to an FFT size N >= 15",
+)
+row(
+    "butterfly.butterfly_kernel_spectrum",
+    "factors an int",
+    lambda: butterfly.butterfly_kernel_spectrum(K, 8, factors=16),
+    TypeError,
+    r"factors must be a tuple of 2 or 3 ints",
+)
+KF = butterfly.butterfly_kernel_spectrum(K, 8)
+for name, f in {
+    "butterfly.butterfly_conv": butterfly.butterfly_conv,
+    "butterfly.three_pass_conv": butterfly.three_pass_conv,
+}.items():
+    row(name, "k and k_f None", lambda f=f: f(U, None), ValueError, r"k must be a \(H, Lk\) kernel tensor, got None")
+    row(
+        name,
+        "k_f real",
+        lambda f=f: f(U, None, k_f=KF.real),
+        TypeError,
+        r"k_f must have dtype torch.complex64 to go with u of dtype torch.float32",
+    )
+    row(
+        name,
+        "k_f complex128",
+        lambda f=f: f(U, None, k_f=KF.to(torch.complex128)),
+        TypeError,
+        r"k_f must have dtype torch.complex64",
+    )
+    row(
+        name,
+        "k_f too short",
+        lambda f=f: f(U, None, k_f=KF[:, :8]),
+        ValueError,
+        r"k_f has FFT size N=8 but must have N >= 15",
+    )
+    row(name, "k_f H differs", lambda f=f: f(U, None, k_f=KF[:2]), ValueError, r"k_f has H=2 channels")
+    row(name, "k_f 1-D", lambda f=f: f(U, None, k_f=KF[0]), ValueError, r"k_f must be 2-D \(H, N\)")
+row(
+    "butterfly.butterfly_conv",
+    "factors wrap around",
+    lambda: butterfly.butterfly_conv(U, K, factors=(2, 4)),
+    ValueError,
+    r"factors must multiply to an FFT size N >= 15 .* got \(2, 4\) with product 8",
+)
+row(
+    "butterfly.butterfly_conv",
+    "factors a string",
+    lambda: butterfly.butterfly_conv(U, K, factors="44"),
+    TypeError,
+    r"factors must be a tuple",
+)
+row(
+    "butterfly.butterfly_conv",
+    "k_f non-power-of-two, no factors",
+    lambda: butterfly.butterfly_conv(U, None, k_f=butterfly.butterfly_kernel_spectrum(K, 8, factors=(3, 6))),
+    ValueError,
+    r"factors must be given .* size N=18",
+)
+row(
+    "butterfly.three_pass_conv",
+    "outer 3",
+    lambda: butterfly.three_pass_conv(U, K, outer=3),
+    ValueError,
+    r"outer must divide the FFT size N = 16, got 3",
+)
+row(
+    "butterfly.three_pass_conv",
+    "outer 0",
+    lambda: butterfly.three_pass_conv(U, K, outer=0),
+    ValueError,
+    r"outer must be >= 1",
+)
+row(
+    "butterfly.three_pass_conv",
+    "outer float",
+    lambda: butterfly.three_pass_conv(U, K, outer=4.0),
+    TypeError,
+    r"outer must be an int",
+)
+row(
+    "butterfly.radix2_conv",
+    "jit=1",
+    lambda: butterfly.radix2_conv(U, K, jit=1),
+    TypeError,
+    r"jit must be True or False",
+)
+row(
+    "butterfly.resolve_factors",
+    "factors an int",
+    lambda: butterfly.resolve_factors(16, 16, 15, "why"),
+    TypeError,
+    r"factors must be a tuple",
+)
+row(
+    "butterfly.resolve_factors",
+    "too small",
+    lambda: butterfly.resolve_factors(16, (2, 2), 15, "because"),
+    ValueError,
+    r"factors must multiply to an FFT size N >= 15 \(because\)",
+)
+row(
+    "butterfly.resolve_factors",
+    "N_from not a power of two",
+    lambda: butterfly.resolve_factors(12, None, 11, "x"),
+    ValueError,
+    r"N must be a power of two",
+)
+
+# ----------------------------------------------------------------------------- io_model.py
+for name, f in {
+    "io_model.unfused_fft_conv": io_model.unfused_fft_conv,
+    "io_model.fused_conv": io_model.fused_conv,
+    "io_model.three_pass_traffic": io_model.three_pass_traffic,
+    "io_model.flashbutterfly_conv": lambda *a, **kw: io_model.flashbutterfly_conv(*a, fast_memory_bytes=2**16, **kw),
+}.items():
+    row(name, "B = 0", lambda f=f: f(0, 1, 8), ValueError, r"B must be >= 1, got 0")
+    row(name, "L float", lambda f=f: f(1, 1, 8.0), TypeError, r"L must be an int, got float")
+    row(name, "H a string", lambda f=f: f(1, "2", 8), TypeError, r"H must be an int, got str")
+    row(name, "dtype_bytes 0", lambda f=f: f(1, 1, 8, dtype_bytes=0), ValueError, r"dtype_bytes must be >= 1")
+    row(name, "fft_size too small", lambda f=f: f(1, 1, 8, fft_size=8), ValueError, r"fft_size must be >= 2L - 1 = 15")
+row(
+    "io_model.unfused_fft_conv",
+    "fft_passes 0",
+    lambda: io_model.unfused_fft_conv(1, 1, 8, fft_passes=0),
+    ValueError,
+    r"fft_passes must be >= 1",
+)
+row(
+    "io_model.fused_conv",
+    "factors an int",
+    lambda: io_model.fused_conv(1, 1, 8, factors=16),
+    TypeError,
+    r"factors must be a tuple",
+)
+row(
+    "io_model.three_pass_traffic",
+    "outer 3",
+    lambda: io_model.three_pass_traffic(1, 1, 8, outer=3),
+    ValueError,
+    r"outer must be a power of two",
+)
+row(
+    "io_model.flashbutterfly_conv",
+    "fast memory 0",
+    lambda: io_model.flashbutterfly_conv(1, 1, 8, fast_memory_bytes=0),
+    ValueError,
+    r"fast_memory_bytes must be >= 1",
+)
+row("io_model.fft_flops", "N = 0", lambda: io_model.fft_flops(0), ValueError, r"N must be >= 1")
+row("io_model.fft_flops", "N float", lambda: io_model.fft_flops(8.0), TypeError, r"N must be an int")
+row(
+    "io_model.monarch_flops",
+    "factors an int",
+    lambda: io_model.monarch_flops(16, 16),
+    TypeError,
+    r"factors must be a tuple of ints such as \(N1, N2\), got 16",
+)
+row(
+    "io_model.monarch_flops",
+    "wrong product",
+    lambda: io_model.monarch_flops(16, (4, 2)),
+    ValueError,
+    r"factors must multiply to N = 16, got \(4, 2\) \(product 8\)",
+)
+row(
+    "io_model.monarch_flops",
+    "N = 12, no factors",
+    lambda: io_model.monarch_flops(12),
+    ValueError,
+    r"N must be a power of two",
+)
+row(
+    "io_model.roofline_time",
+    "not a Traffic",
+    lambda: io_model.roofline_time({}, 1e12, 1e12),
+    TypeError,
+    r"traffic must be a Traffic",
+)
+row(
+    "io_model.roofline_time",
+    "bandwidth 0",
+    lambda: io_model.roofline_time(io_model.fused_conv(1, 1, 8), 0, 1e12),
+    ValueError,
+    r"bandwidth must be > 0",
+)
+row(
+    "io_model.roofline_time",
+    "peak NaN",
+    lambda: io_model.roofline_time(io_model.fused_conv(1, 1, 8), 1e12, math.nan),
+    ValueError,
+    r"peak_flops must be finite",
+)
+
+# ----------------------------------------------------------------------------- regularize.py
+KERNEL_FNS = {
+    "regularize.squash": lambda k: regularize.squash(k, 0.1),
+    "regularize.smooth": lambda k: regularize.smooth(k, 1),
+    "regularize.kernel_dropout": lambda k: regularize.kernel_dropout(k, 0.1),
+    "regularize.regularize_kernel": regularize.regularize_kernel,
+    "regularize.total_variation": regularize.total_variation,
+    "regularize.high_freq_fraction": regularize.high_freq_fraction,
+    "regularize.spectral_decay": regularize.spectral_decay,
+    "regularize.smoothness_metrics": regularize.smoothness_metrics,
+}
+for name, f in KERNEL_FNS.items():
+    row(name, "0-D kernel", lambda f=f: f(torch.tensor(1.0)), ValueError, r"k must have at least 1 dimension")
+    row(name, "empty kernel", lambda f=f: f(T(3, 0)), ValueError, r"k must have length Lk >= 1 along its last axis")
+    row(name, "int kernel", lambda f=f: f(torch.arange(8)), TypeError, r"k must have dtype .* got torch.int64")
+    row(name, "complex kernel", lambda f=f: f(T(8).to(torch.complex64)), TypeError, r"imaginary part")
+    row(name, "a list", lambda f=f: f([1.0, 2.0]), TypeError, r"k must be a torch.Tensor, got list")
+row("regularize.squash", "lam < 0", lambda: regularize.squash(K, -0.1), ValueError, r"lam must be >= 0.0, got -0.1")
+row("regularize.squash", "lam NaN", lambda: regularize.squash(K, math.nan), ValueError, r"lam must be finite, got nan")
+row("regularize.squash", "lam a string", lambda: regularize.squash(K, "0.1"), TypeError, r"lam must be a real number")
+row("regularize.smooth", "even width", lambda: regularize.smooth(K, 4), ValueError, r"width must be odd, got 4")
+row(
+    "regularize.smooth",
+    "width > Lk",
+    lambda: regularize.smooth(K, 9),
+    ValueError,
+    r"width must be <= the kernel length Lk = 8",
+)
+row("regularize.smooth", "width 0", lambda: regularize.smooth(K, 0), ValueError, r"width must be >= 1")
+row(
+    "regularize.kernel_dropout",
+    "p = 1",
+    lambda: regularize.kernel_dropout(K, 1.0),
+    ValueError,
+    r"p must be < 1.0, got 1.0",
+)
+row(
+    "regularize.kernel_dropout",
+    "training=1",
+    lambda: regularize.kernel_dropout(K, 0.1, training=1),
+    TypeError,
+    r"training must be True or False, got int 1",
+)
+row(
+    "regularize.regularize_kernel",
+    "smooth_width even",
+    lambda: regularize.regularize_kernel(K, smooth_width=2),
+    ValueError,
+    r"width must be odd",
+)
+row(
+    "regularize.regularize_kernel",
+    "dropout 1.5",
+    lambda: regularize.regularize_kernel(K, dropout=1.5),
+    ValueError,
+    r"p must be < 1.0",
+)
+row(
+    "regularize.regularize_kernel",
+    "typo keyword",
+    lambda: regularize.regularize_kernel(K, lamb=0.1),
+    TypeError,
+    r"unexpected keyword argument 'lamb'",
+)
+row(
+    "regularize.high_freq_fraction",
+    "cutoff 0.6",
+    lambda: regularize.high_freq_fraction(K, 0.6),
+    ValueError,
+    r"cutoff must be <= 0.5",
+)
+row(
+    "regularize.spectral_decay",
+    "Lk < 8",
+    lambda: regularize.spectral_decay(T(7)),
+    ValueError,
+    r"k must have length Lk >= 8",
+)
+row(
+    "regularize.spectral_decay",
+    "nbins 1",
+    lambda: regularize.spectral_decay(T(16), nbins=1),
+    ValueError,
+    r"nbins must be >= 2",
+)
+row(
+    "regularize.spectral_decay",
+    "f_min 0",
+    lambda: regularize.spectral_decay(T(16), f_min=0),
+    ValueError,
+    r"f_min must be > 0.0",
+)
+row(
+    "regularize.smoothness_metrics",
+    "2-D kernel",
+    lambda: regularize.smoothness_metrics(K),
+    ValueError,
+    r"k must be 1-D \(Lk,\) here, got shape \(3, 8\); index one row",
+)
+for dt in (torch.int64, torch.bool, torch.float16, torch.complex64, "float32"):
+    row(
+        "regularize.ssm_kernel",
+        f"dtype {dt}",
+        lambda dt=dt: regularize.ssm_kernel(2, 8, dtype=dt),
+        TypeError,
+        r"dtype must be torch.float32 or torch.float64, got ",
+    )
+    row(
+        "regularize.s4d_init",
+        f"dtype {dt}",
+        lambda dt=dt: regularize.s4d_init(2, dtype=dt),
+        TypeError,
+        r"dtype must be torch.float32 or torch.float64, got ",
+    )
+row("regularize.ssm_kernel", "L = 0", lambda: regularize.ssm_kernel(2, 0), ValueError, r"L must be >= 1")
+row("regularize.ssm_kernel", "H float", lambda: regularize.ssm_kernel(2.0, 8), TypeError, r"H must be an int")
+row("regularize.s4d_init", "odd state_dim", lambda: regularize.s4d_init(2, 7), ValueError, r"state_dim must be even")
+row(
+    "regularize.s4d_init",
+    "dt_max < dt_min",
+    lambda: regularize.s4d_init(2, dt_min=0.1, dt_max=0.01),
+    ValueError,
+    r"dt_max must be >= 0.1",
+)
+row("regularize.s4d_init", "seed -1", lambda: regularize.s4d_init(2, seed=-1), ValueError, r"seed must be >= 0")
+P4 = regularize.s4d_init(2, 8)
+row(
+    "regularize.s4d_kernel",
+    "C 2-D",
+    lambda: regularize.s4d_kernel(P4["log_dt"], P4["A_real"], P4["A_imag"], P4["C"][..., 0], 8),
+    ValueError,
+    r"C must be 3-D \(H, N, 2\)",
+)
+row(
+    "regularize.s4d_kernel",
+    "shapes disagree",
+    lambda: regularize.s4d_kernel(P4["log_dt"][:1], P4["A_real"], P4["A_imag"], P4["C"], 8),
+    ValueError,
+    r"s4d parameters disagree in shape",
+)
+row(
+    "regularize.s4d_kernel",
+    "L 0",
+    lambda: regularize.s4d_kernel(P4["log_dt"], P4["A_real"], P4["A_imag"], P4["C"], 0),
+    ValueError,
+    r"L must be >= 1",
+)
+row(
+    "regularize.random_init",
+    "int dtype",
+    lambda: regularize.random_init((2, 8), dtype=torch.int64),
+    TypeError,
+    r"dtype must be torch.float32",
+)
+row(
+    "regularize.random_init",
+    "shape an int",
+    lambda: regularize.random_init(8),
+    TypeError,
+    r"shape must be a tuple of ints",
+)
+row(
+    "regularize.random_init",
+    "negative size",
+    lambda: regularize.random_init((2, -1)),
+    ValueError,
+    r"shape\[1\] must be >= 0",
+)
+row(
+    "regularize.random_init",
+    "scale -1",
+    lambda: regularize.random_init((2, 8), scale=-1),
+    ValueError,
+    r"scale must be >= 0.0",
+)
+row(
+    "regularize.double_exp_init",
+    "channels 0",
+    lambda: regularize.double_exp_init(0, 2, 8),
+    ValueError,
+    r"channels must be >= 1",
+)
+row(
+    "regularize.double_exp_init",
+    "complex dtype",
+    lambda: regularize.double_exp_init(1, 2, 8, dtype=torch.complex64),
+    TypeError,
+    r"dtype must be torch.float32 or torch.float64",
+)
+
+# ----------------------------------------------------------------------------- params.py, layers.py
+row(
+    "params.param_groups",
+    "not a module",
+    lambda: params.param_groups(3, 1e-3, 0.1),
+    TypeError,
+    r"model must be a torch.nn.Module",
+)
+row(
+    "params.param_groups",
+    "lr 0",
+    lambda: params.param_groups(torch.nn.Linear(2, 2), 0, 0.1),
+    ValueError,
+    r"lr must be > 0.0",
+)
+row(
+    "params.param_groups",
+    "weight decay < 0",
+    lambda: params.param_groups(torch.nn.Linear(2, 2), 1e-3, -1),
+    ValueError,
+    r"weight_decay must be >= 0.0",
+)
+row(
+    "params.tag_params",
+    "lr NaN",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), ["bias"], lr=math.nan),
+    ValueError,
+    r"lr must be finite",
+)
+row(
+    "params.tag_params",
+    "not a parameter",
+    lambda: params.tag_params(torch.nn.Sequential(torch.nn.ReLU()), ["0"]),
+    TypeError,
+    r"names must name parameters of module; '0' is ReLU",
+)
+row("layers.LongConv", "d_model 0", lambda: layers.LongConv(0, 8), ValueError, r"d_model must be >= 1, got 0")
+row("layers.LongConv", "l_max float", lambda: layers.LongConv(4, 8.0), TypeError, r"l_max must be an int")
+row(
+    "layers.LongConv",
+    "unknown backend",
+    lambda: layers.LongConv(4, 8, backend="fftt"),
+    ValueError,
+    r"backend must be one of",
+)
+row(
+    "layers.LongConv",
+    "forward on 2-D u",
+    lambda: layers.LongConv(3, 8)(T(3, 8)),
+    ValueError,
+    r"u must be 3-D \(B, H, L\)",
+)
+row("layers.SSMKernel", "n 0", lambda: layers.SSMKernel(0), ValueError, r"H must be >= 1, got 0")
+row(
+    "layers.SSMKernel", "odd state_dim", lambda: layers.SSMKernel(2, state_dim=3), ValueError, r"state_dim must be even"
+)
+
+# ----------------------------------------------------------------------------- learned.py
+row(
+    "learned.learned_butterfly_conv",
+    "blocks wrap around",
+    lambda: learned.learned_butterfly_conv(U, K, [C64[0][:2, :2], C64[1]]),
+    ValueError,
+    r"blocks have sizes \(2, 4\), an FFT size N = 8; .* N >= L \+ Lk - 1 = 15",
+)
+row(
+    "learned.learned_butterfly_conv",
+    "complex128 blocks",
+    lambda: learned.learned_butterfly_conv(U, K, [b.to(torch.complex128) for b in C64]),
+    TypeError,
+    r"blocks\[0\] must have dtype torch.complex64, got torch.complex128 \(convert with .to\(torch.complex64\)\)",
+)
+row(
+    "learned.learned_butterfly_conv",
+    "inverse_blocks alone",
+    lambda: learned.learned_butterfly_conv(U, K, inverse_blocks=C64),
+    ValueError,
+    r"inverse_blocks needs blocks too",
+)
+row(
+    "learned.learned_butterfly_conv",
+    "factors disagree",
+    lambda: learned.learned_butterfly_conv(U, K, C64, factors=(2, 8)),
+    ValueError,
+    r"factors \(2, 8\) disagree with the block sizes \(4, 4\)",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "d_model 0",
+    lambda: learned.LearnedButterflyConv(0, 8),
+    ValueError,
+    r"d_model must be >= 1",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "inverse_mode typo",
+    lambda: learned.LearnedButterflyConv(2, 8, inverse_mode="tide"),
+    ValueError,
+    r"inverse_mode must be one of 'tied', 'learned'; got 'tide'",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "inverse=True (a bool)",
+    lambda: learned.LearnedButterflyConv(2, 8, inverse=True),
+    TypeError,
+    r"inverse_mode must be 'tied' or 'learned', got inverse=True",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "dtype float16",
+    lambda: learned.LearnedButterflyConv(2, 8, dtype=torch.float16),
+    TypeError,
+    r"dtype must be torch.float32 or torch.float64, got torch.float16",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "init_noise < 0",
+    lambda: learned.LearnedButterflyConv(2, 8, init_noise=-1),
+    ValueError,
+    r"init_noise must be >= 0.0",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "block_lr 0",
+    lambda: learned.LearnedButterflyConv(2, 8, block_lr=0),
+    ValueError,
+    r"block_lr must be > 0.0",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "factors too small",
+    lambda: learned.LearnedButterflyConv(2, 8, factors=(2, 4)),
+    ValueError,
+    r"factors must multiply to an FFT size N >= 15",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "forward L > l_max",
+    lambda: learned.LearnedButterflyConv(3, 4)(U, K),
+    ValueError,
+    r"u has length L = 8 but this LearnedButterflyConv was built for l_max = 4",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "forward float64 on float32 blocks",
+    lambda: learned.LearnedButterflyConv(3, 8)(U64, K64),
+    TypeError,
+    r"u has dtype torch.float64 but the blocks are torch.complex64",
+)
+row(
+    "learned.LearnedButterflyConv",
+    "which typo",
+    lambda: learned.LearnedButterflyConv(3, 8).blocks("fwd"),
+    ValueError,
+    r"which must be one of 'forward', 'inverse'",
+)
+row(
+    "learned.dft_blocks",
+    "factors an int",
+    lambda: learned.dft_blocks(16),
+    TypeError,
+    r"factors must be a tuple of ints",
+)
+row(
+    "learned.dft_blocks",
+    "complex dtype",
+    lambda: learned.dft_blocks((4, 4), dtype=torch.complex64),
+    TypeError,
+    r"dtype must be torch.float32 or torch.float64, got torch.complex64",
+)
+row("learned.dft_blocks", "H 0", lambda: learned.dft_blocks((4, 4), 0), ValueError, r"H must be >= 1")
+row(
+    "learned.block_drift",
+    "a NumPy block",
+    lambda: learned.block_drift([np.eye(2)]),
+    TypeError,
+    r"blocks\[0\] must be a torch.Tensor, got ndarray",
+)
+row(
+    "learned.block_drift",
+    "a real block",
+    lambda: learned.block_drift([torch.eye(2)]),
+    TypeError,
+    r"blocks\[0\] must have dtype torch.complex64 or torch.complex128, got torch.float32",
+)
+row(
+    "learned.block_drift",
+    "non-square",
+    lambda: learned.block_drift([C64[0][:2]]),
+    ValueError,
+    r"blocks\[0\] must be square",
+)
+row(
+    "learned.block_drift",
+    "a tensor, not a list",
+    lambda: learned.block_drift(C64[0]),
+    TypeError,
+    r"blocks must be a list",
+)
+row(
+    "learned.learned_long_conv",
+    "channels 0",
+    lambda: learned.learned_long_conv(2, 8, channels=0),
+    ValueError,
+    r"channels must be >= 1",
+)
+row(
+    "learned.learned_long_conv",
+    "inverse_mode typo",
+    lambda: learned.learned_long_conv(2, 8, inverse_mode="x"),
+    ValueError,
+    r"inverse_mode must be one of 'tied', 'learned'; got 'x'",
+)
+
+# ----------------------------------------------------------------------------- dispatch.py, timing.py
+row(
+    "dispatch.get_backend",
+    "typo",
+    lambda: get_backend("fftt"),
+    ValueError,
+    r"backend must be one of 'direct', .*; got 'fftt'",
+)
+row("dispatch.get_backend", "None", lambda: get_backend(None), ValueError, r"backend must be one of .*; got None")
+row(
+    "dispatch.long_conv",
+    "unknown backend",
+    lambda: dispatch.long_conv(U, K, backend="x"),
+    ValueError,
+    r"backend must be one of",
+)
+row("dispatch.backends", "an argument", lambda: dispatch.backends("fft"), TypeError, r"takes 0 positional arguments")
+row("timing.time_call", "not callable", lambda: timing.time_call(3), TypeError, r"fn must be callable, got int")
+row("timing.time_call", "repeats 0", lambda: timing.time_call(print, repeats=0), ValueError, r"repeats must be >= 1")
+row(
+    "timing.time_call",
+    "stat typo",
+    lambda: timing.time_call(print, stat="mean"),
+    ValueError,
+    r"stat must be one of 'median', 'min'",
+)
+row(
+    "timing.time_call",
+    "clock typo",
+    lambda: timing.time_call(print, clock="cpu_time"),
+    ValueError,
+    r"clock must be one of 'wall', 'cpu'",
+)
+row(
+    "timing.sweep",
+    "length 0",
+    lambda: timing.sweep({}, [0], lambda L: ()),
+    ValueError,
+    r"lengths\[i\] must be >= 1, got 0",
+)
+row(
+    "timing.sweep",
+    "stat typo",
+    lambda: timing.sweep({}, [8], lambda L: (), stat="avg"),
+    ValueError,
+    r"stat must be one of",
+)
+row(
+    "timing.loglog_slope",
+    "one point",
+    lambda: timing.loglog_slope([8], [1.0]),
+    ValueError,
+    r"lengths must hold at least 2 points",
+)
+row("timing.crossover", "lists", lambda: timing.crossover([1], [1]), TypeError, r"slow and fast must be dicts")
+row(
+    "timing.crossover",
+    "one common length",
+    lambda: timing.crossover({8: 1.0}, {8: 2.0}),
+    ValueError,
+    r"slow and fast must share at least 2 lengths, got 1 in common",
+)
+
+
+# ============================================================================ the tests
+@pytest.mark.parametrize("fn_name, label, call, exc, match", ROWS, ids=[f"{r[0]}: {r[1]}" for r in ROWS])
+def test_bad_input(fn_name, label, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def _public_functions() -> list[str]:
+    names = []
+    for m in RUNG_MODULES:
+        mod = importlib.import_module(f"longconv_edu.{m}")
+        names += [f"{m}.{n}" for n in mod.__all__ if f"{m}.{n}" not in NOT_FUNCTIONS]
+    for b in dispatch._BACKENDS.values():  # the kernels' public entry points
+        names.append(f"{b.module.removeprefix('longconv_edu.')}.{b.function}")
+    return sorted(set(names))
+
+
+def test_every_public_function_of_the_rungs_has_rows():
+    """Adding a public function to a rung module (or a backend to the registry) needs rows here."""
+    covered = {r[0] for r in ROWS}
+    missing = [n for n in _public_functions() if n not in covered]
+    assert not missing, f"public functions without a bad-input row in tests/test_bad_inputs.py: {missing}"
+    stale = sorted(covered - set(_public_functions()))
+    assert not stale, f"rows for names that are no longer public: {stale}"
+    for name in NOT_FUNCTIONS:
+        m, n = name.rsplit(".", 1)
+        assert n in importlib.import_module(f"longconv_edu.{m}").__all__, name
+
+
+def test_table_size():
+    """The table covers every public function with several cases (a floor, so it only grows)."""
+    assert len(_public_functions()) >= 60 and len(ROWS) >= 400
+
+
+# ----------------------------------------------------------------------------- odd but valid layouts
+BACKENDS = ["direct", "toeplitz", "fft", "butterfly", "numba", "learned_butterfly"]
+
+
+def _layouts():
+    g = torch.Generator().manual_seed(3)
+    base_u = torch.randn(3, 2, 20, generator=g, dtype=torch.float64)
+    base_k = torch.randn(2, 13, generator=g, dtype=torch.float64)
+    return {
+        "non-contiguous u (permuted)": (
+            torch.randn(20, 3, 2, generator=g, dtype=torch.float64).permute(1, 2, 0),
+            base_k,
+        ),
+        "strided u (every other tap)": (torch.randn(3, 2, 40, generator=g, dtype=torch.float64)[..., ::2], base_k),
+        "stride-0 u (expanded batch)": (base_u[:1].expand(3, 2, 20), base_k),
+        "stride-0 k (expanded channel)": (base_u, base_k[:1].expand(2, 13)),
+        "non-contiguous k": (base_u, torch.randn(13, 2, generator=g, dtype=torch.float64).T),
+        "L = 1": (base_u[..., :1], base_k[:, :1]),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_layouts()))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_odd_layouts_give_the_oracles_answer(backend, layout):
+    u, k = _layouts()[layout]
+    assert layout == "L = 1" or not (u.is_contiguous() and k.is_contiguous())
+    y = dispatch.long_conv(u, k, backend=backend)
+    assert y.shape == u.shape
+    assert rel_err(y.numpy(), causal_conv_np(u.contiguous().numpy(), k.contiguous().numpy())) < 1e-10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_in_the_input_propagates(backend):
+    u = torch.randn(1, 2, 16, dtype=torch.float64)
+    u[0, 1, 5] = math.nan
+    y = dispatch.long_conv(u, torch.randn(2, 16, dtype=torch.float64), backend=backend)
+    assert torch.isnan(y[0, 1]).any() and torch.isfinite(y[0, 0]).all()
