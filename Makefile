@@ -9,7 +9,7 @@ PORT   ?= 8888
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: help lab test test-fast lint setup browser-deps test-lib test-notebooks notebooks clean
+.PHONY: book help lab test test-fast lint setup browser-deps test-lib test-notebooks notebooks clean
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make test-fast  the library tests without the compile-heavy, multi-process and browser ones"
 	@echo "make lint       ruff (configured in pyproject.toml)"
 	@echo "make notebooks  re-execute every notebook in place"
+	@echo "make book       build the course as a static site: open _build/site/index.html"
 
 # One stamp file: the venv is (re)built when requirements.txt or pyproject.toml change.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -73,3 +74,8 @@ notebooks: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+# The course as a book: static HTML in _build/site from the committed notebooks (never
+# re-executed), with MkDocs + mkdocs-jupyter (pinned in requirements.txt); offline.
+book: setup
+	$(PY) book/build.py

@@ -109,3 +109,29 @@ def test_the_link_finder_finds_links():
     assert slug("Rung 3: `fft.py` and *twiddles*") == "rung-3-fftpy-and-twiddles"
     assert anchors("# A\n## A\n") == {"a", "a-1"}
     assert is_external("https://arxiv.org/abs/2302.06646") and not is_external("course/README.md")
+
+
+# Notebooks of the rungs this check covers (05 and 07 follow when their owners add the link).
+CHAINED = ["01_naive_convolution", "02_fft_convolution", "03_cooley_tukey_butterfly",
+           "04_flashbutterfly", "06_smooth_kernels", "08_learned_butterfly"]
+
+
+@pytest.mark.parametrize("stem", CHAINED)
+def test_notebook_ends_with_a_link_to_the_next_and_stores_no_churn(stem):
+    nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown"
+    targets = INLINE.findall(last.source)
+    assert any(t.endswith(".ipynb") and t[:2].isdigit() for t in targets) or \
+        any(t.endswith("course/README.md") for t in targets), f"{stem} does not end with a link on"
+    assert any("course/exercises/" in t for t in targets), f"{stem}: no link to its exercises"
+    assert "widgets" not in nb.metadata, f"{stem} stores widget state"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert "NBVAL" not in cell.source, f"{stem} cell {i}: test-tool comment in learner code"
+            assert "course.exercises import check" not in cell.source, f"{stem} cell {i}: inline exercise"
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+                assert not re.search(r"\d+%\|", text), f"{stem} cell {i}: a stored progress bar"
+        else:
+            assert "nbval" not in cell.source.lower(), f"{stem} cell {i}: test-tool jargon"

@@ -115,3 +115,43 @@ def test_bad_containers_name_the_argument(fn, arg, name):
 def test_plot_timings_bad_crossover_names_the_argument():
     with pytest.raises(ValueError, match=r"crossover must be a pair .*'a'.*got \('a', 'nope'\)"):
         viz.plot_timings({"a": {16: 1.0, 32: 2.0}}, crossover=("a", "nope"))
+
+
+def test_one_course_style_is_applied_on_import():
+    import matplotlib.pyplot as plt
+
+    from longconv_edu.lab import viz
+    viz.use_course_style()
+    assert plt.rcParams["figure.dpi"] >= 100 and plt.rcParams["savefig.dpi"] >= 100
+    assert 9 <= plt.rcParams["font.size"] <= 10 and plt.rcParams["legend.fontsize"] == 9
+
+
+def test_timing_legend_is_clear_of_the_data_and_axes_are_labelled():
+    import matplotlib.pyplot as plt
+
+    from longconv_edu.lab import viz
+    fig = viz.plot_timings({"a": {16: 1e-3, 32: 4e-3, 64: 1.6e-2}, "b": {16: 1e-3, 32: 2e-3}})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    leg = ax.get_legend().get_window_extent()
+    assert leg.y1 <= ax.get_window_extent().y0          # under the plotting area
+    assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close(fig)
+
+
+def test_benchmark_file_is_read_and_plotted(tmp_path):
+    import json
+
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from longconv_edu.lab import viz
+    fig, report = viz.plot_benchmark_file("course/results/bench/bench.json")
+    assert report["results"] and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    plt.close(fig)
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="not a benchmark report"):
+        viz.plot_benchmark_file(bad)
+    with pytest.raises(ValueError, match="path must be a benchmark JSON"):
+        viz.plot_benchmark_file(tmp_path / "missing.json")

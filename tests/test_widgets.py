@@ -1,112 +1,47 @@
 """The squash explorer: its plain state/figure functions at every kind of slider position, the
-trained-kernel file handling, and the ipywidgets wiring (built and driven without a browser).
+trained-kernel discovery, and the ipywidgets wiring (built and driven without a browser).
 
 Oracle for the state: the kernel after the operators is recomputed from the kernel before with
-oracles.smooth_np and squash_np (float64, 1e-12 relative: a few additions per tap).
+oracles.smooth_np and squash_np (float64, 1e-12 relative: a few additions per tap); a trained
+kernel is compared with the array read back by numpy from the file.
 """
 import matplotlib
 
 matplotlib.use("Agg")
 
+import ipywidgets as W  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from oracles import rel_err, smooth_np, squash_np  # noqa: E402
 
 from longconv_edu.course import widgets  # noqa: E402
 from longconv_edu.course.widgets import (  # noqa: E402
-    SOURCES,
     explorer_figure,
     explorer_state,
-    load_kernel_file,
+    max_width,
     metrics_html,
+    sources,
     squash_explorer,
+    trained_kernels,
 )
+from longconv_edu.regularize import smoothness_metrics, ssm_kernel  # noqa: E402
 
-MISSING = "/nonexistent/kernels.pt"
-
-
-def expected_after(state):
-    s = state["settings"]
-    k = state["before"]
-    if s["width"] > 1:
-        k = smooth_np(k, s["width"])
-    return squash_np(k, s["lam"])
+RUN = "toy-reg"
 
 
-@given(st.sampled_from(SOURCES), st.integers(16, 600), st.floats(0, 0.01), st.floats(0, 0.02),
-       st.integers(0, 4095).map(lambda i: 2 * i + 1), st.integers(0, 20))
-def test_state_never_raises_and_applies_smooth_then_squash(source, L, noise, lam, width, seed):
-    state = explorer_state(source, L, noise, lam, width, seed, kernel_path=MISSING)
-    s = state["settings"]
-    assert 1 <= s["width"] <= s["L"] and s["width"] % 2 == 1
-    assert state["before"].shape == state["after"].shape == (s["L"],)
-    assert rel_err(state["after"], expected_after(state)) < 1e-12 or not np.any(expected_after(state))
-    assert np.all(state["after"] == 0) == (not np.any(expected_after(state)))
-    for m in (state["metrics_before"], state["metrics_after"]):
-        assert 0 <= m["total variation"] <= 2 and 0 <= m["high-freq fraction"] <= 1
-
-
-def test_lam_above_the_kernel_max_gives_zeros_and_a_note():
-    state = explorer_state("noisy random", 4096, 0.002, 0.05, 1, 0)
-    assert not np.any(state["after"])
-    assert state["metrics_after"]["nonzero taps"] == 0
-    assert any("zeroed every tap" in n for n in state["notes"])
-    fig = explorer_figure(state)                      # draws an all-zero kernel without trouble
-    fig.canvas.draw()
-    plt.close(fig)
-    assert "zeroed every tap" in metrics_html(state)
-
-
-@pytest.mark.parametrize("L, width, used", [(4096, 4096, 4095), (4095, 4095, 4095), (100, 8191, 99),
-                                            (16, 4, 3), (50, 0, 1), (1, 7, 1)])
-def test_width_is_clamped_to_a_valid_odd_window_with_a_note(L, width, used):
-    state = explorer_state("noisy random", L, 0.002, 0.0, width, 0)
-    assert state["settings"]["width"] == used
-    assert (used != width) == any("odd width" in n for n in state["notes"])
-    if used >= L // 2 and used > 1:
-        assert any("running mean" in n for n in state["notes"])
-    assert rel_err(state["after"], expected_after(state)) < 1e-12
-
-
-def test_no_trained_file_falls_back_with_a_note(tmp_path):
-    state = explorer_state("trained model kernel", 64, 0.0, 0.0, 1, 0, kernel_path=MISSING)
-    assert state["settings"]["source"] == "noisy random"
-    assert any("no trained kernel file" in n for n in state["notes"])
-    bad = tmp_path / "kernels_bad.pt"
-    bad.write_bytes(b"not a torch file")
-    state = explorer_state("trained model kernel", 64, 0.0, 0.0, 1, 0, kernel_path=bad)
-    assert any("could not read" in n for n in state["notes"])
-
-
-@pytest.mark.parametrize("fmt", ["pt", "npz", "pt-dict"])
-def test_trained_kernel_files_are_read_row_by_row(tmp_path, fmt):
-    k = torch.randn(2, 3, 40, dtype=torch.float64)            # (channels, H, L) as a layer stores it
-    path = tmp_path / f"kernels.{fmt.split('-')[0]}"
-    if fmt == "pt":
-        torch.save(k, path)
-    elif fmt == "pt-dict":
-        torch.save({"step": torch.tensor(3), "layer0.kernel": k}, path)
-    else:
-        np.savez(path, kernels=k.numpy())
-    rows = load_kernel_file(path)
-    assert rows.shape == (6, 40) and np.array_equal(rows, k.reshape(6, 40).numpy())
-    state = explorer_state("trained model kernel", 64, 0.0, 0.0, 1, 4, kernel_path=path)
-    assert state["settings"]["L"] == 40                       # cut to the file's length, with a note
-    assert np.array_equal(state["before"], rows[4])
-    assert any("only 40 taps" in n for n in state["notes"])
-
-
-def test_figure_has_both_panels_and_metrics_html_changes_with_lam():
-    a = explorer_state("SSM kernel", 512, 0.001, 0.001, 5, 0)
-    b = explorer_state("SSM kernel", 512, 0.001, 0.002, 5, 0)
-    fig = explorer_figure(a)
-    assert len(fig.axes) == 2
-    plt.close(fig)
-    assert metrics_html(a) != metrics_html(b) and "lam = 0.001" in metrics_html(a)
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A results folder with one run: two regularisers, 3 channels of 40 taps, and a bad file."""
+    d = tmp_path_factory.mktemp("training")
+    g = np.random.default_rng(0)
+    np.savez(d / f"{RUN}-kernels.npz", **{"longconv/none/layer0": g.normal(size=(3, 40)),
+                                         "longconv/squash+smooth/layer0": g.normal(size=(3, 40))})
+    (d / "broken-kernels.npz").write_bytes(b"not a zip")
+    return d
 
 
 def _find(widget, cls, description=None):
@@ -120,28 +55,123 @@ def _find(widget, cls, description=None):
     return None
 
 
-def test_widget_wiring_lam_slider_updates_the_metrics(tmp_path):
-    import ipywidgets as W
-    box = squash_explorer(256, kernel_path=MISSING)
-    assert "squash-explorer" in box._dom_classes
-    lam = _find(box, W.FloatSlider, "lam")
-    html = _find(box, W.HTML)
-    drop = _find(box, W.Dropdown)
-    assert lam is not None and html is not None
-    assert "trained model kernel" not in drop.options       # hidden: no kernel file
+def expected_after(state):
+    s = state["settings"]
+    k = state["before"]
+    if s["width"] > 1:
+        k = smooth_np(k, s["width"])
+    return squash_np(k, s["lam"])
+
+
+def test_trained_kernels_are_discovered_from_files_and_labelled_with_run_and_regulariser(results):
+    found = trained_kernels(results)
+    assert list(found) == [f"{RUN} · longconv/none · layer0", f"{RUN} · longconv/squash+smooth · layer0"]
+    assert sources(results)[:2] == ["noisy random", "SSM kernel"] and len(sources(results)) == 4
+    assert sources(results / "nowhere") == ["noisy random", "SSM kernel"]
+
+
+def test_the_committed_runs_are_offered():
+    committed = sorted(widgets.RESULTS_DIR.glob("*-kernels.npz"))
+    labels = trained_kernels()
+    assert committed and {p.name[:-len("-kernels.npz")] for p in committed} == \
+        {label.split(" · ")[0] for label in labels}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 3), st.integers(16, 600), st.floats(0, 0.01), st.floats(0, 0.02),
+       st.integers(1, 700), st.integers(0, 9))
+def test_state_never_raises_and_applies_smooth_then_squash(results, which, L, noise, lam, width, seed):
+    source = sources(results)[which]
+    state = explorer_state(source, L, noise, lam, width, seed, results_dir=results)
+    s = state["settings"]
+    assert state["before"].shape == state["after"].shape == (s["L"],)
+    assert s["width"] % 2 == 1 and 1 <= s["width"] <= s["L"]
+    assert rel_err(state["after"], expected_after(state)) < 1e-12
+    plt.close("all")
+
+
+def test_ssm_and_trained_kernels_start_without_noise(results):
+    st_ = explorer_state("SSM kernel", 256, lam=0.0)
+    k = ssm_kernel(1, 256, seed=0, dtype=torch.float64)[0].numpy()
+    assert st_["settings"]["noise"] == 0.0
+    np.testing.assert_allclose(st_["before"], widgets.PEAK * k / np.abs(k).max(), rtol=1e-12)
+    label = sources(results)[3]
+    tr = explorer_state(label, 1024, lam=0.0, seed=4, results_dir=results)
+    with np.load(results / f"{RUN}-kernels.npz") as z:
+        row = z["longconv/squash+smooth/layer0"][4 % 3]
+    np.testing.assert_array_equal(tr["before"], row)
+    assert tr["settings"]["L"] == 40 and any("has 40 taps" in n for n in tr["notes"])
+    assert any("channel 1 of 3" in n and "squash+smooth" in n for n in tr["notes"])
+    noisy = explorer_state("noisy random", 256)
+    assert noisy["settings"]["noise"] == widgets.INIT_NOISE
+
+
+def test_metrics_are_the_regularize_metrics():
+    state = explorer_state("noisy random", 300, lam=0.004, width=5)
+    for key in ("before", "after"):
+        k = state[key]
+        got = state[f"metrics_{key}"]
+        ref = smoothness_metrics(torch.from_numpy(k), widgets.CUTOFF)
+        assert {n: got[n] for n in ref} == ref
+        assert got["nonzero taps"] == np.count_nonzero(k)
+    assert not hasattr(widgets, "_metrics")
+
+
+def test_lam_above_the_kernel_max_gives_zeros_and_a_note():
+    state = explorer_state("noisy random", 4096, 0.002, 0.05, 1, 0)
+    assert not np.any(state["after"])
+    assert any("zeroed every tap" in n for n in state["notes"])
+
+
+@pytest.mark.parametrize("L, width, used", [(64, 4, 3), (64, 200, 63), (9, 9, 9), (10, 10, 9), (1, 5, 1)])
+def test_width_is_clamped_to_a_valid_odd_window_with_a_note(L, width, used):
+    state = explorer_state("noisy random", L, 0.002, 0.0, width, 0)
+    assert state["settings"]["width"] == used
+    assert (used == width) == (not any("odd width" in n for n in state["notes"]))
+
+
+@pytest.mark.parametrize("L, top", [(16, 1), (24, 3), (256, 31), (1024, 127), (8192, 1023)])
+def test_width_slider_range_is_odd_up_to_an_eighth_of_L(L, top):
+    assert max_width(L) == top
+
+
+def test_figure_has_both_panels_and_metrics_html_changes_with_lam():
+    a = explorer_state("SSM kernel", 512, 0.001, 0.001, 5, 0)
+    b = explorer_state("SSM kernel", 512, 0.001, 0.002, 5, 0)
+    fig = explorer_figure(a)
+    assert len(fig.axes) == 2 and all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    plt.close(fig)
+    assert metrics_html(a) != metrics_html(b) and "lam = 0.001" in metrics_html(a)
+
+
+def test_widget_wiring_follows_the_source(results):
+    box = squash_explorer(1024, results_dir=results)
+    assert "squash-explorer" in box._dom_classes and "Squash explorer" in repr(box)
+    drop, html = _find(box, W.Dropdown), _find(box, W.HTML)
+    L, width = _find(box, W.IntSlider, "L"), _find(box, W.IntSlider, "width")
+    noise, lam = _find(box, W.FloatSlider, "add noise"), _find(box, W.FloatSlider, "lam")
+    assert list(drop.options) == sources(results)
+    assert (width.min, width.max, width.step) == (1, 127, 2) and noise.value == widgets.INIT_NOISE
     before = html.value
     lam.value = 0.0
     assert html.value != before and "lam = 0," in html.value
-    width = _find(box, W.IntSlider, "width")
-    width.value = width.max                                 # wider than L: clamped, noted
-    assert "odd width" in html.value
-    path = tmp_path / "kernels.pt"
-    torch.save(torch.randn(1, 2, 300), path)
-    box2 = squash_explorer(256, kernel_path=path)
-    drop2 = _find(box2, W.Dropdown)
-    assert "trained model kernel" in drop2.options
-    drop2.value = "trained model kernel"
-    assert "trained kernel: row 0" in _find(box2, W.HTML).value
+    L.value = 256
+    assert width.max == 31
+    drop.value = sources(results)[2]                  # a trained kernel: 40 taps, no noise
+    assert L.value == L.max == 40 and noise.value == 0.0 and width.max == 5
+    assert "longconv/none" in html.value and "L = 40" in html.value
+    drop.value = "SSM kernel"
+    assert noise.value == 0.0 and L.max == widgets.MAX_L
+    plt.close("all")
+
+
+def test_widget_picture_is_a_png_that_changes_with_the_settings():
+    box = squash_explorer(128)
+    img = _find(box, W.Image)
+    first = img.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    _find(box, W.FloatSlider, "lam").value = 0.0
+    assert img.value != first
     plt.close("all")
 
 
@@ -151,35 +181,8 @@ def test_widget_wiring_lam_slider_updates_the_metrics(tmp_path):
     (lambda: explorer_state("noisy random", 64, lam="big"), TypeError, "lam"),
     (lambda: squash_explorer(8), ValueError, "L"),
     (lambda: squash_explorer(64, width=4), ValueError, "width"),
-    (lambda: squash_explorer(64, source="trained model kernel", kernel_path=MISSING), ValueError, "source"),
-    (lambda: load_kernel_file("kernels.csv"), ValueError, "path"),
+    (lambda: squash_explorer(64, source="trained"), ValueError, "source"),
 ])
 def test_bad_programmatic_input(call, exc, arg):
     with pytest.raises(exc, match=arg):
         call()
-
-
-def test_default_kernel_file_lookup_uses_the_course_results_folder(tmp_path, monkeypatch):
-    assert widgets.find_kernel_file(MISSING) is None
-    monkeypatch.setattr(widgets, "_REPO", tmp_path)
-    assert widgets.find_kernel_file() is None
-    results = tmp_path / "course" / "results" / "training"
-    (results / "run1").mkdir(parents=True)
-    (results / "scifar.json").write_text("{}")
-    np.savez(results / "scifar-kernels.npz", **{"long conv": np.ones((4, 32))})
-    torch.save({"layer0": torch.ones(2, 32)}, results / "run1" / "kernels.pt")
-    assert widgets.find_kernel_file() == results / "run1" / "kernels.pt"       # sorted paths
-    (results / "run1" / "kernels.pt").unlink()
-    assert widgets.find_kernel_file() == results / "scifar-kernels.npz"
-    assert "trained model kernel" in _find(squash_explorer(64), __import__("ipywidgets").Dropdown).options
-
-
-def test_widget_picture_is_a_png_that_changes_with_the_settings():
-    import ipywidgets as W
-    box = squash_explorer(128, kernel_path=MISSING)
-    img = _find(box, W.Image)
-    first = img.value
-    assert first[:8] == b"\x89PNG\r\n\x1a\n"
-    _find(box, W.FloatSlider, "lam").value = 0.0
-    assert img.value != first
-    plt.close("all")

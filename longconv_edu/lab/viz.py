@@ -2,14 +2,71 @@
 
 Plots are plain functions of arrays, so tests call them directly and widgets only wire them.
 Nothing here computes results; it only draws what the other modules computed.
+
+One figure style for the whole course (``COURSE_STYLE``) is applied when this module is imported,
+so no notebook cell sets sizes or dpi: 100 dpi, 9-pt text (10-pt titles), legends placed where
+they cover least data, on a light frame. At 100 dpi a typical two-panel figure (9 x 3 in) is a
+900 x 300 px PNG, readable on a laptop screen. In a notebook, figures are stored as palette PNGs
+of at most ``PNG_COLOURS`` colours (``compact_png``): visually the same for line plots and
+heatmaps, and 2-4 times smaller than matplotlib's full-colour PNG (a noisy kernel plot is ~40 KB
+instead of ~130 KB), which keeps the committed notebooks small.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["as_numpy", "new_figure", "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
+__all__ = ["COURSE_STYLE", "PNG_COLOURS", "use_course_style", "compact_png", "as_numpy", "new_figure",
+           "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
            "plot_timings"]
+
+
+COURSE_STYLE = {
+    "figure.dpi": 100, "savefig.dpi": 100,
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "figure.titlesize": 10,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
+    "legend.loc": "best", "legend.framealpha": 0.85, "legend.borderaxespad": 0.3,
+    "axes.grid": False, "lines.linewidth": 1.3,
+}
+
+
+PNG_COLOURS = 128
+
+
+def use_course_style() -> None:
+    """Apply COURSE_STYLE to matplotlib's rcParams (done once, at import)."""
+    plt.rcParams.update(COURSE_STYLE)
+
+
+def compact_png(fig) -> bytes:
+    """The figure as a palette PNG of at most PNG_COLOURS colours (what notebooks store)."""
+    import io
+
+    from PIL import Image
+
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", bbox_inches="tight")
+    img = Image.open(raw).convert("RGB").quantize(colors=PNG_COLOURS)
+    out = io.BytesIO()
+    img.save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
+def _store_compact_pngs() -> None:
+    """In IPython, display figures through ``compact_png``. Called when a figure is made, after
+    matplotlib's inline backend has installed its own formatter (which this replaces)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None:
+        from matplotlib.figure import Figure
+
+        ip.display_formatter.formatters["image/png"].for_type(Figure, compact_png)
+
+
+use_course_style()
 
 
 def as_numpy(x) -> np.ndarray:
@@ -23,6 +80,7 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     """A figure with a grid of axes sized for a notebook cell; returns (fig, axes)."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                              constrained_layout=True, squeeze=False, **kw)
+    _store_compact_pngs()
     return fig, axes
 
 
@@ -44,7 +102,7 @@ def plot_kernels(kernels: dict, *, title: str = "", ax=None):
     if title:
         ax.set_title(title)
     if len(kernels) > 1:
-        ax.legend(fontsize=8)
+        ax.legend()
     return fig
 
 
@@ -90,7 +148,7 @@ def plot_signals(signals: dict, *, title: str = "", xlabel: str = "t", ylabel: s
     if title:
         ax.set_title(title)
     if len(signals) > 1:
-        ax.legend(fontsize=8)
+        ax.legend()
     return fig
 
 
@@ -112,7 +170,7 @@ def plot_spectrum(spectra: dict, *, title: str = "", log: bool = True, ax=None):
     if title:
         ax.set_title(title)
     if len(spectra) > 1:
-        ax.legend(fontsize=8)
+        ax.legend()
     return fig
 
 
@@ -164,7 +222,7 @@ def plot_timings(results: dict, *, fit_min_L: int | None = None, crossover: tupl
     ax.set_ylabel("seconds per call")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))   # under the axes: never on the data
     ax.grid(True, which="major", alpha=0.3)
     return fig
 
@@ -200,7 +258,7 @@ def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: floa
     ax_r.set(xlabel="FLOPs per byte", ylabel="attainable flop/s",
              title=f"roofline (ridge at {ridge:.0f} flop/B)")
     for ax in (ax_b, ax_f, ax_r):
-        ax.legend(fontsize=7)
+        ax.legend()
     if title:
         fig.suptitle(title)
     return fig
@@ -247,16 +305,16 @@ def plot_butterfly_diagram(perm, *, stage: int | None = None, ax=None, twiddle_l
                         ax.plot([s - 1, s], [src, dst], color="C3" if hot else "0.75",
                                 lw=1.4 if hot else 0.7, zorder=1)
                 if twiddle_labels and hot and n <= 16:
-                    ax.text(s - 0.62, bot + 0.12, f"$w_{{{m}}}^{{{j}}}$" if j else "1", fontsize=7,
+                    ax.text(s - 0.62, bot + 0.12, f"$w_{{{m}}}^{{{j}}}$" if j else "1", fontsize=9,
                             color="C0")
     for s in range(S + 1):
         ax.scatter([s] * n, range(n), s=14, color="C3" if stage in (s, s + 1) else "k", zorder=2)
     for i, p in enumerate(perm):
-        ax.text(-0.15, i, f"x[{p}]", ha="right", va="center", fontsize=8)
-        ax.text(S + 0.15, i, f"X[{i}]", ha="left", va="center", fontsize=8)
+        ax.text(-0.15, i, f"x[{p}]", ha="right", va="center", fontsize=9)
+        ax.text(S + 0.15, i, f"X[{i}]", ha="left", va="center", fontsize=9)
     ax.set_xlim(-0.9, S + 0.9)
     ax.set_ylim(n - 0.5, -0.8)
-    ax.set_xticks(range(S + 1), ["bit-rev"] + [f"stage {s}" for s in range(1, S + 1)], fontsize=8)
+    ax.set_xticks(range(S + 1), ["bit-rev"] + [f"stage {s}" for s in range(1, S + 1)], fontsize=9)
     ax.set_yticks([])
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
@@ -294,7 +352,7 @@ def plot_fft_stage(perm, stage: int, values):
     ax.set_ylim(len(values) - 0.5, -0.8)
     ax.axvline(0, color="k", lw=0.5)
     ax.set(title="after bit reversal" if stage == 0 else f"after stage {stage}", ylabel="row")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(loc="lower right")
     return fig
 
 
@@ -308,7 +366,7 @@ def plot_four_step(steps):
         vmax = float(np.max(np.abs(A.real))) or 1.0
         ax.imshow(A.real, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_title(t, fontsize=9)
-        ax.set_xlabel(f"{A.shape[0]} x {A.shape[1]}", fontsize=8)
+        ax.set_xlabel(f"{A.shape[0]} x {A.shape[1]}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
@@ -329,7 +387,7 @@ def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
     ax = axes[0, 0]
     threads = sorted({t for _, pairs in stages for t, _, _ in pairs})
     cmap = plt.get_cmap("tab10")
-    for j, (label, pairs) in enumerate(stages):
+    for j, (_label, pairs) in enumerate(stages):
         for t, a, b in pairs:
             c = cmap(threads.index(t) % 10)
             ax.plot([j, j + 1], [a, a], color=c, lw=0.8)
@@ -338,12 +396,12 @@ def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
             ax.plot([j, j + 1], [b, a], color=c, lw=0.8)
         ax.axvline(j + 1, color="gray", ls="--", lw=0.6)
     ax.set_xticks([j + 0.5 for j in range(len(stages))])
-    ax.set_xticklabels([lab.replace(", ", "\n") for lab, _ in stages], fontsize=7)
+    ax.set_xticklabels([lab.replace(", ", "\n") for lab, _ in stages], fontsize=9)
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_ylabel("shared-memory index")
     for i, t in enumerate(threads):
         ax.plot([], [], color=cmap(i % 10), label=f"thread {t}")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         ax.set_title(title)
     return fig
@@ -373,16 +431,31 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
                    label=None if labelled else "IO model (outline)")
             labelled = True
     ax.set_xticks(x)
-    ax.set_xticklabels(names, fontsize=8)
+    ax.set_xticklabels(names, fontsize=9)
     ax.set_ylabel(f"global memory {unit}")
-    ax.legend(fontsize=7)
+    ax.legend()
     if title:
         ax.set_title(title)
     return fig
 
 
 # ----------------------------------------------------------------------------- rung 5: benchmark
-__all__ += ["plot_benchmark"]
+__all__ += ["plot_benchmark", "plot_benchmark_file"]
+
+def plot_benchmark_file(path, *, title: str = ""):
+    """Read a benchmark JSON (what ``python -m longconv_edu bench`` saves) and plot it with
+    ``plot_benchmark``: returns (figure, report), so the text can quote the same numbers."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path must be a benchmark JSON file, got {str(path)!r} (not found)")
+    report = json.loads(path.read_text())
+    if not isinstance(report, dict) or "results" not in report or "config" not in report:
+        raise ValueError(f"path {str(path)!r} is not a benchmark report (needs 'results', 'config')")
+    return plot_benchmark(report, title=title), report
+
 
 def plot_benchmark(report: dict, *, title: str = ""):
     """The benchmark report (longconv_edu.lab.bench): time against L, and speedup over torch.fft.
@@ -416,9 +489,12 @@ def plot_benchmark(report: dict, *, title: str = ""):
              title=f"{report['config']['rows']} rows, {report['config']['dtype']}")
     ax_s.set(xlabel="sequence length L", ylabel="speedup over fft_conv (same process)",
              title="higher is faster")
-    if rows:
-        ax_t.legend(fontsize=7)
-        ax_s.legend(fontsize=7)
+    if rows:                              # one legend for both panels, under them: clear of the data
+        handles, labels = ax_t.get_legend_handles_labels()
+        h2, l2 = ax_s.get_legend_handles_labels()
+        handles += [h for h, lab in zip(h2, l2) if lab not in labels]
+        labels += [lab for lab in l2 if lab not in labels]
+        fig.legend(handles, labels, loc="outside lower center", ncols=3)
     if title:
         fig.suptitle(title)
     return fig
@@ -449,7 +525,7 @@ def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | Non
     if title:
         ax.set_title(title)
     if len(kernels) > 1 or not drew:
-        ax.legend(fontsize=8)
+        ax.legend()
     return fig
 
 
@@ -481,7 +557,7 @@ def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
         ax.set_ylabel(key.replace("_", " "))
         if key.endswith("loss"):
             ax.set_yscale("log")
-    axes[0, -1].legend(fontsize=7)
+    axes[0, -1].legend()
     fig.suptitle(summary.get("experiment", ""), fontsize=10)
     return fig
 
@@ -498,19 +574,19 @@ def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, 
         k = np.asarray(kernels[f"{label}/{layer}"], float)
         shown = k[:rows, :taps] if taps else k[:rows]
         ax = axes[0, j]
-        for i, row in enumerate(shown):
+        for row in shown:
             ax.plot(row, lw=0.8)
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("tap", fontsize=8)
+        ax.set_xlabel("tap", fontsize=9)
         P = (np.abs(np.fft.rfft(k, axis=-1)) ** 2).mean(0)
         f = np.fft.rfftfreq(k.shape[-1])
         ax = axes[1, j]
         ax.loglog(f[1:], P[1:] + 1e-20, lw=0.8)
-        ax.set_xlabel("frequency (cycles / tap)", fontsize=8)
+        ax.set_xlabel("frequency (cycles / tap)", fontsize=9)
         ax.tick_params(labelsize=7)
         axes[0, j].tick_params(labelsize=7)
-    axes[0, 0].set_ylabel("k[s]", fontsize=8)
-    axes[1, 0].set_ylabel("power", fontsize=8)
+    axes[0, 0].set_ylabel("k[s]", fontsize=9)
+    axes[1, 0].set_ylabel("power", fontsize=9)
     return fig
 
 
@@ -537,13 +613,13 @@ def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
         for col, (M, what) in enumerate([(F.real, f"Re DFT, {name}"), (B.real, f"Re learned, {name}")]):
             ax = axes[row, col]
             im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-            ax.set_title(what, fontsize=8)
+            ax.set_title(what, fontsize=9)
             fig.colorbar(im, ax=ax, shrink=0.75)
         diff = np.abs(B - F)
         rel = float(np.linalg.norm(B - F) / max(np.linalg.norm(F), 1e-30))
         ax = axes[row, 2]
         im = ax.imshow(diff, cmap="magma", vmin=0, interpolation="nearest")
-        ax.set_title(f"|learned - DFT|, rel. Frobenius {rel:.3f}", fontsize=8)
+        ax.set_title(f"|learned - DFT|, rel. Frobenius {rel:.3f}", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.75)
         for ax in axes[row]:
             ax.set_xticks([])

@@ -24,7 +24,8 @@ def _register():
                       fft.butterfly_stage, _stage_cases, rtol=1e-10,
                       hint="reshape y to (..., N/m, 2, m/2): the first half of each block is a, the second b."))
     register(Exercise("radix2_twiddles", 3,
-                      "Return the n/2 twiddle factors w_n^k = exp(-2 pi i k / n), k = 0 .. n/2 - 1, as a complex tensor.",
+                      "Return the n/2 twiddle factors w_n^k = exp(-2 pi i k / n), k = 0 .. n/2 - 1, "
+                      "as a complex tensor.",
                       fft.twiddles, lambda: [(n,) for n in (2, 4, 8, 64, 1024)], rtol=1e-6,
                       hint="the minus sign in the exponent is the forward transform's convention (numpy, torch)."))
 
