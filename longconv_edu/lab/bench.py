@@ -314,7 +314,8 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
                "best_speedup_vs_scipy": min(t_p["scipy.fft"]) / min(t_b),
                "gflops": gflops, "fits_l2": (4 * M + 2) * u.element_size() <= l2,
                "peak_bytes": peak, "output_bytes": out_bytes,
-               "peak_over_output": peak / out_bytes, "load_average": [load0, _loadavg()]}
+               "peak_over_output": peak / out_bytes, "load_average": [load0, _loadavg()],
+               "numba_threading_layer": _threading_layer()}
         if fb is not None:
             row.update({"fwd_bwd_seconds": statistics.median(fb[0]),
                         "fft_fwd_bwd_seconds": statistics.median(fb[1]),
@@ -324,6 +325,15 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
         if L > last_L:
             growth = _growth(last_L, last_t, L, sec)
         last_L, last_t, last_mem = L, sec, max(peak, 1)
+
+
+def _threading_layer() -> str | None:
+    """The numba threading layer this process runs (None before any parallel region)."""
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
 
 
 def _fwd_bwd_times(fn, ref, u, k, repeats):
