@@ -36,6 +36,20 @@ def _title(path: Path) -> str:
     return (m.group(1).strip() if m else path.stem).replace('"', "'")
 
 
+def _folder_pages(folder: Path) -> None:
+    """Give each results folder without a README a page listing its files (folder links resolve)."""
+    for d in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+        if (d / "README.md").exists() or (d / "index.md").exists():
+            continue
+        items = sorted(d.iterdir())
+        lines = [f"# {d.relative_to(folder.parent.parent).as_posix()}/", "",
+                 "Committed results in this folder (each written by the command its JSON records):", ""]
+        for p in items:
+            name = p.name + ("/" if p.is_dir() else "")
+            lines.append(f"- [{name}]({p.name}/)" if p.is_dir() else f"- [{name}]({p.name})")
+        (d / "index.md").write_text("\n".join(lines) + "\n")
+
+
 def nav(src: Path) -> str:
     """The navigation: home, syllabus, then per rung its notebook (the lesson) and its page."""
     lines = ["nav:", "  - Home: README.md", "  - Syllabus: course/README.md", "  - Rungs:"]
@@ -71,6 +85,7 @@ def main(argv=None) -> int:
             shutil.copytree(p, src / name, ignore=SKIP)
         elif p.is_file():
             shutil.copy2(p, src / name)
+    _folder_pages(src / "course" / "results")
     config = (Path(__file__).with_name("mkdocs.yml").read_text()
               .replace("@HOOKS@", str(Path(__file__).with_name("hooks.py"))) + nav(src))
     (out / "mkdocs.yml").write_text(config)
