@@ -85,7 +85,8 @@ class RunConfig:
     smooth_width: int = 7
     n_heads: int = 2
     backend: str = "fft"
-    size: int = 32                     # image side: L = size**2
+    size: int = 32                     # image side: L = size**2 (digits, pathfinder)
+    length: int = 1024                 # noisy-digits: sequence length L (64 pixels, then noise)
     permute: bool = False              # digits only: fixed pixel permutation
     data_seed: int = 0                 # the train/val/test split (digits) or generator (pathfinder)
     n_train: int = 0                   # 0: all; digits: first n of the train split; pathfinder: generate n
@@ -142,6 +143,12 @@ def load_data(cfg: RunConfig, cache_dir=None) -> dict:
         return out
     if cfg.permute:
         raise ValueError("permute applies to task 'digits' only")
+    if cfg.task == "noisy-digits":
+        kw = dict(seed=cfg.data_seed, length=cfg.length, cache_dir=cache_dir)
+        out = {s: load_task("noisy-digits", s, **kw) for s in ("train", "val", "test")}
+        if cfg.n_train:
+            out["train"] = out["train"].subset(min(cfg.n_train, len(out["train"])))
+        return out
     n = cfg.n_train or 4000
     kw = dict(seed=cfg.data_seed, size=cfg.size, n_train=n, n_val=max(n // 8, 1),
               n_test=max(n // 4, 1), cache_dir=cache_dir)
