@@ -15,7 +15,7 @@ import torch
 
 from ._checks import check_conv_inputs
 
-__all__ = ["long_conv", "backends", "get_backend"]
+__all__ = ["long_conv", "backends", "get_backend", "resolve_backend", "AUTO_RULES"]
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,38 @@ _BACKENDS: dict[str, Backend] = {b.name: b for b in [
 ]}
 
 
+#: backend="auto": the fastest registered backend for the device type of the input tensor
+#: (measured fwd+bwd at B*H = 256 on 2 cores: the fused Numba kernel is 1.05x fft_conv at L = 256,
+#: 1.1x at 1K, 2.3x at 4K, 4.3x at 16K; on a GPU the torch FFT until the CUDA kernel is timed).
+AUTO_RULES: dict[str, str] = {"cpu": "numba", "cuda": "fft"}
+AUTO = "auto"
+
+
 def backends() -> dict[str, str]:
-    """Names of the registered backends, each with a one-line summary, in course order."""
-    return {b.name: b.summary for b in sorted(_BACKENDS.values(), key=lambda b: b.rung)}
+    """Names of the registered backends, each with a one-line summary, in course order, then
+    "auto" (the rule ``AUTO_RULES`` picks one per device type)."""
+    out = {b.name: b.summary for b in sorted(_BACKENDS.values(), key=lambda b: b.rung)}
+    out[AUTO] = "the fastest backend for the input's device: " + ", ".join(
+        f"{dev} -> {name}" for dev, name in AUTO_RULES.items())
+    return out
+
+
+def resolve_backend(name: str, u: torch.Tensor | None = None) -> str:
+    """The registered backend ``name`` stands for: itself, or for "auto" the ``AUTO_RULES`` entry
+    of ``u``'s device type ("fft" for a device type with no rule, or when u is None)."""
+    if name != AUTO:
+        get_backend(name)
+        return name
+    if u is None:
+        return "fft"
+    return AUTO_RULES.get(u.device.type, "fft")
 
 
 def get_backend(name: str):
     """The function registered under ``name``; a clear error lists the names that exist."""
+    if name == AUTO:
+        raise ValueError("backend 'auto' names a rule, not a function: resolve it for a tensor with "
+                         "resolve_backend('auto', u)")
     if not isinstance(name, str) or name not in _BACKENDS:
         known = ", ".join(repr(n) for n in backends())
         raise ValueError(f"backend must be one of {known}; got {name!r}")
@@ -65,8 +90,9 @@ def long_conv(u: torch.Tensor, k: torch.Tensor, *, backend: str = "fft", **kwarg
     """Causal long convolution y[b,h,t] = sum_s k[h,s] u[b,h,t-s] by the chosen backend.
 
     u: (B, H, L) float32/float64; k: (H, Lk), 1 <= Lk <= L; returns (B, H, L).
+    ``backend="auto"`` picks the fastest for u's device (``AUTO_RULES``).
     Extra keyword arguments go to the backend (for example ``jit=True`` for "direct").
     """
-    fn = get_backend(backend)
     check_conv_inputs(u, k)
+    fn = get_backend(resolve_backend(backend, u))
     return fn(u, k, **kwargs)

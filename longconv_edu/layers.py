@@ -30,7 +30,11 @@ from .dispatch import backends, long_conv
 from .params import tag_params
 from .regularize import double_exp_init, kernel_dropout, random_init, s4d_init, s4d_kernel, smooth, squash
 
-__all__ = ["LongConv", "SSMKernel"]
+__all__ = ["LongConv", "SSMKernel", "DEFAULT_LAM"]
+
+#: The one default Squash threshold (the paper's LRA configs use 0.001-0.004); LongConv,
+#: ModelConfig, RunConfig and the CLI all take it from here.
+DEFAULT_LAM = 0.002
 
 
 class SSMKernel(nn.Module):
@@ -65,7 +69,8 @@ class LongConv(nn.Module):
       kernel_dropout  dropout probability on kernel taps while training, in [0, 1)
       dropout         dropout on the activations after GELU, in [0, 1)
       bidirectional   False: causal (kernel length l_max); True: l_max causal + l_max anti-causal taps
-      backend         a name from ``dispatch.backends()`` computing each causal convolution
+      backend         a name from ``dispatch.backends()`` computing each causal convolution;
+                      "auto" (default): the fastest for the input's device (``dispatch.AUTO_RULES``)
       kernel_init     "random" (randn * 0.002) or "double_exp" (decaying envelope), for "free" kernels
       kernel_lr       learning rate for the kernel parameters (None: the model's), weight decay 0
       kernel_source   "free" (a learned (channels, H, l_max) parameter) or "ssm" (``SSMKernel``)
@@ -82,9 +87,9 @@ class LongConv(nn.Module):
     (or ``conv.bidirectional_conv``) takes, for plotting.
     """
 
-    def __init__(self, d_model: int, l_max: int, *, channels: int = 1, lam: float = 0.003,
+    def __init__(self, d_model: int, l_max: int, *, channels: int = 1, lam: float = DEFAULT_LAM,
                  smooth_width: int | None = None, kernel_dropout: float = 0.1, dropout: float = 0.0,
-                 bidirectional: bool = False, backend: str = "fft", kernel_init: str = "random",
+                 bidirectional: bool = False, backend: str = "auto", kernel_init: str = "random",
                  kernel_lr: float | None = None, kernel_source: str = "free", state_dim: int = 64,
                  seed: int | None = None, conv: nn.Module | None = None):
         super().__init__()

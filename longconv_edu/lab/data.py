@@ -298,8 +298,51 @@ def pathfinder(split: str = "train", *, seed: int = 0, size: int = 32, n_train: 
                            {"task": "pathfinder", "size": size, "seed": seed})
 
 
+# ---------------------------------------------------------------------------------------------
+# a digit, then noise: the paper's regime (kernel as long as the sequence, little data)
+# ---------------------------------------------------------------------------------------------
+
+def noisy_digits(split: str = "train", *, seed: int = 0, length: int = 1024, n_val: int = 500,
+                 n_test: int = 600, cache_dir=None) -> SequenceDataset:
+    """An original 8x8 digit read as its 64 pixels, then ``length - 64`` steps of noise.
+
+    The noise is Gaussian with the digit pixels' own mean and standard deviation, drawn afresh for
+    every example (stream ``default_rng([seed, i])`` for image i), so no tap of a kernel longer
+    than the gap between a pixel and the output can find anything but noise there, and the
+    sequence carries exactly the 64 pixels of information of the digit. The split is fixed by
+    ``seed``: ``n_test`` test images, ``n_val`` validation images, the remaining 1797 - n_val -
+    n_test (697 by default) train (take fewer with ``SequenceDataset.subset``).
+    x: (N, length, 1) float32; y: (N,) digit 0..9.
+    """
+    split = check_choice(split, "split", SPLITS)
+    seed = check_int(seed, "seed", min=0)
+    length = check_int(length, "length", min=64)
+    n_val = check_int(n_val, "n_val", min=1, max=800)
+    n_test = check_int(n_test, "n_test", min=1, max=800)
+    name = f"noisy-digits-L{length}-seed{seed}-v{n_val}-t{n_test}"
+
+    def build():
+        img, y = _digit_images(8)
+        pix = img.reshape(len(img), 64)
+        mean, std = float(pix.mean()), float(pix.std())
+        x = torch.empty(len(y), length, 1)
+        x[:, :64, 0] = pix
+        for i in range(len(y)):
+            noise = np.random.default_rng([seed, i]).normal(mean, std, length - 64)
+            x[i, 64:, 0] = torch.from_numpy(noise.astype(np.float32))
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+        parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
+                 "train": order[n_test + n_val:]}
+        return {s: {"x": x[i].contiguous(), "y": y[i].contiguous()} for s, i in parts.items()}
+
+    data = _cached(name, cache_dir, build)[split]
+    return SequenceDataset(data["x"], data["y"], 10, f"noisy-digits{length}/{split}",
+                           {"task": "noisy-digits", "length": length, "seed": seed})
+
+
 TASKS = {
     "digits": sequential_digits,
+    "noisy-digits": noisy_digits,
     "pathfinder": pathfinder,
 }
 

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_float, check_int
+from ..layers import DEFAULT_LAM
 
 __all__ = ["MODELS", "REGULARIZERS", "ModelConfig", "SequenceClassifier", "build_model",
            "count_parameters", "long_conv_layers"]
@@ -57,11 +58,11 @@ class ModelConfig:
     n_layers: int = 2
     dropout: float = 0.1
     kernel_dropout: float = 0.0
-    lam: float = 0.002                 # Squash threshold when reg uses squash (LRA configs: 0.001-0.004)
+    lam: float = DEFAULT_LAM           # Squash threshold when reg uses squash (layers.DEFAULT_LAM)
     smooth_width: int = 7              # Smooth window when reg uses smooth (reference code: 7)
     n_heads: int = 4                   # transformer only
     ssm_state_dim: int = 64            # ssm only
-    backend: str = "fft"               # long_conv backend of the conv layers
+    backend: str = "auto"              # long_conv backend of the conv layers (auto: fastest for the device)
     kernel_lr: float = 1e-3            # the kernels' own learning rate (their weight decay is 0)
     seed: int = 0                      # initialises every layer (the same on every DDP rank)
     learned_butterfly: bool = False    # rung 8: learned.learned_long_conv layers, blocks start at the DFT

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_float, check_int
+from ..layers import DEFAULT_LAM
 from .data import TASKS, atomic_save, atomic_write, default_cache_dir, load_task
 from .models import MODELS, REGULARIZERS, ModelConfig, build_model, count_parameters
 
@@ -81,11 +82,12 @@ class RunConfig:
     n_layers: int = 2
     dropout: float = 0.1
     kernel_dropout: float = 0.0
-    lam: float = 0.002
+    lam: float = DEFAULT_LAM
     smooth_width: int = 7
     n_heads: int = 2
-    backend: str = "fft"
-    size: int = 32                     # image side: L = size**2
+    backend: str = "auto"
+    size: int = 32                     # image side: L = size**2 (digits, pathfinder)
+    length: int = 1024                 # noisy-digits: sequence length L (64 pixels, then noise)
     permute: bool = False              # digits only: fixed pixel permutation
     data_seed: int = 0                 # the train/val/test split (digits) or generator (pathfinder)
     n_train: int = 0                   # 0: all; digits: first n of the train split; pathfinder: generate n
@@ -142,6 +144,12 @@ def load_data(cfg: RunConfig, cache_dir=None) -> dict:
         return out
     if cfg.permute:
         raise ValueError("permute applies to task 'digits' only")
+    if cfg.task == "noisy-digits":
+        kw = dict(seed=cfg.data_seed, length=cfg.length, cache_dir=cache_dir)
+        out = {s: load_task("noisy-digits", s, **kw) for s in ("train", "val", "test")}
+        if cfg.n_train:
+            out["train"] = out["train"].subset(min(cfg.n_train, len(out["train"])))
+        return out
     n = cfg.n_train or 4000
     kw = dict(seed=cfg.data_seed, size=cfg.size, n_train=n, n_val=max(n // 8, 1),
               n_test=max(n // 4, 1), cache_dir=cache_dir)
@@ -528,14 +536,14 @@ EXPERIMENTS = {
         "Squash+Smooth, the S4D-style SSM kernel and a Transformer, 3 seeds each",
         dict(task="digits", size=16, epochs=10, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.001, smooth_width=7, n_heads=2),
+             smooth_width=7, n_heads=2),
         _CONV_ROWS + (("ssm", "none"), ("transformer", "none", {"lr": 0.003}))),
     "digits-small": Experiment(
         "sequential digits 16x16 (L = 256) with only 200 training images and 30 epochs: does a "
         "kernel regulariser help when data is scarce?",
         dict(task="digits", size=16, epochs=30, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.001, smooth_width=7, n_train=200),
+             smooth_width=7, n_train=200),
         (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
         seeds=(0, 1)),
     "digits-kernel-lr": Experiment(
@@ -544,7 +552,7 @@ EXPERIMENTS = {
         "the size of its gradient; do faster-moving kernels need a regulariser?",
         dict(task="digits", size=16, epochs=10, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-2, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.001, smooth_width=7),
+             smooth_width=7),
         (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
         seeds=(0, 1)),
     "digits-long": Experiment(
@@ -552,7 +560,7 @@ EXPERIMENTS = {
         "the picture?",
         dict(task="digits", size=32, epochs=8, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.001, smooth_width=7),
+             smooth_width=7),
         (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
         seeds=(0,)),
     "pathfinder-reg": Experiment(
@@ -560,7 +568,7 @@ EXPERIMENTS = {
         "SSM kernel for reference",
         dict(task="pathfinder", size=32, epochs=5, batch_size=32, d_model=32, n_layers=2,
              lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
-             lam=0.001, smooth_width=7, n_train=2000),
+             smooth_width=7, n_train=2000),
         (("longconv", "none"), ("longconv", "squash+smooth"), ("ssm", "none")), seeds=(0,)),
 }
 
