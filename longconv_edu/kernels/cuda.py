@@ -71,11 +71,13 @@ import types
 from dataclasses import dataclass
 
 import numpy as np
+import numba
 import torch
 
 from .._checks import check_conv_inputs, check_int
 
-__all__ = ["cuda_conv", "kernel_spectrum", "Program", "block_program", "bind_cuda", "Plan",
+__all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
+           "half_spectrum", "device_smem_optin", "MONARCH_BLOCKS", "DEFAULT_BLOCK", "kernel_spectrum", "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
            "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table",
            "bit_reversed_spectrum"]
@@ -220,15 +222,20 @@ def block_program(p: Program):
     return kernel
 
 
-def bind_cuda(fn, cuda_like):
+def bind_cuda(fn, cuda_like, _g=None):
     """A copy of kernel body ``fn`` whose global name ``cuda`` means ``cuda_like``.
 
     numba.cuda (real or simulator) compiles/runs the copy; the tracer passes its counting
     namespace. Same code object, same closure: one algorithm, several executors.
     """
-    g = dict(fn.__globals__)
-    g["cuda"] = cuda_like
-    out = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+    g = dict(fn.__globals__) if _g is None else _g   # one dict shared with the helpers, so the
+    g["cuda"] = cuda_like                             # simulator's swap of ``cuda`` reaches them
+    closure = fn.__closure__
+    if closure:  # helpers the body closes over (the Monarch kernel's load/fft/store) are bound too
+        closure = tuple(types.CellType(bind_cuda(c.cell_contents, cuda_like, g)
+                                       if isinstance(c.cell_contents, types.FunctionType)
+                                       else c.cell_contents) for c in closure)
+    out = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, closure)
     out.__qualname__ = fn.__qualname__
     return out
 
@@ -508,9 +515,9 @@ class _FlashButterflyConv(torch.autograd.Function):
         return grad_u, grad_k, None, None
 
 
-def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
-              threads: int = DEFAULT_THREADS) -> torch.Tensor:
-    """Causal long convolution by the fused FlashButterfly Numba CUDA kernel (differentiable).
+def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
+                threads: int = DEFAULT_THREADS) -> torch.Tensor:
+    """The "before" kernel: causal long convolution by the radix-2 FlashButterfly (differentiable).
 
     u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; float32 or float64, contiguous, same device:
     CUDA tensors on a GPU, or CPU tensors under numba's simulator (NUMBA_ENABLE_CUDASIM=1).
@@ -529,6 +536,426 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_SME
     make_plan(u.shape[2], real, smem_bytes=smem_bytes, threads=threads)      # length check
     _executor(u)                                                             # device check
     return _FlashButterflyConv.apply(u, k, smem_bytes, threads)
+
+
+# ============================================================================ the Monarch kernel
+# The registered ``cuda`` backend (issue 14). Everything above this line is the radix-2 kernel,
+# kept as the notebook's "before" picture (``radix2_conv``) and as the long-L fallback.
+#
+# One thread block per row. With N = fft_size(L) and M = N/2, the real row u is read once as M
+# complex values z[m] = u[2m] + i u[2m+1] (the real-input trick: an M-point complex FFT instead
+# of an N-point one). The M-point DFT is a product of S = ceil(log2 M / log2 p) Monarch factors:
+# each is a block-diagonal matrix of dense p x p DFT blocks (p = ``block``, 16 by default) with
+# its twiddles folded in, applied as small dense complex mat-vecs out of shared memory
+# (Stockham order: natural order in and out, ping-pong between two shared buffers). Output q of
+# a factor with previous span Ls and radix p is
+#     y[q] = sum_r x[j + r M/p] * W_M^(r * o * M/(Ls p)),   k = q mod Ls, s = (q / Ls) mod p,
+#     j = (q / (Ls p)) Ls + k,  o = s Ls + k,
+# all indices by shifts and masks, every coefficient read from one table of M-th roots that the
+# host computes once (float64, rounded once) and the block stages into shared memory. Then the
+# real-trick split gives the N-point half spectrum X[k], k = 0..M; it is multiplied by the cached
+# kernel spectrum K (torch.fft.rfft of k, once per kernel tensor version); the merge and the
+# inverse factors (conjugate roots) give y. Global memory: one read of u, one write of y per
+# element, plus the (M+1)-point spectrum of the row's channel.
+MONARCH_BLOCKS = (2, 4, 8, 16, 32, 64)
+DEFAULT_BLOCK = 16
+#: Shared memory assumed when no GPU is present (simulator, compile-only): the H100's opt-in
+#: maximum per block, 227 KiB (NVIDIA H100 tuning guide, "shared memory capacity").
+H100_SMEM_OPTIN = 227 * 1024
+
+
+def monarch_factors(M: int, block: int) -> list[int]:
+    """The radices of the Monarch factorisation of an M-point DFT: p, p, ..., remainder."""
+    out, left = [], M
+    while left > 1:
+        out.append(min(block, left))
+        left //= out[-1]
+    return out
+
+
+def monarch_smem_bytes(M: int, real, kind: str = "conv") -> int:
+    """Dynamic shared memory of one block: two ping-pong buffers and the root table (re, im),
+    plus for the backward the row's input half spectrum and the channel's grad_k accumulator."""
+    s = np.dtype(real).itemsize
+    return (6 * M + (4 * (M + 1) if kind == "grad" else 0)) * s
+
+
+def monarch_program(M: int, block: int, real, kind: str):
+    """The Monarch kernel body for M-point complex transforms: kind "conv" (forward, or grad_u
+    with conj=-1) or "grad" (one block per channel, loop over the batch: grad_u and grad_k).
+
+    conv args: (x, spec, roots, tw, out, n_in, n_out, conj, scale)
+      x (R, n_in) real rows, spec (S, 2, M+1) half spectra (row r uses r % S), roots (2, M),
+      tw (2, M//2+1) = W_N^k, out (R, n_out).
+    grad args: (g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale)
+      g, u, grad_u (B*H, L); spec (H, 2, M+1); grad_k (H, n_k).
+    """
+    LOGM = M.bit_length() - 1
+    LOGP = block.bit_length() - 1
+    S = len(monarch_factors(M, block))
+    MASK = M - 1
+    HALF = M // 2
+    ZERO, HALF_R = real(0), real(0.5)
+    RES_IN_B = S % 2 == 1
+    GRAD = kind == "grad"
+    SMEM_T = numba.from_dtype(np.dtype(real))  # a numba type: both the compiler and simulator take it
+
+    def fft(a_re, a_im, b_re, b_im, w_re, w_im, sgn, tid, T):
+        # S Monarch factors, A -> B -> A ...; the result is in B iff S is odd (RES_IN_B)
+        ls = 0
+        for st in range(S):
+            lr = LOGP if LOGM - ls >= LOGP else LOGM - ls
+            p = 1 << lr
+            sh = LOGM - ls - lr
+            stride = M >> lr
+            lsmask = (1 << ls) - 1
+            for q in range(tid, M, T):
+                k = q & lsmask
+                j = ((q >> (ls + lr)) << ls) + k
+                step = (((q >> ls) & (p - 1)) << ls | k) << sh
+                acc_r = ZERO
+                acc_i = ZERO
+                idx = 0
+                for r in range(p):
+                    if st % 2 == 0:
+                        xr, xi = a_re[j + r * stride], a_im[j + r * stride]
+                    else:
+                        xr, xi = b_re[j + r * stride], b_im[j + r * stride]
+                    wr, wi = w_re[idx], sgn * w_im[idx]
+                    acc_r += xr * wr - xi * wi
+                    acc_i += xr * wi + xi * wr
+                    idx = (idx + step) & MASK
+                if st % 2 == 0:
+                    b_re[q], b_im[q] = acc_r, acc_i
+                else:
+                    a_re[q], a_im[q] = acc_r, acc_i
+            cuda.syncthreads()
+            ls += lr
+
+    def split(zr1, zi1, zr2, zi2, wr, wi):
+        # Z[k], Z[M-k] of z = u_even + i u_odd -> X[k], X[M-k] of the N-point real DFT
+        er, ei = HALF_R * (zr1 + zr2), HALF_R * (zi1 - zi2)
+        orr, oi = HALF_R * (zi1 + zi2), HALF_R * (zr2 - zr1)
+        tr, ti = wr * orr - wi * oi, wr * oi + wi * orr
+        return er + tr, ei + ti, er - tr, ti - ei
+
+    def merge(y1r, y1i, y2r, y2i, wr, wi):
+        # Y[k], Y[M-k] -> Z'[k], Z'[M-k] with z' = y_even + i y_odd (times M/... see scale)
+        epr, epi = HALF_R * (y1r + y2r), HALF_R * (y1i - y2i)
+        dr, di = HALF_R * (y1r - y2r), HALF_R * (y1i + y2i)
+        opr, opi = dr * wr + di * wi, di * wr - dr * wi
+        return epr - opi, epi + opr, epr + opi, opr - epi
+
+    def load(x, row, n_in, a_re, a_im, tid, T):
+        for m in range(tid, M, T):
+            g = 2 * m
+            a_re[m] = x[row, g] if g < n_in else ZERO
+            a_im[m] = x[row, g + 1] if g + 1 < n_in else ZERO
+        cuda.syncthreads()
+
+    def store(out, row, n_out, a_re, a_im, scale, tid, T):
+        for m in range(tid, M, T):
+            g = 2 * m
+            if g < n_out:
+                out[row, g] = a_re[m] * scale
+            if g + 1 < n_out:
+                out[row, g + 1] = a_im[m] * scale
+
+    if not GRAD:
+        def kernel(x, spec, roots, tw, out, n_in, n_out, conj, scale):
+            sm = cuda.shared.array(0, SMEM_T)
+            a_re, a_im = sm[0:M], sm[M:2 * M]
+            b_re, b_im = sm[2 * M:3 * M], sm[3 * M:4 * M]
+            w_re, w_im = sm[4 * M:5 * M], sm[5 * M:6 * M]
+            row, tid, T = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+            srow = row % spec.shape[0]
+            for m in range(tid, M, T):                       # stage the roots once per block
+                w_re[m], w_im[m] = roots[0, m], roots[1, m]
+            load(x, row, n_in, a_re, a_im, tid, T)
+            fft(a_re, a_im, b_re, b_im, w_re, w_im, real(1), tid, T)
+            x_re, x_im = (b_re, b_im) if RES_IN_B else (a_re, a_im)
+            for kk in range(tid, HALF + 1, T):               # split, multiply, merge: in place
+                k2 = (M - kk) & MASK
+                wr, wi = tw[0, kk], tw[1, kk]
+                x1r, x1i, x2r, x2i = split(x_re[kk], x_im[kk], x_re[k2], x_im[k2], wr, wi)
+                kr1, ki1 = spec[srow, 0, kk], conj * spec[srow, 1, kk]
+                kr2, ki2 = spec[srow, 0, M - kk], conj * spec[srow, 1, M - kk]
+                z1r, z1i, z2r, z2i = merge(x1r * kr1 - x1i * ki1, x1r * ki1 + x1i * kr1,
+                                           x2r * kr2 - x2i * ki2, x2r * ki2 + x2i * kr2, wr, wi)
+                x_re[kk], x_im[kk] = z1r, z1i
+                if kk != 0 and k2 != kk:
+                    x_re[k2], x_im[k2] = z2r, z2i
+            cuda.syncthreads()
+            # inverse from wherever X is: after 2S factors the result is back in A
+            if RES_IN_B:
+                fft(b_re, b_im, a_re, a_im, w_re, w_im, real(-1), tid, T)
+            else:
+                fft(a_re, a_im, b_re, b_im, w_re, w_im, real(-1), tid, T)
+            store(out, row, n_out, a_re, a_im, scale, tid, T)
+    else:
+        def kernel(g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale):
+            sm = cuda.shared.array(0, SMEM_T)
+            a_re, a_im = sm[0:M], sm[M:2 * M]
+            b_re, b_im = sm[2 * M:3 * M], sm[3 * M:4 * M]
+            w_re, w_im = sm[4 * M:5 * M], sm[5 * M:6 * M]
+            o = 6 * M
+            u_re, u_im = sm[o:o + M + 1], sm[o + M + 1:o + 2 * M + 2]
+            o += 2 * M + 2
+            c_re, c_im = sm[o:o + M + 1], sm[o + M + 1:o + 2 * M + 2]
+            h, tid, T = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+            for m in range(tid, M, T):
+                w_re[m], w_im[m] = roots[0, m], roots[1, m]
+            for m in range(tid, M + 1, T):
+                c_re[m], c_im[m] = ZERO, ZERO
+            x_re, x_im = (b_re, b_im) if RES_IN_B else (a_re, a_im)
+            for b in range(B):
+                row = b * H + h
+                load(u, row, n_in, a_re, a_im, tid, T)        # U_b: half spectrum, kept
+                fft(a_re, a_im, b_re, b_im, w_re, w_im, real(1), tid, T)
+                for kk in range(tid, HALF + 1, T):
+                    k2 = (M - kk) & MASK
+                    x1r, x1i, x2r, x2i = split(x_re[kk], x_im[kk], x_re[k2], x_im[k2],
+                                               tw[0, kk], tw[1, kk])
+                    u_re[kk], u_im[kk] = x1r, x1i
+                    u_re[M - kk], u_im[M - kk] = x2r, x2i
+                cuda.syncthreads()
+                load(g, row, n_in, a_re, a_im, tid, T)        # G_b: one FFT for both grads
+                fft(a_re, a_im, b_re, b_im, w_re, w_im, real(1), tid, T)
+                for kk in range(tid, HALF + 1, T):
+                    k2 = (M - kk) & MASK
+                    wr, wi = tw[0, kk], tw[1, kk]
+                    g1r, g1i, g2r, g2i = split(x_re[kk], x_im[kk], x_re[k2], x_im[k2], wr, wi)
+                    # grad_k accumulator += G conj(U_b) (this block owns channel h: no atomics)
+                    ur, ui = u_re[kk], u_im[kk]
+                    c_re[kk] += g1r * ur + g1i * ui
+                    c_im[kk] += g1i * ur - g1r * ui
+                    if M - kk != kk:
+                        ur, ui = u_re[M - kk], u_im[M - kk]
+                        c_re[M - kk] += g2r * ur + g2i * ui
+                        c_im[M - kk] += g2i * ur - g2r * ui
+                    # grad_u = G conj(K)
+                    kr1, ki1 = spec[h, 0, kk], -spec[h, 1, kk]
+                    kr2, ki2 = spec[h, 0, M - kk], -spec[h, 1, M - kk]
+                    z1r, z1i, z2r, z2i = merge(g1r * kr1 - g1i * ki1, g1r * ki1 + g1i * kr1,
+                                               g2r * kr2 - g2i * ki2, g2r * ki2 + g2i * kr2,
+                                               wr, wi)
+                    x_re[kk], x_im[kk] = z1r, z1i
+                    if kk != 0 and k2 != kk:
+                        x_re[k2], x_im[k2] = z2r, z2i
+                cuda.syncthreads()
+                if RES_IN_B:
+                    fft(b_re, b_im, a_re, a_im, w_re, w_im, real(-1), tid, T)
+                else:
+                    fft(a_re, a_im, b_re, b_im, w_re, w_im, real(-1), tid, T)
+                store(grad_u, row, n_in, a_re, a_im, scale, tid, T)
+                cuda.syncthreads()
+            for kk in range(tid, HALF + 1, T):               # grad_k: one inverse per channel
+                k2 = (M - kk) & MASK
+                z1r, z1i, z2r, z2i = merge(c_re[kk], c_im[kk], c_re[M - kk], c_im[M - kk],
+                                           tw[0, kk], tw[1, kk])
+                a_re[kk], a_im[kk] = z1r, z1i
+                if kk != 0 and k2 != kk:
+                    a_re[k2], a_im[k2] = z2r, z2i
+            cuda.syncthreads()
+            fft(a_re, a_im, b_re, b_im, w_re, w_im, real(-1), tid, T)
+            store(grad_k, h, n_k, a_re if S % 2 == 0 else b_re,
+                  a_im if S % 2 == 0 else b_im, scale, tid, T)
+
+    kernel.__name__ = kernel.__qualname__ = f"monarch_{kind}_M{M}_p{block}_{_NUMBA_NAME[real]}"
+    return kernel
+
+
+# ---------------------------------------------------------------------------- host side
+@functools.cache
+def _tables_np(M: int, real):
+    """Roots W_M^t (2, M) for the factors, W_N^k (2, M/2+1) for the real-input split (float64,
+    rounded once to ``real``)."""
+    t = np.arange(M)
+    roots = np.exp(-2j * np.pi * t / M)
+    k = np.arange(M // 2 + 1)
+    tw = np.exp(-2j * np.pi * k / (2 * M))
+    return (np.stack([roots.real, roots.imag]).astype(real),
+            np.stack([tw.real, tw.imag]).astype(real))
+
+
+_TABLES: dict = {}
+_SPECTRA: dict = {}
+_SPECTRUM_CACHE_SIZE = 16
+
+
+def _tables(M: int, real, device):
+    key = (M, real, str(device))
+    if key not in _TABLES:
+        r, t = _tables_np(M, real)
+        _TABLES[key] = (torch.from_numpy(r).to(device), torch.from_numpy(t).to(device))
+    return _TABLES[key]
+
+
+def half_spectrum(k: torch.Tensor, N: int) -> torch.Tensor:
+    """The kernel spectrum the Monarch kernel multiplies by: rfft(k, n=N) as a real (H, 2, N/2+1)
+    tensor (re, im), cached on the kernel tensor's identity and version (``k._version`` changes
+    on every in-place update, e.g. an optimizer step), so repeated forwards compute it once."""
+    key = (id(k), k.data_ptr(), k._version, tuple(k.shape), N, k.dtype, str(k.device))
+    hit = _SPECTRA.get(key)
+    if hit is not None:
+        return hit
+    kf = torch.fft.rfft(k.detach(), n=N)
+    spec = torch.stack([kf.real, kf.imag], dim=1).contiguous()
+    if len(_SPECTRA) >= _SPECTRUM_CACHE_SIZE:
+        _SPECTRA.pop(next(iter(_SPECTRA)))
+    _SPECTRA[key] = spec
+    return spec
+
+
+def _monarch_sig(kind: str, real) -> str:
+    t = _NUMBA_NAME[real]
+    if kind == "conv":
+        return (f"void({t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], {t}[:, ::1], {t}[:, ::1], "
+                f"int64, int64, {t}, {t})")
+    return (f"void({t}[:, ::1], {t}[:, ::1], {t}[:, :, ::1], {t}[:, ::1], {t}[:, ::1], "
+            f"{t}[:, ::1], {t}[:, ::1], int64, int64, int64, int64, {t})")
+
+
+@functools.cache
+def _monarch_compiled(M: int, block: int, real, kind: str):
+    from numba import cuda as ncuda
+    return ncuda.jit(_monarch_sig(kind, real))(bind_cuda(monarch_program(M, block, real, kind),
+                                                         ncuda))
+
+
+def device_smem_optin(device_index: int = 0) -> int:
+    """The largest dynamic shared memory one block may opt in to on this GPU
+    (CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN); without a GPU: the H100's 227 KiB."""
+    if simulator_active():
+        return H100_SMEM_OPTIN
+    from numba import cuda as ncuda
+    if not ncuda.is_available():
+        return H100_SMEM_OPTIN
+    return int(ncuda.gpus[device_index].MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+
+
+def _opt_in(dispatcher, nbytes: int, device_index: int) -> None:
+    """Allow ``nbytes`` of dynamic shared memory above the 48 KiB default: the driver attribute
+    CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES on the compiled function (numba-cuda sets
+    the carve-out the same way in CudaPythonFunction.set_shared_memory_carveout; numba-cuda
+    issue #94 asks for this opt-in)."""
+    if nbytes <= DEFAULT_SMEM_BYTES:
+        return
+    from numba.cuda.cudadrv.driver import binding, driver
+    (kern,) = dispatcher.overloads.values()
+    cufunc = kern._codelibrary.get_cufunc()
+    attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    driver.cuKernelSetAttribute(attr, int(nbytes), cufunc.handle, device_index)
+
+
+class _MonarchExecutor(_NumbaExecutor):
+    """Launches Monarch kernels with their dynamic shared memory (opted in above 48 KiB)."""
+
+    def launch_monarch(self, M, block, real, kind, grid, threads, smem, *args):
+        k = _monarch_compiled(M, block, real, kind)
+        args = [self._view(a) for a in args]
+        if self.sim:
+            k[grid, threads, 0, smem](*args)
+            return
+        idx = self.device.index or 0
+        stream = self.cuda.external_stream(torch.cuda.current_stream(self.device).cuda_stream)
+        with self.cuda.gpus[idx]:
+            _opt_in(k, smem, idx)
+            k[grid, threads, stream, smem](*args)
+
+
+class _MonarchConv(torch.autograd.Function):
+    """Forward: the fused Monarch kernel. Backward: one block per channel, one FFT of g per row
+    shared by grad_u and grad_k (grad_k accumulated in shared memory over the batch)."""
+
+    @staticmethod
+    def forward(ctx, u, k, smem_bytes, threads, block):
+        B, H, L = u.shape
+        real = _REAL[u.dtype]
+        N = fft_size(L)
+        M = N // 2
+        ex = _MonarchExecutor(u.device)
+        spec = half_spectrum(k, N)
+        roots, tw = _tables(M, real, u.device)
+        y = torch.empty(B * H, L, dtype=u.dtype, device=u.device)
+        ex.launch_monarch(M, block, real, "conv", (B * H,), threads,
+                          monarch_smem_bytes(M, real, "conv"), u.view(B * H, L), spec, roots,
+                          tw, y, L, L, real(1), real(1.0 / M))
+        ctx.save_for_backward(u, k)
+        ctx.cfg = (smem_bytes, threads, block)
+        return y.view(B, H, L)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        u, k = ctx.saved_tensors
+        smem_bytes, threads, block = ctx.cfg
+        B, H, L = u.shape
+        Lk = k.shape[1]
+        real = _REAL[u.dtype]
+        N = fft_size(L)
+        M = N // 2
+        need = monarch_smem_bytes(M, real, "grad")
+        if need > smem_bytes:         # the fused backward does not fit: the radix-2 path
+            gu, gk = _radix2_backward(u, k, gy, min(smem_bytes, DEFAULT_SMEM_BYTES), threads)
+            return gu, gk, None, None, None
+        ex = _MonarchExecutor(u.device)
+        spec = half_spectrum(k, N)
+        roots, tw = _tables(M, real, u.device)
+        g = gy.contiguous().view(B * H, L)
+        gu = torch.empty(B * H, L, dtype=u.dtype, device=u.device)
+        gk = torch.empty(H, Lk, dtype=u.dtype, device=u.device)
+        ex.launch_monarch(M, block, real, "grad", (H,), threads, need, g, u.view(B * H, L),
+                          spec, roots, tw, gu, gk, B, H, L, Lk, real(1.0 / M))
+        return gu.view(B, H, L), gk, None, None, None
+
+
+def _radix2_backward(u, k, gy, smem_bytes, threads):
+    with torch.enable_grad():
+        u2, k2 = u.detach().requires_grad_(True), k.detach().requires_grad_(True)
+        y = _FlashButterflyConv.apply(u2, k2, smem_bytes, threads)
+        return torch.autograd.grad(y, (u2, k2), gy)
+
+
+def check_block(block) -> int:
+    block = check_int(block, "block", min=2, max=64, power_of_two=True)
+    return block
+
+
+def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None,
+              threads: int = DEFAULT_THREADS, block: int = DEFAULT_BLOCK) -> torch.Tensor:
+    """Causal long convolution by the fused Monarch FlashButterfly kernel (differentiable).
+
+    u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; float32 or float64, contiguous, same device
+    (CUDA tensors on a GPU, CPU tensors under NUMBA_ENABLE_CUDASIM=1). Returns y (B, H, L),
+    y[b,h,t] = sum_s k[h,s] u[b,h,t-s].
+
+    smem_bytes: fast memory one block may use; default: the device's opt-in maximum (227 KiB on
+    an H100, 163 KiB on an A100; 227 KiB without a GPU). A row runs fused in the Monarch form if
+    ``monarch_smem_bytes(N/2)`` fits (float32: L <= 8192 on an H100); longer rows take the
+    radix-2 three-pass path (not yet the Monarch form). block: Monarch block size p (DFT blocks
+    of p x p), a power of two 2..64. threads: threads per block, a power of two <= 1024.
+    """
+    check_conv_inputs(u, k)
+    _check_contiguous(u, "u")
+    _check_contiguous(k, "k")
+    real = _REAL[u.dtype]
+    limit = device_smem_optin(u.device.index or 0 if u.device.type == "cuda" else 0)
+    if smem_bytes is None:
+        smem_bytes = limit
+    smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
+    if smem_bytes > limit:
+        raise ValueError(f"smem_bytes={smem_bytes} is more than this device grants one block: "
+                         f"smem_bytes may be at most {limit} (its "
+                         f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
+    block = check_block(block)
+    _executor(u)                                                             # device check
+    M = fft_size(u.shape[2]) // 2
+    if monarch_smem_bytes(M, real, "conv") <= smem_bytes:
+        return _MonarchConv.apply(u, k, smem_bytes, threads, block)
+    small = min(smem_bytes, DEFAULT_SMEM_BYTES)
+    make_plan(u.shape[2], real, smem_bytes=small, threads=threads)           # length check
+    return _FlashButterflyConv.apply(u, k, small, threads)
 
 
 # ============================================================================ PTX and resources
