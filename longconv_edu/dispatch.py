@@ -67,6 +67,8 @@ def backends() -> dict[str, str]:
 def resolve_backend(name: str, u: torch.Tensor | None = None) -> str:
     """The registered backend ``name`` stands for: itself, or for "auto" the ``AUTO_RULES`` entry
     of ``u``'s device type ("fft" for a device type with no rule, or when u is None)."""
+    if u is not None and not isinstance(u, torch.Tensor):
+        raise TypeError(f"u must be a torch.Tensor or None, got {type(u).__name__}")
     if name != AUTO:
         get_backend(name)
         return name
@@ -93,6 +95,8 @@ def long_conv(u: torch.Tensor, k: torch.Tensor, *, backend: str = "fft", **kwarg
     ``backend="auto"`` picks the fastest for u's device (``AUTO_RULES``).
     Extra keyword arguments go to the backend (for example ``jit=True`` for "direct").
     """
+    if backend != AUTO:
+        get_backend(backend)                  # the name first: a typo is reported before the tensors
     check_conv_inputs(u, k)
     fn = get_backend(resolve_backend(backend, u))
     return fn(u, k, **kwargs)

@@ -35,6 +35,8 @@ RUNG_MODULES = [
 NOT_FUNCTIONS = {
     "fft.COMPLEX_OF": "a dict constant",
     "regularize.PAPER_SETTINGS": "a dict constant",
+    "dispatch.AUTO_RULES": "a dict constant",
+    "layers.DEFAULT_LAM": "a float constant",
     "io_model.Traffic": "a plain record the io_model functions build",
 }
 
@@ -1101,6 +1103,10 @@ row(
     r"backend must be one of 'direct', .*; got 'fftt'",
 )
 row("dispatch.get_backend", "None", lambda: get_backend(None), ValueError, r"backend must be one of .*; got None")
+row("dispatch.resolve_backend", "typo", lambda: dispatch.resolve_backend("fftt"), ValueError,
+    r"backend must be one of 'direct', .*; got 'fftt'")
+row("dispatch.resolve_backend", "u not a tensor", lambda: dispatch.resolve_backend("auto", [1.0]), TypeError,
+    r"u must be a torch.Tensor or None, got list")
 row(
     "dispatch.long_conv",
     "unknown backend",

@@ -2,6 +2,7 @@
 long_conv validating its inputs before it hands them to a backend."""
 import importlib
 
+import numpy as np
 import pytest
 import torch
 from oracles import causal_conv_np, rel_err
@@ -14,9 +15,9 @@ EXPECTED = ["direct", "toeplitz", "fft", "butterfly", "cuda", "numba", "learned_
 
 def test_backends_lists_every_registered_backend_in_course_order():
     b = backends()
-    assert list(b) == EXPECTED
+    assert list(b) == EXPECTED + ["auto"]          # "auto" is a rule over the registered ones, listed last
     assert all(isinstance(s, str) and s for s in b.values())
-    rungs = [dispatch._BACKENDS[n].rung for n in b]
+    rungs = [dispatch._BACKENDS[n].rung for n in EXPECTED]
     assert rungs == sorted(rungs)
 
 
@@ -31,7 +32,7 @@ def test_every_registry_entry_names_a_real_function(name):
 @pytest.mark.parametrize("bad", ["flashbutterfly", "FFT", "", None, 3, ["fft"]])
 def test_get_backend_error_lists_the_names(bad):
     with pytest.raises(ValueError, match=r"^backend must be one of 'direct', 'toeplitz', 'fft', 'butterfly', "
-                                         r"'cuda', 'numba', 'learned_butterfly'; got " + repr(bad).replace("[", r"\[")
+                                         r"'cuda', 'numba', 'learned_butterfly', 'auto'; got " + repr(bad).replace("[", r"\[")
                        .replace("]", r"\]")):
         get_backend(bad)
 
@@ -78,3 +79,14 @@ def test_long_conv_passes_keyword_arguments_to_the_backend():
         long_conv(u, k, backend="direct", jit=1)
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'jt'"):
         long_conv(u, k, backend="direct", jt=True)
+
+
+def test_auto_resolves_by_device_type_through_the_rule_table():
+    u = torch.randn(1, 2, 8, dtype=torch.float64)
+    assert dispatch.resolve_backend("auto", u) == dispatch.AUTO_RULES["cpu"] == "numba"
+    assert dispatch.resolve_backend("auto") == "fft" and dispatch.resolve_backend("fft", u) == "fft"
+    k = torch.randn(2, 8, dtype=torch.float64)
+    np.testing.assert_allclose(long_conv(u, k, backend="auto").numpy(), long_conv(u, k).numpy(),
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"backend 'auto' names a rule, not a function"):
+        get_backend("auto")

@@ -70,14 +70,15 @@ import tempfile
 import types
 from dataclasses import dataclass
 
-import numpy as np
 import numba
+import numpy as np
 import torch
 
 from .._checks import check_conv_inputs, check_int
 
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
-           "half_spectrum", "device_smem_optin", "MONARCH_BLOCKS", "DEFAULT_BLOCK", "kernel_spectrum", "Program", "block_program", "bind_cuda", "Plan",
+           "half_spectrum", "device_smem_optin", "MONARCH_BLOCKS", "DEFAULT_BLOCK", "kernel_spectrum",
+           "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
            "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table",
            "bit_reversed_spectrum"]
@@ -949,12 +950,14 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
                          f"smem_bytes may be at most {limit} (its "
                          f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
     block = check_block(block)
-    _executor(u)                                                             # device check
     M = fft_size(u.shape[2]) // 2
-    if monarch_smem_bytes(M, real, "conv") <= smem_bytes:
-        return _MonarchConv.apply(u, k, smem_bytes, threads, block)
+    fused = monarch_smem_bytes(M, real, "conv") <= smem_bytes
     small = min(smem_bytes, DEFAULT_SMEM_BYTES)
-    make_plan(u.shape[2], real, smem_bytes=small, threads=threads)           # length check
+    if not fused:
+        make_plan(u.shape[2], real, smem_bytes=small, threads=threads)       # length check
+    _executor(u)                                                             # device check
+    if fused:
+        return _MonarchConv.apply(u, k, smem_bytes, threads, block)
     return _FlashButterflyConv.apply(u, k, small, threads)
 
 
@@ -1101,7 +1104,7 @@ def gpu_timings(lengths=(1024, 4096, 16384), *, B: int = 4, H: int = 256,
         u = torch.randn(B, H, L, device="cuda", dtype=dtype)
         k = torch.randn(H, L, device="cuda", dtype=dtype)
 
-        def run(fn):
+        def run(fn, u=u, k=k):
             fn(u, k)
             torch.cuda.synchronize()
         t_cuda = time_call(run, cuda_conv, repeats=repeats)

@@ -97,7 +97,7 @@ class Trace:
         """Counts summed over the launches, for the blocks of row 0 (every row is alike)."""
         out = Counts()
         for l in self.launches:
-            for (bx, by), c in l.blocks.items():
+            for (bx, _by), c in l.blocks.items():
                 if bx == 0:
                     out = out + c
         return out

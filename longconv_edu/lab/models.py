@@ -1,6 +1,7 @@
 """Rung 7 models: one small sequence classifier, three interchangeable sequence mixers.
 
-    x (B, L, C) -> standardise -> embedding Linear(C, H) -> n_layers x Block -> LayerNorm -> mean over L -> Linear(H, classes)
+    x (B, L, C) -> standardise -> embedding Linear(C, H) -> n_layers x Block -> LayerNorm
+      -> mean over L -> Linear(H, classes)
 
     Block:  x + Dropout(Mixer(LayerNorm(x)))            (pre-norm residual block)
 

@@ -674,7 +674,7 @@ def results_table(summary: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         km = r["kernel_metrics"]
-        f = (lambda k, fmt: format(km[k], fmt) if k in km else "–")
+        f = (lambda k, fmt, km=km: format(km[k], fmt) if k in km else "–")
         acc = (f"{r['test_acc_mean']:.1f} ± {r['test_acc_std']:.1f}" if r["test_acc_std"] is not None
                else f"{r['test_acc_mean']:.1f} (1 seed)")
         lines.append(f"| {r['label']} | {acc} | "
