@@ -91,7 +91,7 @@ DEFAULT_SMEM_BYTES = 48 * 1024
 #: Threads per block (each thread does N/2/threads butterflies per stage).
 DEFAULT_THREADS = 256
 
-_REAL = {torch.float32: np.float32, torch.float64: np.float64}
+REAL_OF = {torch.float32: np.float32, torch.float64: np.float64}
 _NUMBA_NAME = {np.float32: "float32", np.float64: "float64"}
 
 
@@ -300,7 +300,7 @@ def make_plan(L: int, real, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
 
 # The operations, written against an executor ``ex`` with ex.empty(rows, cols, real),
 # ex.dummy(real) and ex.launch(program, grid, block, *arrays, *scalars). Arrays are 2-D (rows, len).
-def _run_spectrum(ex, x, plan: Plan, out_re, out_im) -> None:
+def run_spectrum(ex, x, plan: Plan, out_re, out_im) -> None:
     """out = bit-reversed DFT (size N) of each real row of x, zero-padded: forward stages only."""
     R, Lx = x.shape
     r, z = plan.real, ex.dummy(plan.real)
@@ -316,7 +316,7 @@ def _run_spectrum(ex, x, plan: Plan, out_re, out_im) -> None:
               0, 0, plan.inner, 1, r(1), r(1))
 
 
-def _run_conv(ex, x, spec_re, spec_im, conj: bool, plan: Plan, out) -> None:
+def run_conv(ex, x, spec_re, spec_im, conj: bool, plan: Plan, out) -> None:
     """out[:, :n_out] = first n_out of IFFT(FFT(x row) * spectrum (conjugated if conj)).
 
     x (R, Lx) real rows; spectrum (S, N) bit-reversed, row r uses spectrum row r % S; out (R, n_out).
@@ -434,7 +434,7 @@ def _check_contiguous(x: torch.Tensor, name: str) -> None:
                          f"reads it in place without copying: pass {name}.contiguous()")
 
 
-def _check_launch_params(real, smem_bytes, threads):
+def check_launch_params(real, smem_bytes, threads):
     s = np.dtype(real).itemsize
     smem_bytes = check_int(smem_bytes, "smem_bytes", min=4 * s)   # at least a tile of 2
     threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
@@ -454,12 +454,12 @@ def kernel_spectrum(k: torch.Tensor, L: int, *, smem_bytes: int = DEFAULT_SMEM_B
     _check_contiguous(k, "k")
     if not 1 <= k.shape[1] <= L:
         raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got shape {tuple(k.shape)}")
-    real = _REAL[k.dtype]
-    smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
+    real = REAL_OF[k.dtype]
+    smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads, name="k")
     ex = _executor(k)
     re_, im_ = ex.empty(k.shape[0], plan.N, real), ex.empty(k.shape[0], plan.N, real)
-    _run_spectrum(ex, k, plan, re_, im_)
+    run_spectrum(ex, k, plan, re_, im_)
     return re_, im_
 
 
@@ -483,13 +483,13 @@ class _FlashButterflyConv(torch.autograd.Function):
     def forward(ctx, u, k, smem_bytes, threads):
         B, H, L = u.shape
         Lk = k.shape[1]
-        real = _REAL[u.dtype]
+        real = REAL_OF[u.dtype]
         plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
         ex = _executor(u)
         kf_re, kf_im = ex.empty(H, plan.N, real), ex.empty(H, plan.N, real)
-        _run_spectrum(ex, k, plan, kf_re, kf_im)
+        run_spectrum(ex, k, plan, kf_re, kf_im)
         y = ex.empty(B * H, L, real)
-        _run_conv(ex, u.view(B * H, L), kf_re, kf_im, False, plan, y)
+        run_conv(ex, u.view(B * H, L), kf_re, kf_im, False, plan, y)
         ctx.save_for_backward(u, kf_re, kf_im)
         ctx.plan, ctx.Lk = plan, Lk
         return y.view(B, H, L)
@@ -505,13 +505,13 @@ class _FlashButterflyConv(torch.autograd.Function):
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:          # dL/du[t] = sum_t' g[t'] k[t' - t]: g (*) conj(K)
             grad_u = ex.empty(B * H, L, plan.real)
-            _run_conv(ex, g, kf_re, kf_im, True, plan, grad_u)
+            run_conv(ex, g, kf_re, kf_im, True, plan, grad_u)
             grad_u = grad_u.view(B, H, L)
         if ctx.needs_input_grad[1]:          # dL/dk[s] = sum_b,t g[t] u[t - s]: g (*) conj(U_b)
             uf_re, uf_im = ex.empty(B * H, plan.N, plan.real), ex.empty(B * H, plan.N, plan.real)
-            _run_spectrum(ex, u.view(B * H, L), plan, uf_re, uf_im)
+            run_spectrum(ex, u.view(B * H, L), plan, uf_re, uf_im)
             gk = ex.empty(B * H, Lk, plan.real)
-            _run_conv(ex, g, uf_re, uf_im, True, plan, gk)
+            run_conv(ex, g, uf_re, uf_im, True, plan, gk)
             grad_k = gk.view(B, H, Lk).sum(0)
         return grad_u, grad_k, None, None
 
@@ -532,8 +532,8 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
     check_conv_inputs(u, k)
     _check_contiguous(u, "u")
     _check_contiguous(k, "k")
-    real = _REAL[u.dtype]
-    smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
+    real = REAL_OF[u.dtype]
+    smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     make_plan(u.shape[2], real, smem_bytes=smem_bytes, threads=threads)      # length check
     _executor(u)                                                             # device check
     return _FlashButterflyConv.apply(u, k, smem_bytes, threads)
@@ -872,7 +872,7 @@ class _MonarchConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, k, smem_bytes, threads, block):
         B, H, L = u.shape
-        real = _REAL[u.dtype]
+        real = REAL_OF[u.dtype]
         N = fft_size(L)
         M = N // 2
         ex = _MonarchExecutor(u.device)
@@ -893,7 +893,7 @@ class _MonarchConv(torch.autograd.Function):
         smem_bytes, threads, block = ctx.cfg
         B, H, L = u.shape
         Lk = k.shape[1]
-        real = _REAL[u.dtype]
+        real = REAL_OF[u.dtype]
         N = fft_size(L)
         M = N // 2
         need = monarch_smem_bytes(M, real, "grad")
@@ -940,11 +940,11 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     check_conv_inputs(u, k)
     _check_contiguous(u, "u")
     _check_contiguous(k, "k")
-    real = _REAL[u.dtype]
+    real = REAL_OF[u.dtype]
     limit = device_smem_optin(u.device.index or 0 if u.device.type == "cuda" else 0)
     if smem_bytes is None:
         smem_bytes = limit
-    smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
+    smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     if smem_bytes > limit:
         raise ValueError(f"smem_bytes={smem_bytes} is more than this device grants one block: "
                          f"smem_bytes may be at most {limit} (its "
@@ -1020,12 +1020,12 @@ def kernel_resources(L: int, *, dtype: torch.dtype = torch.float32, cc=(8, 0),
     done in a child Python process started without NUMBA_ENABLE_CUDASIM.
     """
     L = check_int(L, "L", min=1)
-    if dtype not in _REAL:
+    if dtype not in REAL_OF:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if not (isinstance(cc, tuple) and len(cc) == 2 and all(isinstance(c, int) for c in cc)):
         raise TypeError(f"cc must be a (major, minor) tuple of ints such as (8, 0), got {cc!r}")
-    real = _REAL[dtype]
-    smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
+    real = REAL_OF[dtype]
+    smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
     if simulator_active():         # the simulator cannot compile: ask a process without it
         return [r for *_, r in resource_table((L,), dtypes=(dtype,), ccs=(cc,),

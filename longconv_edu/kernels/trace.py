@@ -36,16 +36,16 @@ import torch
 
 from .._checks import check_choice, check_conv_inputs, check_int
 from .cuda import (
-    _REAL,
     DEFAULT_SMEM_BYTES,
+    REAL_OF,
     Plan,
     Program,
-    _check_launch_params,
-    _run_conv,
-    _run_spectrum,
     bind_cuda,
     block_program,
+    check_launch_params,
     make_plan,
+    run_conv,
+    run_spectrum,
 )
 
 __all__ = ["Counts", "LaunchTrace", "Trace", "CountingArray", "trace_conv", "butterfly_schedule"]
@@ -279,8 +279,8 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, scheme: str = "flashbutterfl
     check_choice(scheme, "scheme", ["flashbutterfly", "naive"])
     if u.device.type != "cpu":
         raise ValueError(f"u is on device {u.device}; the tracer runs on CPU tensors (.cpu())")
-    real = _REAL[u.dtype]
-    smem_bytes, threads = _check_launch_params(real, smem_bytes, threads)
+    real = REAL_OF[u.dtype]
+    smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     if not isinstance(record, bool):
         raise TypeError(f"record must be True or False, got {record!r}")
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
@@ -293,13 +293,13 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, scheme: str = "flashbutterfl
     kk = k.detach().contiguous().numpy().copy()
     kf_re, kf_im = ex.empty(H, plan.N, real), ex.empty(H, plan.N, real)
     tracer.counting = False                                   # the precomputed spectrum
-    _run_spectrum(ex, kk, plan, kf_re, kf_im)
+    run_spectrum(ex, kk, plan, kf_re, kf_im)
     tracer.counting = True
     y = np.full((B * H, L), np.nan, dtype=real)
     for a, label in ((x, "u"), (kf_re, "k_f.re"), (kf_im, "k_f.im"), (y, "y")):
         ex.name(a, label)
     if scheme == "flashbutterfly":
-        _run_conv(ex, x, kf_re, kf_im, False, plan, y)
+        run_conv(ex, x, kf_re, kf_im, False, plan, y)
     else:
         _run_naive(ex, x, kf_re, kf_im, plan, y)
     return Trace(torch.from_numpy(y.reshape(B, H, L)), scheme, plan, tracer.launches)

@@ -16,9 +16,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["COURSE_STYLE", "PNG_COLOURS", "use_course_style", "compact_png", "as_numpy", "new_figure",
-           "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
-           "plot_timings"]
+__all__ = ["COURSE_STYLE", "PNG_COLOURS", "use_course_style", "compact_png", "as_numpy",
+           "new_figure", "plot_kernels", "plot_matrix", "plot_signals", "plot_spectrum",
+           "plot_timings", "plot_io_model", "plot_dft_matrix", "plot_butterfly_diagram",
+           "plot_factor_patterns", "plot_fft_stage", "plot_four_step", "plot_butterfly_schedule",
+           "plot_memory_traffic", "plot_benchmark", "plot_benchmark_file", "plot_spectra",
+           "plot_kernel_comparison", "plot_training_curves", "plot_kernel_gallery",
+           "plot_learned_blocks"]
 
 
 COURSE_STYLE = {
@@ -228,8 +232,6 @@ def plot_timings(results: dict, *, fit_min_L: int | None = None, crossover: tupl
 
 
 # ----------------------------------------------------------------------------- rungs 3-4
-__all__ += ["plot_io_model", "plot_dft_matrix", "plot_butterfly_diagram", "plot_factor_patterns",
-            "plot_fft_stage", "plot_four_step"]
 
 
 def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: float,
@@ -373,7 +375,6 @@ def plot_four_step(steps):
 
 
 # ----------------------------------------------------------------------------- rung 5 (CUDA kernel)
-__all__ += ["plot_butterfly_schedule", "plot_memory_traffic"]
 
 def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
     """Which CUDA thread computes which butterfly, stage by stage, in one thread block.
@@ -440,7 +441,6 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
 
 
 # ----------------------------------------------------------------------------- rung 5: benchmark
-__all__ += ["plot_benchmark", "plot_benchmark_file"]
 
 def plot_benchmark_file(path, *, title: str = ""):
     """Read a benchmark JSON (what ``python -m longconv_edu bench`` saves) and plot it with
@@ -501,7 +501,6 @@ def plot_benchmark(report: dict, *, title: str = ""):
 
 
 # ----------------------------------------------------------------------------- rung 6: smooth kernels
-__all__ += ["plot_spectra", "plot_kernel_comparison"]
 
 
 def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | None = None):
@@ -590,11 +589,9 @@ def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, 
     return fig
 
 
-__all__ += ["plot_training_curves", "plot_kernel_gallery"]
 
 
 # ----------------------------------------------------------------------------- rung 8
-__all__ += ["plot_learned_blocks"]
 
 def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
     """Learned butterfly blocks beside the DFT blocks they started from, one row per block.
