@@ -43,10 +43,14 @@ def _folder_pages(folder: Path) -> None:
             continue
         items = sorted(d.iterdir())
         lines = [f"# {d.relative_to(folder.parent.parent).as_posix()}/", "",
-                 "Committed results in this folder (each written by the command its JSON records):", ""]
+                 "Committed results in this folder. Each JSON file records the command that wrote "
+                 "it and the machine it ran on; the PNG figures are drawn from those JSON files, and "
+                 "the Markdown tables summarise them. The rung pages and notebooks that quote a "
+                 "number link to the file it comes from.", ""]
         for p in items:
             name = p.name + ("/" if p.is_dir() else "")
-            lines.append(f"- [{name}]({p.name}/)" if p.is_dir() else f"- [{name}]({p.name})")
+            size = "" if p.is_dir() else f" ({p.stat().st_size / 1024:.0f} KiB)"
+            lines.append(f"- [{name}]({p.name}/)" if p.is_dir() else f"- [{name}]({p.name}){size}")
         (d / "index.md").write_text("\n".join(lines) + "\n")
 
 
