@@ -55,13 +55,13 @@ class ModelConfig:
     l_max: int = 1024
     model: str = "longconv"
     reg: str = "none"
-    d_model: int = 64
+    d_model: int = 32                  # channels H (the course trains on CPUs: small)
     n_layers: int = 2
     dropout: float = 0.1
     kernel_dropout: float = 0.0
     lam: float = DEFAULT_LAM           # Squash threshold when reg uses squash (layers.DEFAULT_LAM)
     smooth_width: int = 7              # Smooth window when reg uses smooth (reference code: 7)
-    n_heads: int = 4                   # transformer only
+    n_heads: int = 2                   # transformer only
     ssm_state_dim: int = 64            # ssm only
     backend: str = "auto"              # long_conv backend of the conv layers (auto: fastest for the device)
     kernel_lr: float = 1e-3            # the kernels' own learning rate (their weight decay is 0)
