@@ -317,3 +317,29 @@ def test_lr_schedule_exercise(capsys):
     assert check("lr_schedule", learner)
     assert not check("lr_schedule", lambda s, w, t: 1.0 if s >= w else s / w)
     assert "is wrong" in capsys.readouterr().out
+
+
+def test_learned_butterfly_study_runs_from_the_train_command(tmp_path, cache):
+    # rung 8's study is an EXPERIMENTS entry like the tables: one seed, one epoch, all three arms
+    out, runs = tmp_path / "learned", tmp_path / "runs"
+    assert main(["train", "--experiment", "learned-butterfly", "--out", str(out), "--runs-dir",
+                 str(runs), "--cache-dir", str(cache), "--seeds", "0", "--epochs", "1",
+                 "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["summary"]) == {"fixed", "learned", "fixed-wide"}
+    assert res["command"].startswith("python -m longconv_edu train --experiment learned-butterfly")
+    assert (out / "blocks_median.png").exists()
+    # the learned arm starts at the DFT and moved; the fixed arm has no blocks to move
+    learned = next(r for r in res["runs"] if r["arm"] == "learned")
+    assert 0 < min(d["mean"] for d in learned["drift"].values())
+    assert main(["train", "--experiment", "learned-butterfly", "--out", str(out), "--jobs", "2",
+                 "--seeds", "0", "--epochs", "1"]) == 2
+
+
+def test_experiment_options_are_checked_before_training(tmp_path, capsys):
+    assert main(["train", "--experiment", "digits-reg", "--out", str(tmp_path), "--reg", "squash"]) == 2
+    assert "--experiment fixes --reg" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path), "--seeds", "1", "2"]) == 2
+    assert "apply with --experiment only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="seeds must name at least one seed"):
+        experiments.run_experiment("digits-reg", tmp_path, seeds=())
