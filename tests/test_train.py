@@ -343,3 +343,18 @@ def test_experiment_options_are_checked_before_training(tmp_path, capsys):
     assert "apply with --experiment only" in capsys.readouterr().err
     with pytest.raises(ValueError, match="seeds must name at least one seed"):
         experiments.run_experiment("digits-reg", tmp_path, seeds=())
+
+
+@pytest.mark.parametrize("model", ["longconv", "ssm", "transformer"])
+def test_classifier_takes_float64_inputs_and_runs_in_float64(model):
+    cfg = ModelConfig(d_input=1, n_classes=3, l_max=24, model=model, d_model=8, backend="fft")
+    net = build_model(cfg).eval()
+    x = torch.randn(2, 24, 1, dtype=torch.float64)
+    # float64 data into the float32 model: the same logits as the float32 data
+    torch.testing.assert_close(net(x), net(x.float()), rtol=0, atol=0)
+    # the whole model in float64 agrees with float32 to float32 rounding, and is float64
+    y64 = build_model(cfg).double().eval()(x)
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), net(x.float()), rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="x must hold floats .* got torch.int64"):
+        net(torch.ones(2, 24, 1, dtype=torch.int64))

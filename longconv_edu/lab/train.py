@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_bool, check_choice, check_float, check_int
 from . import distributed as dist_
 from .checkpoints import load_checkpoint, param_digest, save_checkpoint
 from .data import TASKS, atomic_save, load_task, write_json
@@ -92,8 +92,7 @@ class RunConfig:
         check_int(self.length, "length", min=1)
         check_int(self.data_seed, "data_seed", min=0)
         check_int(self.n_train, "n_train", min=0)
-        if not isinstance(self.permute, bool):
-            raise TypeError(f"permute must be a bool, got {self.permute!r}")
+        check_bool(self.permute, "permute")
         if not isinstance(self.net, ModelConfig):
             raise TypeError(f"net must be a models.ModelConfig, got {type(self.net).__name__}")
         if self.permute and self.task != "digits":
