@@ -916,6 +916,34 @@ row(
     TypeError,
     r"names must name parameters of module; '0' is ReLU",
 )
+row(
+    "params.tag_params",
+    "misspelt name",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), ["wieght"]),
+    ValueError,
+    r"names must name parameters of module; Linear has no attribute 'wieght' \(its own parameters: weight, bias\)",
+)
+row(
+    "params.tag_params",
+    "names a bare string",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), "weight"),
+    TypeError,
+    r"names must be a list or tuple of parameter names such as \['raw_kernel'\], got str 'weight'",
+)
+row(
+    "params.tag_params",
+    "name not a string",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), [0]),
+    TypeError,
+    r"names must hold strings, got int 0",
+)
+row(
+    "params.tag_params",
+    "module not a module",
+    lambda: params.tag_params("layer", ["weight"]),
+    TypeError,
+    r"module must be a torch.nn.Module, got str",
+)
 row("layers.LongConv", "d_model 0", lambda: layers.LongConv(0, 8), ValueError, r"d_model must be >= 1, got 0")
 row("layers.LongConv", "l_max float", lambda: layers.LongConv(4, 8.0), TypeError, r"l_max must be an int")
 row(

@@ -230,6 +230,14 @@ def test_param_groups_survive_deepcopy_skip_frozen_and_drive_adamw():
     assert step.max() <= 2e-4 * 1.01                                    # Adam moves <= lr per step
 
 
+def test_tag_params_refuses_a_misspelt_name_naming_it_and_tags_nothing():
+    layer = LongConv(2, 8, seed=0)
+    with pytest.raises(ValueError, match=r"names must name parameters of module; LongConv has no "
+                                         r"attribute 'raw_kernal' \(its own parameters: raw_kernel, D\)"):
+        tag_params(layer, ["D", "raw_kernal"], lr=1e-3)
+    assert not hasattr(layer.D, "_optim") and "D" not in layer._param_optim   # all or nothing
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kw, exc, arg", [
     (dict(d_model=0), ValueError, "d_model"),
