@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ._checks import check_choice, check_float, check_int, check_tensor
 from .dispatch import backends, long_conv
 from .params import tag_params
-from .regularize import double_exp_init, kernel_dropout, random_init, s4d_init, s4d_kernel, smooth, squash
+from .regularize import double_exp_init, random_init, regularize_kernel, s4d_init, s4d_kernel
 
 __all__ = ["LongConv", "SSMKernel", "DEFAULT_LAM"]
 
@@ -168,16 +168,12 @@ class LongConv(nn.Module):
         # n = L + width//2 taps gives exactly the first L taps of the full-length result.
         w = self.smooth_width
         n = L if w is None else min(self.l_max, max(L + w // 2, w))
-        k = self._base_kernel(n)
-        if w is not None:
-            k = smooth(k, w)
-        k = squash(k, self.lam)
-        k = kernel_dropout(k, self.kernel_dropout, training=training)
-        k = k[..., :L]
+        k = regularize_kernel(self._base_kernel(n), lam=self.lam, smooth_width=w,
+                              dropout=self.kernel_dropout, training=training)[..., :L]
         return k.reshape(self.channels, self.d_model, -1)           # (channels, H, n_dir * L)
 
     def kernel(self, L: int | None = None) -> torch.Tensor:
-        """Effective kernel smooth -> squash (no dropout) for length L (default l_max).
+        """Effective kernel ``regularize_kernel``: smooth -> squash (no dropout), length L (default l_max).
 
         Shape (channels, H, L), or (channels, H, 2L) when bidirectional (L causal taps at lags
         0..L-1, then L anti-causal taps at lags -1..-L, as ``conv.bidirectional_conv`` takes).
