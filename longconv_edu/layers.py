@@ -169,7 +169,7 @@ class LongConv(nn.Module):
         w = self.smooth_width
         n = L if w is None else min(self.l_max, max(L + w // 2, w))
         k = regularize_kernel(self._base_kernel(n), lam=self.lam, smooth_width=w,
-                              dropout=self.kernel_dropout, training=training)[..., :L]
+                              kernel_dropout=self.kernel_dropout, training=training)[..., :L]
         return k.reshape(self.channels, self.d_model, -1)           # (channels, H, n_dir * L)
 
     def kernel(self, L: int | None = None) -> torch.Tensor:

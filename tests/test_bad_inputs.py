@@ -738,14 +738,28 @@ row(
     "smooth_width even",
     lambda: regularize.regularize_kernel(K, smooth_width=2),
     ValueError,
-    r"width must be odd",
+    r"smooth_width must be odd, got 2",
 )
 row(
     "regularize.regularize_kernel",
-    "dropout 1.5",
-    lambda: regularize.regularize_kernel(K, dropout=1.5),
+    "kernel_dropout 1.5",
+    lambda: regularize.regularize_kernel(K, kernel_dropout=1.5),
     ValueError,
-    r"p must be < 1.0",
+    r"kernel_dropout must be < 1.0, got 1.5",
+)
+row(
+    "regularize.regularize_kernel",
+    "kernel_dropout 1",
+    lambda: regularize.regularize_kernel(K, kernel_dropout=1.0),
+    ValueError,
+    r"kernel_dropout must be < 1.0, got 1.0",
+)
+row(
+    "regularize.regularize_kernel",
+    "the old name dropout=",
+    lambda: regularize.regularize_kernel(K, dropout=0.1),
+    TypeError,
+    r"unexpected keyword argument 'dropout'",
 )
 row(
     "regularize.regularize_kernel",

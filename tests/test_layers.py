@@ -116,7 +116,7 @@ def test_layer_kernel_is_regularize_kernel_dropout_included(monkeypatch):
     torch.manual_seed(5)
     got = layer._kernel(40, training=True)
     torch.manual_seed(5)
-    ref = regularize.regularize_kernel(raw, lam=0.001, smooth_width=5, dropout=0.4, training=True)
+    ref = regularize.regularize_kernel(raw, lam=0.001, smooth_width=5, kernel_dropout=0.4, training=True)
     assert torch.equal(got.detach(), ref)                               # the same taps dropped
     ref_np = squash_np(smooth_np(raw.numpy(), 5), 0.001)                # the NumPy oracle
     kept = got.detach().numpy() != 0
@@ -125,7 +125,7 @@ def test_layer_kernel_is_regularize_kernel_dropout_included(monkeypatch):
     calls = []
     monkeypatch.setattr(layers, "regularize_kernel", lambda k, **kw: calls.append(kw) or k)
     layer.kernel(7)
-    assert calls == [dict(lam=0.001, smooth_width=5, dropout=0.4, training=False)]
+    assert calls == [dict(lam=0.001, smooth_width=5, kernel_dropout=0.4, training=False)]
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
