@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_float, check_int, check_tensor
+from ._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from .dispatch import backends, long_conv
 from .params import tag_params
 from .regularize import double_exp_init, random_init, regularize_kernel, s4d_init, s4d_kernel
@@ -103,9 +103,7 @@ class LongConv(nn.Module):
         self.kernel_dropout = check_float(kernel_dropout, "kernel_dropout", min=0.0, max=1.0,
                                           max_inclusive=False)
         dropout = check_float(dropout, "dropout", min=0.0, max=1.0, max_inclusive=False)
-        if not isinstance(bidirectional, bool):
-            raise TypeError(f"bidirectional must be True or False, got {bidirectional!r}")
-        self.bidirectional = bidirectional
+        self.bidirectional = check_bool(bidirectional, "bidirectional")
         self.backend = check_choice(backend, "backend", backends())
         check_choice(kernel_init, "kernel_init", ["random", "double_exp"])
         check_choice(kernel_source, "kernel_source", ["free", "ssm"])

@@ -962,6 +962,13 @@ row("layers.LongConv", "d_model 0", lambda: layers.LongConv(0, 8), ValueError, r
 row("layers.LongConv", "l_max float", lambda: layers.LongConv(4, 8.0), TypeError, r"l_max must be an int")
 row(
     "layers.LongConv",
+    "bidirectional 1",
+    lambda: layers.LongConv(4, 8, bidirectional=1),
+    TypeError,
+    r"bidirectional must be True or False, got int 1",
+)
+row(
+    "layers.LongConv",
     "unknown backend",
     lambda: layers.LongConv(4, 8, backend="fftt"),
     ValueError,

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .._checks import check_conv_inputs, check_int, check_tensor
+from .._checks import check_conv_inputs, check_int, check_kernel_length, check_tensor
 from ..fft import fft_size
 from ..timing import time_call
 
@@ -823,8 +823,7 @@ def kernel_spectrum(k: torch.Tensor, L: int) -> torch.Tensor:
     check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
     _check_cpu(k, "k")
     L = check_int(L, "L", min=1)
-    if k.shape[1] > L or k.shape[1] < 1:
-        raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={k.shape[1]}")
+    check_kernel_length(k.shape[1], L, "k", k.shape)
     M = _points(L) // 2
     kre, kim = _spectrum(k, M)
     return _natural_order(kre, kim, M)
