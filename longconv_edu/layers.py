@@ -75,6 +75,8 @@ class LongConv(nn.Module):
       kernel_lr       learning rate for the kernel parameters (None: the model's), weight decay 0
       kernel_source   "free" (a learned (channels, H, l_max) parameter) or "ssm" (``SSMKernel``)
       state_dim       SSM state size for kernel_source="ssm"
+      seed            seeds the kernel (or SSM) and ``D`` inits (None: fresh); ``output_linear``
+                      is an ordinary ``nn.Linear`` and draws from torch's global generator
       conv            None (each convolution by ``backend``) or a module ``conv(u, k)`` taking
                       u (B, channels * H, L) and k (channels * H, L) that replaces the fixed
                       transform, e.g. rung 8's ``learned.LearnedButterflyConv(channels * H, l_max)``

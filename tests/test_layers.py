@@ -128,6 +128,17 @@ def test_layer_kernel_is_regularize_kernel_dropout_included(monkeypatch):
     assert calls == [dict(lam=0.001, smooth_width=5, kernel_dropout=0.4, training=False)]
 
 
+def test_seed_fixes_kernel_and_D_while_output_linear_follows_the_global_generator():
+    torch.manual_seed(1)
+    a = LongConv(2, 8, seed=3)
+    torch.manual_seed(2)
+    b = LongConv(2, 8, seed=3)
+    assert torch.equal(a.raw_kernel, b.raw_kernel) and torch.equal(a.D, b.D)
+    assert not torch.equal(a.output_linear.weight, b.output_linear.weight)   # as documented
+    torch.manual_seed(1)
+    assert torch.equal(LongConv(2, 8, seed=3).output_linear.weight, a.output_linear.weight)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_impulse_reaches_only_later_outputs_when_causal(bidirectional):
     layer = LongConv(3, 64, channels=2, lam=0.0, kernel_dropout=0.0, bidirectional=bidirectional,

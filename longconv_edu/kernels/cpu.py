@@ -73,7 +73,7 @@ import torch
 from numba import njit, prange
 
 from .._checks import check_conv_inputs, check_int, check_kernel_length, check_tensor
-from ..fft import fft_size
+from ..fft import bit_reversal_permutation, fft_size
 from ..timing import time_call
 
 __all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "stage_plan", "profile_row"]
@@ -122,12 +122,8 @@ class _Plan(NamedTuple):
 
 
 def _bit_reverse(n_bits: int) -> np.ndarray:
-    """rev[p] = p with its n_bits bits in reverse order."""
-    p = np.arange(1 << n_bits)
-    rev = np.zeros_like(p)
-    for b in range(n_bits):
-        rev |= ((p >> b) & 1) << (n_bits - 1 - b)
-    return rev
+    """rev[p] = p with its n_bits bits in reverse order (``fft.bit_reversal_permutation``, in NumPy)."""
+    return bit_reversal_permutation(1 << n_bits).numpy()
 
 
 @functools.lru_cache(maxsize=32)
