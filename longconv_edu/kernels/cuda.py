@@ -64,6 +64,7 @@ import functools
 import linecache
 import math
 import os
+import re
 import subprocess
 import types
 from dataclasses import dataclass
@@ -712,14 +713,47 @@ def _block(template: str, ind: str, **names) -> list[str]:
     return [ind + line for line in template.format(**names).splitlines()]
 
 
-def monarch_source(M: int, block: int, real, kind: str = "conv") -> str:
+def monarch_threads(M: int, threads: int = DEFAULT_THREADS) -> int:
+    """Threads of a Monarch block for M-point transforms: ``threads``, at most M (a compile-time
+    constant of the kernel: the launch uses exactly this many)."""
+    return max(1, min(threads, M))
+
+
+def monarch_source(M: int, block: int, real, kind: str = "conv", threads: int = DEFAULT_THREADS) -> str:
     """The Python source of the Monarch kernel for M-point complex transforms (see
     ``monarch_program``): generated, so that every radix, stride, shift and DFT entry is a
     literal the compiler folds (entries 0 and +-1 become additions, no index is divided)."""
-    return _monarch(M, block, real, kind)[0]
+    return _monarch(M, block, real, kind, threads)[0]
 
 
-def _monarch(M: int, block: int, real, kind: str):
+_STRIDED = re.compile(r"^(\s*)for (\w+) in range\(tid, U(\d+), T\):(.*)$")
+
+
+def _fixed_thread_loops(src: str, NT: int, consts: dict) -> str:
+    """Rewrite each thread-strided ``for m in range(tid, X, T)`` of the source for a block of
+    exactly NT threads (a compile-time constant): X/NT iterations of m = tid + i NT, a guard
+    only where NT does not divide X. Trip counts are then constants, so the compiler needs no
+    64-bit division per loop (ceil((X - tid) / T) with a run-time T) and may unroll."""
+    u = functools.partial(_u, consts=consts)
+    out = []
+    for line in src.splitlines():
+        m = _STRIDED.match(line)
+        if not m:
+            out.append(line)
+            continue
+        ind, var, X, note = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        if X <= NT:
+            out += [f"{ind}{var} = tid", f"{ind}if {var} < {u(X)}:{note}" if X < NT
+                    else f"{ind}if True:{note}"]
+        else:
+            out += [f"{ind}for it_ in range({u(-(-X // NT))}):{note}",
+                    f"{ind}    {var} = tid + it_ * {u(NT)}"]
+            if X % NT:
+                out += [f"{ind}    if {var} >= {u(X)}:", f"{ind}        continue"]
+    return "\n".join(out) + "\n"
+
+
+def _monarch(M: int, block: int, real, kind: str, threads: int = DEFAULT_THREADS):
     M = check_int(M, "M", min=1, power_of_two=True)
     block = check_block(block)
     check_choice(kind, "kind", ("conv", "grad"))
@@ -735,7 +769,7 @@ def _monarch(M: int, block: int, real, kind: str):
         f"    a_re = sm[0:{M}]", f"    a_im = sm[{M}:{2 * M}]",
         f"    b_re = sm[{2 * M}:{3 * M}]", f"    b_im = sm[{3 * M}:{4 * M}]",
         f"    w_re = sm[{4 * M}:{5 * M}]", f"    w_im = sm[{5 * M}:{6 * M}]",
-        "    tid = np.uint64(cuda.threadIdx.x)", "    T = np.uint64(cuda.blockDim.x)",
+        "    tid = np.uint64(cuda.threadIdx.x)",
         f"    for m in range(tid, {u(M)}, T):             # stage the M-th roots once per block",
         "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
     ]
@@ -832,13 +866,13 @@ def _monarch(M: int, block: int, real, kind: str):
                 "    cuda.syncthreads()",
                 *_factor_source(M, block, "a", "b", -1, consts, real, I),
                 *store("grad_k", "h", "nu_k", I, buf="b" if S % 2 else "a")]
-    src = "\n".join(body) + "\n"
+    src = _fixed_thread_loops("\n".join(body) + "\n", monarch_threads(M, threads), consts)
     g = {"cuda": None, "np": np, "SMEM_T": numba.from_dtype(np.dtype(real)), "ZERO": real(0),
          "HALF_R": real(0.5), **consts}
     return src, g
 
 
-def monarch_program(M: int, block: int, real, kind: str = "conv"):
+def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int = DEFAULT_THREADS):
     """The Monarch kernel body for M-point complex transforms, as a Python function in the CUDA
     style (its source: ``monarch_source``): kind "conv" (forward, or grad_u with conj=-1) or
     "grad" (one block per channel, a loop over the batch: grad_u and grad_k).
@@ -852,7 +886,7 @@ def monarch_program(M: int, block: int, real, kind: str = "conv"):
     registers, multiplies input r by the twiddle W^(r k) of its column, applies the dense p x p
     DFT block and writes the p outputs (Stockham order: natural order in and out).
     """
-    src, g = _monarch(M, block, real, kind)
+    src, g = _monarch(M, block, real, kind, threads)
     name = f"monarch_{kind}_M{M}_p{block}_{_NUMBA_NAME[real]}"
     filename = f"<{name}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
@@ -914,10 +948,10 @@ def _monarch_sig(kind: str, real) -> str:
 
 
 @functools.cache
-def _monarch_compiled(M: int, block: int, real, kind: str):
+def _monarch_compiled(M: int, block: int, real, kind: str, threads: int):
     from numba import cuda as ncuda
-    return ncuda.jit(_monarch_sig(kind, real))(bind_cuda(monarch_program(M, block, real, kind),
-                                                         ncuda))
+    fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
+    return ncuda.jit(_monarch_sig(kind, real))(fn)
 
 
 def device_smem_optin(device_index: int = 0) -> int:
@@ -949,7 +983,8 @@ class _MonarchExecutor(_NumbaExecutor):
     """Launches Monarch kernels with their dynamic shared memory (opted in above 48 KiB)."""
 
     def launch_monarch(self, M, block, real, kind, grid, threads, smem, *args):
-        k = _monarch_compiled(M, block, real, kind)
+        threads = monarch_threads(M, threads)
+        k = _monarch_compiled(M, block, real, kind, threads)
         args = [self._view(a) for a in args]
         if self.sim:
             k[grid, threads, 0, smem](*args)
@@ -1237,9 +1272,10 @@ def _match_loops(sass, plan: list[tuple]) -> list[dict]:
                 break
             got.append((loops[j], u))
             j += 1
-        if not got:
-            raise RuntimeError(f"SASS loop {j} of {sass.name} does not match source loop "
-                               f"{name!r} ({cls}, {sigma} stores per item)")
+        if not got:            # unrolled completely: its code is straight-line (``setup``)
+            out.append({"loop": name, "items": items, "unroll": "full", "path": None,
+                        "per_item": None, "instructions": 0.0})
+            continue
         main, u = max(got, key=lambda t: t[1])
         path = sass.min_path(main)
         out.append({"loop": name, "items": items, "unroll": u, "path": path,
@@ -1277,13 +1313,14 @@ SASS_BLOCKS = (4, 8, 16, 32, 64)
 
 @functools.cache
 def _compiled_sass(kernel: str, key: tuple, cc: tuple):
-    """(ptxas Resources, ptx.Sass) of one kernel; key = (M, block, real, kind) or (Program,)."""
+    """(ptxas Resources, ptx.Sass) of one kernel; key = (M, block, real, kind, threads) or
+    (Program,)."""
     from numba import cuda as ncuda
 
     from . import ptx
     if kernel == "monarch":
-        M, block, real, kind = key
-        fn = bind_cuda(monarch_program(M, block, real, kind), ncuda)
+        M, block, real, kind, threads = key
+        fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
         text = ncuda.compile_ptx(fn, _monarch_sig(kind, real), cc=cc)[0]
     else:
         (p,) = key
@@ -1332,9 +1369,9 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             raise ValueError(f"L={L}: the fused Monarch {kind} kernel needs {need} bytes of "
                              f"shared memory, more than smem_bytes={limit}; longer rows take "
                              f"the radix-2 three-pass path (kernel='radix2')")
-        res, sass = _compiled_sass("monarch", (M, block, real, kind), cc)
-        launches = [(res, sass, _monarch_loop_plan(M, block, kind) if kind == "conv" else None,
-                     min(threads, M))]
+        nt = monarch_threads(M, threads)
+        res, sass = _compiled_sass("monarch", (M, block, real, kind, nt), cc)
+        launches = [(res, sass, _monarch_loop_plan(M, block, kind) if kind == "conv" else None, nt)]
     else:
         if kind != "conv":
             raise ValueError("kernel='radix2' has no fused backward kernel: kind must be 'conv'")
