@@ -290,9 +290,10 @@ def make_plan(L: int, real, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
     if N > t * t:
         raise ValueError(
             f"{name} has length L={L}: FFT size {N} needs more than two levels of tiles of at most "
-            f"{t} values ({smem_bytes} bytes of shared memory, {np.dtype(real).name}); the cuda "
-            f"backend supports L <= {max_length(real, smem_bytes)} with this budget (raise "
-            f"smem_bytes, or use backend='fft')")
+            f"{t} values ({smem_bytes} bytes of shared memory, {np.dtype(real).name}); with this "
+            f"budget the kernel supports L <= {max_length(real, smem_bytes)} (the longest rows "
+            f"of the cuda backend: L <= {max_length(real, DEFAULT_SMEM_BYTES)}, its three-pass "
+            f"tiles use at most {DEFAULT_SMEM_BYTES} bytes); use backend='fft' for longer rows")
     inner = min(t, 1 << -(-(N.bit_length() - 1) // 2))   # balanced: about sqrt(N) each way
     return Plan(N, N // inner, inner, threads, real)
 
@@ -955,6 +956,8 @@ def _monarch_sig(kind: str, real) -> str:
 def _monarch_compiled(M: int, block: int, real, kind: str, threads: int):
     from numba import cuda as ncuda
     fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
+    if simulator_active():                          # the simulator's jit takes no launch bounds
+        return ncuda.jit(_monarch_sig(kind, real))(fn)
     return ncuda.jit(_monarch_sig(kind, real), launch_bounds=(threads,))(fn)
 
 
@@ -1081,12 +1084,14 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     t_in = threads
     if smem_bytes is None:
         smem_bytes = limit
+    low = 4 * np.dtype(real).itemsize
+    if isinstance(smem_bytes, int) and not isinstance(smem_bytes, bool) and not low <= smem_bytes <= limit:
+        raise ValueError(f"smem_bytes={smem_bytes} cannot be granted: on this device one block may "
+                         f"use {low} to {limit} bytes of shared memory ({limit} = its "
+                         f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN; at least a tile of two "
+                         f"{np.dtype(real).name} values); omit smem_bytes for the maximum")
     smem_bytes, threads = check_launch_params(real, smem_bytes,
                                               DEFAULT_THREADS if threads is None else threads)
-    if smem_bytes > limit:
-        raise ValueError(f"smem_bytes={smem_bytes} is more than this device grants one block: "
-                         f"smem_bytes may be at most {limit} (its "
-                         f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
     block = check_block(block)
     M = fft_size(u.shape[2]) // 2
     fused = monarch_smem_bytes(M, real, "conv") <= smem_bytes
