@@ -2,6 +2,7 @@
 
     python -m longconv_edu.kernels.cuda --check --bench --out DIR   # on a machine with a GPU
     python -m longconv_edu.kernels.cuda --sass-report [PATH]        # anywhere (compiles only)
+    python -m longconv_edu.kernels.cuda --model                     # the performance model
 
 --check: cuda_conv against torch.fft's fft_conv, forward and forward+backward (both gradients),
   B=2, H=64 at L = 256, 1K, 4K, 16K, 64K and a non-power of two (3000); float32, relative
@@ -139,13 +140,18 @@ def main(argv=None) -> int:
                     help="compile every configuration and write the SASS report JSON "
                          "(default: course/results/cuda/sass_report.json)")
     ap.add_argument("--quick", action="store_true", help="with --sass-report: two configurations")
+    ap.add_argument("--model", action="store_true",
+                    help="write course/results/cuda/perf_model.json from the SASS report and print it")
     a = ap.parse_args(argv)
     if a.sass_report is not None:
         from .cuda import SASS_REPORT, write_sass_report
         write_sass_report(a.sass_report or SASS_REPORT, quick=a.quick)
-        if not (a.check or a.bench):
-            return 0
+    if a.model:
+        from .perf_model import model_table, write_model
+        print(model_table(write_model()))
     if not (a.check or a.bench):
+        if a.sass_report is not None or a.model:
+            return 0
         ap.print_help()
         return 2
     why = gpu_problem()

@@ -37,7 +37,7 @@ from .. import io_model
 from .._checks import check_choice, check_int
 
 __all__ = ["GPU", "GPUS", "WARPS_FOR_FULL_ISSUE", "occupancy", "kernel_time", "fft_conv_bound",
-           "model_table", "model_rows"]
+           "model_table", "model_rows", "write_model", "model_json_path"]
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,10 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
             row["fft_bound_s"] = bound
             if r2 is not None:
                 traffic = (io_model.fused_conv if N <= 4096 else io_model.three_pass_traffic)(B, H, L)
-                # radix-2: full occupancy assumed (generous to it): issue over all SMs evenly
-                issue = r2["per_element"] * R * L / 32 / g.issue_per_s
-                row.update(radix2_sass=r2["per_element"], radix2_s=max(issue, traffic.bytes / g.hbm_bytes_per_s))
+                # radix-2, generous to it: its loops only (``hot``: the straight-line code and the
+                # slow paths left out) and full occupancy, issue spread evenly over all SMs
+                issue = r2["hot"] * R * L / 32 / g.issue_per_s
+                row.update(radix2_sass=r2["hot"], radix2_s=max(issue, traffic.bytes / g.hbm_bytes_per_s))
             smem = kc.monarch_smem_bytes(N // 2, np.float32, "conv")
             if mon is not None and smem <= g.smem_per_block:
                 res = mon["resources"][0]
@@ -192,3 +193,25 @@ def model_table(rows=None) -> str:
                      f"{r['cuda_s'] * 1e6:>9.1f}{r['bound']:>7}{r['fft_bound_s'] * 1e6:>16.1f}"
                      f"{r['speedup']:>9.2f}{r.get('radix2_s', math.nan) * 1e6:>11.1f}")
     return "\n".join(lines)
+
+
+def model_json_path() -> str:
+    """course/results/cuda/perf_model.json, beside the SASS report."""
+    import os
+
+    from . import cuda as kc
+    return os.path.join(os.path.dirname(kc.SASS_REPORT), "perf_model.json")
+
+
+def write_model(path: str | None = None) -> list[dict]:
+    """Compute ``model_rows`` from the committed SASS report and write them as JSON."""
+    import json
+    rows = model_rows()
+    path = model_json_path() if path is None else path
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str, got {type(path).__name__}")
+    with open(path, "w") as f:
+        json.dump({"model": "kernels.perf_model (see its docstring)",
+                   "gpus": {k: {**g.__dict__, "cc": list(g.cc)} for k, g in GPUS.items()},
+                   "warps_for_full_issue": WARPS_FOR_FULL_ISSUE, "rows": rows}, f, indent=1)
+    return rows
