@@ -52,6 +52,8 @@ version): no kernel of ours to trace, ``Trace.spectrum`` is empty.
 """
 from __future__ import annotations
 
+import bisect
+import dis
 import itertools
 import sys
 import threading
@@ -339,7 +341,7 @@ class _Tracer:
         nbytes = arr.data.itemsize
         flat = arr._flat(idx)
         if arr.space == "global":
-            site = (frame.f_code, frame.f_lasti)       # the instruction: its place in the code
+            site = _instruction(frame)                 # the instruction: its place in the code
             n = loc.executed.get(site, 0)              # the how-many-th time this thread runs it
             loc.executed[site] = n + 1
         with self._lock:
@@ -415,6 +417,20 @@ class _Tracer:
         if errors:
             raise errors[0]
         return nsync[0]
+
+
+_OFFSETS: dict = {}
+
+
+def _instruction(frame):
+    """(code, offset) of the bytecode instruction a frame is executing. f_lasti alone is not
+    enough: once CPython specialises a subscript it reports an offset inside the instruction's
+    inline cache, so it is mapped back to the instruction's start."""
+    code = frame.f_code
+    offs = _OFFSETS.get(code)
+    if offs is None:
+        offs = _OFFSETS[code] = [ins.offset for ins in dis.get_instructions(code)]
+    return code, offs[bisect.bisect_right(offs, frame.f_lasti) - 1]
 
 
 def _races(launch, block, seen) -> list:
