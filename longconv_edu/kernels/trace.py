@@ -28,6 +28,8 @@ What it reports, per thread block, per launch and per array:
   at least one of them writing, is a race, whatever order the Python threads happened to run in.
   ``drop_barriers`` builds the variant of a kernel without some of its barriers (the k-th
   ``cuda.syncthreads()`` each thread reaches does nothing), so a missing barrier can be shown.
+  The threads of a block run one at a time, in thread order, from one barrier to the next: a
+  fixed schedule, so every traced run (a racy one too) gives the same output.
 
 Schedules of ``trace_conv``:
 
@@ -274,6 +276,60 @@ def _np_dtype(dtype):
         return np.dtype(str(dtype))
 
 
+class _Turns:
+    """The block's barrier, and a fixed schedule: its threads run one at a time, in thread order,
+    from one barrier to the next (thread 0 to its next barrier, then thread 1, ...). So a traced
+    run is deterministic, races included (the GPU's order is not: the race detector does not
+    depend on the order)."""
+
+    def __init__(self, n: int):
+        self.n, self.cv = n, threading.Condition()
+        self.turn, self.arrived, self.generation = 0, 0, 0
+        self.done, self.aborted = set(), False
+
+    def _wait(self, ready):
+        if not self.cv.wait_for(lambda: ready() or self.aborted, timeout=60):
+            self.aborted = True
+            self.cv.notify_all()
+            raise RuntimeError("a thread block's threads did not meet at a barrier within 60 s: "
+                               "do they all reach the same cuda.syncthreads() calls?")
+        if self.aborted:
+            raise threading.BrokenBarrierError
+
+    def _pass(self, tid):
+        for d in range(1, self.n + 1):                 # the next thread that has not finished
+            t = (tid + d) % self.n
+            if t not in self.done:
+                self.turn = t
+                break
+        self.cv.notify_all()
+
+    def start(self, tid):
+        with self.cv:
+            self._wait(lambda: self.turn == tid)
+
+    def wait(self, tid):
+        with self.cv:
+            gen = self.generation
+            self.arrived += 1
+            if self.arrived == self.n - len(self.done):
+                self.arrived, self.generation = 0, gen + 1
+            self._pass(tid)
+            self._wait(lambda: self.generation > gen and self.turn == tid)
+
+    def finish(self, tid):
+        with self.cv:
+            self.done.add(tid)
+            if self.arrived and self.arrived == self.n - len(self.done):
+                self.arrived, self.generation = 0, self.generation + 1
+            self._pass(tid)
+
+    def abort(self):
+        with self.cv:
+            self.aborted = True
+            self.cv.notify_all()
+
+
 class _Tracer:
     """The ``cuda`` the kernel body sees: thread and block indices, shared arrays, barriers."""
 
@@ -310,7 +366,7 @@ class _Tracer:
         if k in self._drop:             # this barrier is left out of the variant being traced
             return
         if loc.barrier is not None:
-            loc.barrier.wait(timeout=60)
+            loc.barrier.wait(loc.tid)
         loc.phase += 1
 
     def shared_array(self, shape, dtype):
@@ -387,7 +443,7 @@ class _Tracer:
         return self._current
 
     def _run_block(self, fn, grid, block, nthreads, args):
-        barrier = threading.Barrier(nthreads) if nthreads > 1 else None
+        barrier = _Turns(nthreads) if nthreads > 1 else None
         errors, nsync = [], [0]
 
         def thread(tid):
@@ -396,7 +452,11 @@ class _Tracer:
             loc.barrier, loc.phase, loc.shared_calls, loc.nsync = barrier, 0, 0, 0
             loc.executed = {}
             try:
+                if barrier is not None:
+                    barrier.start(tid)
                 fn(*args)
+                if barrier is not None:
+                    barrier.finish(tid)
             except threading.BrokenBarrierError:
                 pass
             except BaseException as e:          # noqa: BLE001 - re-raised in the caller
