@@ -61,12 +61,11 @@ device (zero-copy through ``__cuda_array_interface__``), or on the CPU when the 
 from __future__ import annotations
 
 import functools
+import linecache
 import math
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import types
 from dataclasses import dataclass
 
@@ -74,7 +73,7 @@ import numba
 import numpy as np
 import torch
 
-from .._checks import check_conv_inputs, check_int
+from .._checks import check_choice, check_conv_inputs, check_int
 
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "half_spectrum", "device_smem_optin", "MONARCH_BLOCKS", "DEFAULT_BLOCK", "kernel_spectrum",
@@ -305,13 +304,13 @@ def run_spectrum(ex, x, plan: Plan, out_re, out_im) -> None:
     R, Lx = x.shape
     r, z = plan.real, ex.dummy(plan.real)
     if plan.passes == 1:
-        p = Program(plan.N, r, "real", True, False, False, "complex")
+        p = Program(n=plan.N, real=r, load="real", forward=True, multiply=False, inverse=False, store="complex")
         ex.launch(p, (R, 1), plan.block(p.n), x, z, z, z, out_re, out_im, Lx, 0, 0, 1, r(1), r(1))
         return
-    po = Program(plan.outer, r, "real", True, False, False, "complex")
+    po = Program(n=plan.outer, real=r, load="real", forward=True, multiply=False, inverse=False, store="complex")
     ex.launch(po, (R, plan.inner), plan.block(po.n), x, z, z, z, out_re, out_im,
               Lx, 0, 1, plan.inner, r(1), r(1))
-    pi = Program(plan.inner, r, "complex", True, False, False, "complex")
+    pi = Program(n=plan.inner, real=r, load="complex", forward=True, multiply=False, inverse=False, store="complex")
     ex.launch(pi, (R, plan.outer), plan.block(pi.n), out_re, out_im, z, z, out_re, out_im,
               0, 0, plan.inner, 1, r(1), r(1))
 
@@ -326,18 +325,18 @@ def run_conv(ex, x, spec_re, spec_im, conj: bool, plan: Plan, out) -> None:
     r, z = plan.real, ex.dummy(plan.real)
     sign, scale = r(-1 if conj else 1), r(1.0 / plan.N)
     if plan.passes == 1:
-        p = Program(plan.N, r)
+        p = Program(n=plan.N, real=r)
         ex.launch(p, (R, 1), plan.block(p.n), x, z, spec_re, spec_im, out, z,
                   Lx, n_out, 0, 1, sign, scale)
         return
     w_re, w_im = ex.empty(R, plan.N, r), ex.empty(R, plan.N, r)      # the row between passes
-    po = Program(plan.outer, r, "real", True, False, False, "complex")
+    po = Program(n=plan.outer, real=r, load="real", forward=True, multiply=False, inverse=False, store="complex")
     ex.launch(po, (R, plan.inner), plan.block(po.n), x, z, z, z, w_re, w_im,
               Lx, 0, 1, plan.inner, sign, r(1))
-    pi = Program(plan.inner, r, "complex", True, True, True, "complex")
+    pi = Program(n=plan.inner, real=r, load="complex", forward=True, multiply=True, inverse=True, store="complex")
     ex.launch(pi, (R, plan.outer), plan.block(pi.n), w_re, w_im, spec_re, spec_im, w_re, w_im,
               0, 0, plan.inner, 1, sign, r(1))
-    pb = Program(plan.outer, r, "complex", False, False, True, "real")
+    pb = Program(n=plan.outer, real=r, load="complex", forward=False, multiply=False, inverse=True, store="real")
     ex.launch(pb, (R, plan.inner), plan.block(pb.n), w_re, w_im, z, z, out, z,
               0, n_out, 1, plan.inner, sign, scale)
 
@@ -581,188 +580,319 @@ def monarch_smem_bytes(M: int, real, kind: str = "conv") -> int:
     return (6 * M + (4 * (M + 1) if kind == "grad" else 0)) * s
 
 
-def monarch_program(M: int, block: int, real, kind: str):
-    """The Monarch kernel body for M-point complex transforms: kind "conv" (forward, or grad_u
-    with conj=-1) or "grad" (one block per channel, loop over the batch: grad_u and grad_k).
+def _dft_terms(p: int, sgn: int, consts: dict, real) -> list[tuple[str, str]]:
+    """Source of the p-point DFT block y_s = sum_r t_r W_p^(sgn r s), W_p = exp(-2 pi i / p),
+    on registers t{r}r, t{r}i: [(re expression, im expression) for s in 0..p-1]. Entries that
+    are exactly 0 or +-1 (the four quarter turns) become additions; every other entry is a
+    named constant ``K<j>`` of type ``real`` (added to ``consts``)."""
+    def const(v: float) -> str:
+        v = float(real(v))
+        for name, c in consts.items():
+            if name.startswith("K") and float(c) == v:
+                return name
+        name = f"K{len(consts)}"
+        consts[name] = real(v)
+        return name
+
+    def lin(pairs):                     # sum of coef * var, coefficients exact where they can be
+        out = []
+        for coef, var in pairs:
+            if coef == 0:
+                continue
+            if coef == 1:
+                out.append(f"+ {var}")
+            elif coef == -1:
+                out.append(f"- {var}")
+            else:
+                out.append(f"+ {var} * {const(coef)}")
+        s = " ".join(out) or "ZERO"
+        return s[2:] if s.startswith("+ ") else "ZERO " + s if s.startswith("- ") else s
+
+    rows = []
+    for s in range(p):
+        re_terms, im_terms = [], []
+        for r in range(p):
+            e = (r * s) % p
+            if e == 0:
+                c, d = 1, 0
+            elif 2 * e == p:
+                c, d = -1, 0
+            elif 4 * e == p:
+                c, d = 0, -sgn
+            elif 4 * e == 3 * p:
+                c, d = 0, sgn
+            else:
+                ang = -2 * math.pi * e / p * sgn
+                c, d = math.cos(ang), math.sin(ang)
+            re_terms += [(c, f"t{r}r"), (-d, f"t{r}i")]      # (tr + i ti)(c + i d)
+            im_terms += [(d, f"t{r}r"), (c, f"t{r}i")]
+        rows.append((lin(re_terms), lin(im_terms)))
+    return rows
+
+
+def _u(n: int, consts: dict) -> str:
+    """The name of the unsigned 64-bit constant n (``U<n>``): indices built only from unsigned
+    values skip numba's negative-index wrap-around (a compare and a select per access)."""
+    name = f"U{n}"
+    consts[name] = np.uint64(n)
+    return name
+
+
+def _factor_source(M: int, block: int, src: str, dst: str, sgn: int, consts: dict, real,
+                   ind: str) -> list[str]:
+    """Source of the Monarch factors of an M-point DFT (sgn=+1) or its unscaled inverse (-1),
+    from shared buffers ``src`` to alternating buffers, one barrier after each factor."""
+    LOGM = M.bit_length() - 1
+    lines, ls = [], 0
+    bufs = (src, dst)
+    u = functools.partial(_u, consts=consts)
+    for st, p in enumerate(monarch_factors(M, block)):
+        lr = p.bit_length() - 1
+        a, b = bufs[st % 2], bufs[(st + 1) % 2]
+        stride, sh, span = M >> lr, LOGM - ls - lr, 1 << ls
+        lines.append(f"{ind}# factor {st}: {M // p} dense {p}x{p} DFT blocks, previous span {span}")
+        lines.append(f"{ind}for c in range(tid, {u(M // p)}, T):")
+        i2 = ind + "    "
+        if ls:
+            lines.append(f"{i2}k = c & {u(span - 1)}")
+            lines.append(f"{i2}e = k << {u(sh)}")
+            lines.append(f"{i2}q0 = ((c >> {u(ls)}) << {u(ls + lr)}) + k")
+        else:
+            lines.append(f"{i2}q0 = c << {u(lr)}")
+        for r in range(p):
+            off = f"c + {u(r * stride)}" if r else "c"
+            if ls and r:
+                lines.append(f"{i2}xr = {a}_re[{off}]")
+                lines.append(f"{i2}xi = {a}_im[{off}]")
+                lines.append(f"{i2}wr = w_re[{u(r)} * e]")
+                lines.append(f"{i2}wi = w_im[{u(r)} * e]")
+                if sgn > 0:                                  # x * w
+                    lines.append(f"{i2}t{r}r = xr * wr - xi * wi")
+                    lines.append(f"{i2}t{r}i = xr * wi + xi * wr")
+                else:                                        # x * conj(w)
+                    lines.append(f"{i2}t{r}r = xr * wr + xi * wi")
+                    lines.append(f"{i2}t{r}i = xi * wr - xr * wi")
+            else:
+                lines.append(f"{i2}t{r}r = {a}_re[{off}]")
+                lines.append(f"{i2}t{r}i = {a}_im[{off}]")
+        for s, (er, ei) in enumerate(_dft_terms(p, sgn, consts, real)):
+            q = f"q0 + {u(s * span)}" if s else "q0"
+            lines.append(f"{i2}{b}_re[{q}] = {er}")
+            lines.append(f"{i2}{b}_im[{q}] = {ei}")
+        lines.append(f"{ind}cuda.syncthreads()")
+        ls += lr
+    return lines
+
+
+_SPLIT = """\
+er = HALF_R * ({z1r} + {z2r})
+ei = HALF_R * ({z1i} - {z2i})
+orr = HALF_R * ({z1i} + {z2i})
+oi = HALF_R * ({z2r} - {z1r})
+tr = wr * orr - wi * oi
+ti = wr * oi + wi * orr
+{x1r} = er + tr
+{x1i} = ei + ti
+{x2r} = er - tr
+{x2i} = ti - ei"""
+
+_MERGE = """\
+epr = HALF_R * ({y1r} + {y2r})
+epi = HALF_R * ({y1i} - {y2i})
+dr = HALF_R * ({y1r} - {y2r})
+di = HALF_R * ({y1i} + {y2i})
+opr = dr * wr + di * wi
+opi = di * wr - dr * wi
+{z1r} = epr - opi
+{z1i} = epi + opr
+{z2r} = epr + opi
+{z2i} = opr - epi"""
+
+
+def _block(template: str, ind: str, **names) -> list[str]:
+    return [ind + line for line in template.format(**names).splitlines()]
+
+
+def monarch_threads(M: int, threads: int = DEFAULT_THREADS) -> int:
+    """Threads of a Monarch block for M-point transforms: ``threads``, at most M (a compile-time
+    constant of the kernel: the launch uses exactly this many)."""
+    return max(1, min(threads, M))
+
+
+def monarch_source(M: int, block: int, real, kind: str = "conv", threads: int = DEFAULT_THREADS) -> str:
+    """The Python source of the Monarch kernel for M-point complex transforms (see
+    ``monarch_program``): generated, so that every radix, stride, shift and DFT entry is a
+    literal the compiler folds (entries 0 and +-1 become additions, no index is divided)."""
+    return _monarch(M, block, real, kind, threads)[0]
+
+
+_STRIDED = re.compile(r"^(\s*)for (\w+) in range\(tid, U(\d+), T\):(.*)$")
+
+
+def _fixed_thread_loops(src: str, NT: int, consts: dict) -> str:
+    """Rewrite each thread-strided ``for m in range(tid, X, T)`` of the source for a block of
+    exactly NT threads (a compile-time constant): X/NT iterations of m = tid + i NT, a guard
+    only where NT does not divide X. Trip counts are then constants, so the compiler needs no
+    64-bit division per loop (ceil((X - tid) / T) with a run-time T) and may unroll."""
+    u = functools.partial(_u, consts=consts)
+    out = []
+    for line in src.splitlines():
+        m = _STRIDED.match(line)
+        if not m:
+            out.append(line)
+            continue
+        ind, var, X, note = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        if X <= NT:
+            out += [f"{ind}{var} = tid", f"{ind}if {var} < {u(X)}:{note}" if X < NT
+                    else f"{ind}if True:{note}"]
+        else:
+            out += [f"{ind}for it_ in range({u(-(-X // NT))}):{note}",
+                    f"{ind}    {var} = tid + it_ * {u(NT)}"]
+            if X % NT:
+                out += [f"{ind}    if {var} >= {u(X)}:", f"{ind}        continue"]
+    return "\n".join(out) + "\n"
+
+
+def _monarch(M: int, block: int, real, kind: str, threads: int = DEFAULT_THREADS):
+    M = check_int(M, "M", min=1, power_of_two=True)
+    block = check_block(block)
+    check_choice(kind, "kind", ("conv", "grad"))
+    if real not in _NUMBA_NAME:
+        raise TypeError(f"real must be np.float32 or np.float64, got {real!r}")
+    S = len(monarch_factors(M, block))
+    consts: dict = {}
+    u = functools.partial(_u, consts=consts)
+    X = "b" if S % 2 else "a"                     # where the forward transform leaves the row
+    I = "    "
+    head = [
+        "    sm = cuda.shared.array(0, SMEM_T)",
+        f"    a_re = sm[0:{M}]", f"    a_im = sm[{M}:{2 * M}]",
+        f"    b_re = sm[{2 * M}:{3 * M}]", f"    b_im = sm[{3 * M}:{4 * M}]",
+        f"    w_re = sm[{4 * M}:{5 * M}]", f"    w_im = sm[{5 * M}:{6 * M}]",
+        "    tid = np.uint64(cuda.threadIdx.x)",
+        f"    for m in range(tid, {u(M)}, T):             # stage the M-th roots once per block",
+        "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
+    ]
+
+    def load(arr, row, ind):
+        return [f"{ind}for m in range(tid, {u(M)}, T):      # one read of each input",
+                f"{ind}    i2 = {u(2)} * m",
+                f"{ind}    a_re[m] = {arr}[{row}, i2] if i2 < nu_in else ZERO",
+                f"{ind}    a_im[m] = {arr}[{row}, i2 + {u(1)}] if i2 + {u(1)} < nu_in else ZERO",
+                f"{ind}cuda.syncthreads()"]
+
+    def store(arr, row, n, ind, buf="a"):
+        return [f"{ind}for m in range(tid, {u(M)}, T):      # one write of each output",
+                f"{ind}    i2 = {u(2)} * m",
+                f"{ind}    if i2 < {n}:",
+                f"{ind}        {arr}[{row}, i2] = {buf}_re[m] * scale",
+                f"{ind}    if i2 + {u(1)} < {n}:",
+                f"{ind}        {arr}[{row}, i2 + {u(1)}] = {buf}_im[m] * scale"]
+
+    fwd = _factor_source(M, block, "a", "b", +1, consts, real, I)
+    inv = _factor_source(M, block, X, "a" if X == "b" else "b", -1, consts, real, I)
+    pair = {"z1r": f"{X}_re[kk]", "z1i": f"{X}_im[kk]", "z2r": f"{X}_re[k2]",
+            "z2i": f"{X}_im[k2]"}
+    if kind == "conv":
+        body = ["def kernel(x, spec, roots, tw, out, n_in, n_out, conj, scale):", *head,
+                "    row = cuda.blockIdx.x", "    srow = row % spec.shape[0]",
+                "    nu_in = np.uint64(n_in)", "    nu_out = np.uint64(n_out)",
+                *load("x", "row", I), *fwd,
+                f"    for kk in range(tid, {u(M // 2 + 1)}, T):  # real-input split, x K, merge",
+                f"        k2 = ({u(M)} - kk) & {u(M - 1)}",
+                "        wr = tw[0, kk]", "        wi = tw[1, kk]",
+                *_block(_SPLIT, I * 2, **pair, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+                "        kr1 = spec[srow, 0, kk]", "        ki1 = conj * spec[srow, 1, kk]",
+                f"        kr2 = spec[srow, 0, {u(M)} - kk]", f"        ki2 = conj * spec[srow, 1, {u(M)} - kk]",
+                "        y1r = x1r * kr1 - x1i * ki1", "        y1i = x1r * ki1 + x1i * kr1",
+                "        y2r = x2r * kr2 - x2i * ki2", "        y2i = x2r * ki2 + x2i * kr2",
+                *_block(_MERGE, I * 2, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
+                        z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
+                f"        {X}_re[kk] = z1r", f"        {X}_im[kk] = z1i",
+                f"        if kk != {u(0)} and k2 != kk:",
+                f"            {X}_re[k2] = z2r", f"            {X}_im[k2] = z2i",
+                "    cuda.syncthreads()", *inv, *store("out", "row", "nu_out", I)]
+    else:
+        o = 6 * M
+        body = ["def kernel(g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale):",
+                *head,
+                f"    u_re = sm[{o}:{o + M + 1}]", f"    u_im = sm[{o + M + 1}:{o + 2 * M + 2}]",
+                f"    c_re = sm[{o + 2 * M + 2}:{o + 3 * M + 3}]",
+                f"    c_im = sm[{o + 3 * M + 3}:{o + 4 * M + 4}]",
+                "    h = cuda.blockIdx.x", "    nu_in = np.uint64(n_in)", "    nu_k = np.uint64(n_k)",
+                f"    for m in range(tid, {u(M + 1)}, T):",
+                "        c_re[m] = ZERO", "        c_im[m] = ZERO",
+                "    for b in range(B):",
+                "        row = b * H + h",
+                *load("u", "row", I * 2), *[I + s for s in fwd],
+                f"        for kk in range(tid, {u(M // 2 + 1)}, T):   # U_b: its half spectrum, kept",
+                f"            k2 = ({u(M)} - kk) & {u(M - 1)}",
+                "            wr = tw[0, kk]", "            wi = tw[1, kk]",
+                *_block(_SPLIT, I * 3, **pair, x1r="u_re[kk]", x1i="u_im[kk]",
+                        x2r=f"u_re[{u(M)} - kk]", x2i=f"u_im[{u(M)} - kk]"),
+                "        cuda.syncthreads()",
+                *load("g", "row", I * 2), *[I + s for s in fwd],
+                f"        for kk in range(tid, {u(M // 2 + 1)}, T):   # G_b: one FFT for both grads",
+                f"            k2 = ({u(M)} - kk) & {u(M - 1)}",
+                "            wr = tw[0, kk]", "            wi = tw[1, kk]",
+                *_block(_SPLIT, I * 3, **pair, x1r="g1r", x1i="g1i", x2r="g2r", x2i="g2i"),
+                "            ur = u_re[kk]", "            ui = u_im[kk]",
+                "            c_re[kk] += g1r * ur + g1i * ui    # grad_k: G conj(U_b), no atomics",
+                "            c_im[kk] += g1i * ur - g1r * ui",
+                f"            if {u(M)} - kk != kk:",
+                f"                ur = u_re[{u(M)} - kk]", f"                ui = u_im[{u(M)} - kk]",
+                f"                c_re[{u(M)} - kk] += g2r * ur + g2i * ui",
+                f"                c_im[{u(M)} - kk] += g2i * ur - g2r * ui",
+                "            kr1 = spec[h, 0, kk]", "            ki1 = -spec[h, 1, kk]",
+                f"            kr2 = spec[h, 0, {u(M)} - kk]", f"            ki2 = -spec[h, 1, {u(M)} - kk]",
+                "            y1r = g1r * kr1 - g1i * ki1", "            y1i = g1r * ki1 + g1i * kr1",
+                "            y2r = g2r * kr2 - g2i * ki2", "            y2i = g2r * ki2 + g2i * kr2",
+                *_block(_MERGE, I * 3, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
+                        z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
+                f"            {X}_re[kk] = z1r", f"            {X}_im[kk] = z1i",
+                f"            if kk != {u(0)} and k2 != kk:",
+                f"                {X}_re[k2] = z2r", f"                {X}_im[k2] = z2i",
+                "        cuda.syncthreads()", *[I + s for s in inv],
+                *store("grad_u", "row", "nu_in", I * 2),
+                "        cuda.syncthreads()",
+                f"    for kk in range(tid, {u(M // 2 + 1)}, T):       # grad_k: one inverse per channel",
+                f"        k2 = ({u(M)} - kk) & {u(M - 1)}",
+                "        wr = tw[0, kk]", "        wi = tw[1, kk]",
+                *_block(_MERGE, I * 2, y1r="c_re[kk]", y1i="c_im[kk]", y2r=f"c_re[{u(M)} - kk]",
+                        y2i=f"c_im[{u(M)} - kk]", z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
+                "        a_re[kk] = z1r", "        a_im[kk] = z1i",
+                f"        if kk != {u(0)} and k2 != kk:",
+                "            a_re[k2] = z2r", "            a_im[k2] = z2i",
+                "    cuda.syncthreads()",
+                *_factor_source(M, block, "a", "b", -1, consts, real, I),
+                *store("grad_k", "h", "nu_k", I, buf="b" if S % 2 else "a")]
+    src = _fixed_thread_loops("\n".join(body) + "\n", monarch_threads(M, threads), consts)
+    g = {"cuda": None, "np": np, "SMEM_T": numba.from_dtype(np.dtype(real)), "ZERO": real(0),
+         "HALF_R": real(0.5), **consts}
+    return src, g
+
+
+def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int = DEFAULT_THREADS):
+    """The Monarch kernel body for M-point complex transforms, as a Python function in the CUDA
+    style (its source: ``monarch_source``): kind "conv" (forward, or grad_u with conj=-1) or
+    "grad" (one block per channel, a loop over the batch: grad_u and grad_k).
 
     conv args: (x, spec, roots, tw, out, n_in, n_out, conj, scale)
       x (R, n_in) real rows, spec (S, 2, M+1) half spectra (row r uses r % S), roots (2, M),
       tw (2, M//2+1) = W_N^k, out (R, n_out).
     grad args: (g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale)
       g, u, grad_u (B*H, L); spec (H, 2, M+1); grad_k (H, n_k).
+    Each thread of a factor takes one column c: it reads the p inputs c + r M/p (r < p) into
+    registers, multiplies input r by the twiddle W^(r k) of its column, applies the dense p x p
+    DFT block and writes the p outputs (Stockham order: natural order in and out).
     """
-    LOGM = M.bit_length() - 1
-    LOGP = block.bit_length() - 1
-    S = len(monarch_factors(M, block))
-    MASK = M - 1
-    HALF = M // 2
-    ZERO, HALF_R = real(0), real(0.5)
-    RES_IN_B = S % 2 == 1
-    GRAD = kind == "grad"
-    SMEM_T = numba.from_dtype(np.dtype(real))  # a numba type: both the compiler and simulator take it
-
-    def fft(a_re, a_im, b_re, b_im, w_re, w_im, sgn, tid, T):
-        # S Monarch factors, A -> B -> A ...; the result is in B iff S is odd (RES_IN_B)
-        ls = 0
-        for st in range(S):
-            lr = LOGP if LOGM - ls >= LOGP else LOGM - ls
-            p = 1 << lr
-            sh = LOGM - ls - lr
-            stride = M >> lr
-            lsmask = (1 << ls) - 1
-            for q in range(tid, M, T):
-                k = q & lsmask
-                j = ((q >> (ls + lr)) << ls) + k
-                step = (((q >> ls) & (p - 1)) << ls | k) << sh
-                acc_r = ZERO
-                acc_i = ZERO
-                idx = 0
-                for r in range(p):
-                    if st % 2 == 0:
-                        xr, xi = a_re[j + r * stride], a_im[j + r * stride]
-                    else:
-                        xr, xi = b_re[j + r * stride], b_im[j + r * stride]
-                    wr, wi = w_re[idx], sgn * w_im[idx]
-                    acc_r += xr * wr - xi * wi
-                    acc_i += xr * wi + xi * wr
-                    idx = (idx + step) & MASK
-                if st % 2 == 0:
-                    b_re[q], b_im[q] = acc_r, acc_i
-                else:
-                    a_re[q], a_im[q] = acc_r, acc_i
-            cuda.syncthreads()
-            ls += lr
-
-    def split(zr1, zi1, zr2, zi2, wr, wi):
-        # Z[k], Z[M-k] of z = u_even + i u_odd -> X[k], X[M-k] of the N-point real DFT
-        er, ei = HALF_R * (zr1 + zr2), HALF_R * (zi1 - zi2)
-        orr, oi = HALF_R * (zi1 + zi2), HALF_R * (zr2 - zr1)
-        tr, ti = wr * orr - wi * oi, wr * oi + wi * orr
-        return er + tr, ei + ti, er - tr, ti - ei
-
-    def merge(y1r, y1i, y2r, y2i, wr, wi):
-        # Y[k], Y[M-k] -> Z'[k], Z'[M-k] with z' = y_even + i y_odd (times M/... see scale)
-        epr, epi = HALF_R * (y1r + y2r), HALF_R * (y1i - y2i)
-        dr, di = HALF_R * (y1r - y2r), HALF_R * (y1i + y2i)
-        opr, opi = dr * wr + di * wi, di * wr - dr * wi
-        return epr - opi, epi + opr, epr + opi, opr - epi
-
-    def load(x, row, n_in, a_re, a_im, tid, T):
-        for m in range(tid, M, T):
-            g = 2 * m
-            a_re[m] = x[row, g] if g < n_in else ZERO
-            a_im[m] = x[row, g + 1] if g + 1 < n_in else ZERO
-        cuda.syncthreads()
-
-    def store(out, row, n_out, a_re, a_im, scale, tid, T):
-        for m in range(tid, M, T):
-            g = 2 * m
-            if g < n_out:
-                out[row, g] = a_re[m] * scale
-            if g + 1 < n_out:
-                out[row, g + 1] = a_im[m] * scale
-
-    if not GRAD:
-        def kernel(x, spec, roots, tw, out, n_in, n_out, conj, scale):
-            sm = cuda.shared.array(0, SMEM_T)
-            a_re, a_im = sm[0:M], sm[M:2 * M]
-            b_re, b_im = sm[2 * M:3 * M], sm[3 * M:4 * M]
-            w_re, w_im = sm[4 * M:5 * M], sm[5 * M:6 * M]
-            row, tid, T = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
-            srow = row % spec.shape[0]
-            for m in range(tid, M, T):                       # stage the roots once per block
-                w_re[m], w_im[m] = roots[0, m], roots[1, m]
-            load(x, row, n_in, a_re, a_im, tid, T)
-            fft(a_re, a_im, b_re, b_im, w_re, w_im, real(1), tid, T)
-            x_re, x_im = (b_re, b_im) if RES_IN_B else (a_re, a_im)
-            for kk in range(tid, HALF + 1, T):               # split, multiply, merge: in place
-                k2 = (M - kk) & MASK
-                wr, wi = tw[0, kk], tw[1, kk]
-                x1r, x1i, x2r, x2i = split(x_re[kk], x_im[kk], x_re[k2], x_im[k2], wr, wi)
-                kr1, ki1 = spec[srow, 0, kk], conj * spec[srow, 1, kk]
-                kr2, ki2 = spec[srow, 0, M - kk], conj * spec[srow, 1, M - kk]
-                z1r, z1i, z2r, z2i = merge(x1r * kr1 - x1i * ki1, x1r * ki1 + x1i * kr1,
-                                           x2r * kr2 - x2i * ki2, x2r * ki2 + x2i * kr2, wr, wi)
-                x_re[kk], x_im[kk] = z1r, z1i
-                if kk != 0 and k2 != kk:
-                    x_re[k2], x_im[k2] = z2r, z2i
-            cuda.syncthreads()
-            # inverse from wherever X is: after 2S factors the result is back in A
-            if RES_IN_B:
-                fft(b_re, b_im, a_re, a_im, w_re, w_im, real(-1), tid, T)
-            else:
-                fft(a_re, a_im, b_re, b_im, w_re, w_im, real(-1), tid, T)
-            store(out, row, n_out, a_re, a_im, scale, tid, T)
-    else:
-        def kernel(g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale):
-            sm = cuda.shared.array(0, SMEM_T)
-            a_re, a_im = sm[0:M], sm[M:2 * M]
-            b_re, b_im = sm[2 * M:3 * M], sm[3 * M:4 * M]
-            w_re, w_im = sm[4 * M:5 * M], sm[5 * M:6 * M]
-            o = 6 * M
-            u_re, u_im = sm[o:o + M + 1], sm[o + M + 1:o + 2 * M + 2]
-            o += 2 * M + 2
-            c_re, c_im = sm[o:o + M + 1], sm[o + M + 1:o + 2 * M + 2]
-            h, tid, T = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
-            for m in range(tid, M, T):
-                w_re[m], w_im[m] = roots[0, m], roots[1, m]
-            for m in range(tid, M + 1, T):
-                c_re[m], c_im[m] = ZERO, ZERO
-            x_re, x_im = (b_re, b_im) if RES_IN_B else (a_re, a_im)
-            for b in range(B):
-                row = b * H + h
-                load(u, row, n_in, a_re, a_im, tid, T)        # U_b: half spectrum, kept
-                fft(a_re, a_im, b_re, b_im, w_re, w_im, real(1), tid, T)
-                for kk in range(tid, HALF + 1, T):
-                    k2 = (M - kk) & MASK
-                    x1r, x1i, x2r, x2i = split(x_re[kk], x_im[kk], x_re[k2], x_im[k2],
-                                               tw[0, kk], tw[1, kk])
-                    u_re[kk], u_im[kk] = x1r, x1i
-                    u_re[M - kk], u_im[M - kk] = x2r, x2i
-                cuda.syncthreads()
-                load(g, row, n_in, a_re, a_im, tid, T)        # G_b: one FFT for both grads
-                fft(a_re, a_im, b_re, b_im, w_re, w_im, real(1), tid, T)
-                for kk in range(tid, HALF + 1, T):
-                    k2 = (M - kk) & MASK
-                    wr, wi = tw[0, kk], tw[1, kk]
-                    g1r, g1i, g2r, g2i = split(x_re[kk], x_im[kk], x_re[k2], x_im[k2], wr, wi)
-                    # grad_k accumulator += G conj(U_b) (this block owns channel h: no atomics)
-                    ur, ui = u_re[kk], u_im[kk]
-                    c_re[kk] += g1r * ur + g1i * ui
-                    c_im[kk] += g1i * ur - g1r * ui
-                    if M - kk != kk:
-                        ur, ui = u_re[M - kk], u_im[M - kk]
-                        c_re[M - kk] += g2r * ur + g2i * ui
-                        c_im[M - kk] += g2i * ur - g2r * ui
-                    # grad_u = G conj(K)
-                    kr1, ki1 = spec[h, 0, kk], -spec[h, 1, kk]
-                    kr2, ki2 = spec[h, 0, M - kk], -spec[h, 1, M - kk]
-                    z1r, z1i, z2r, z2i = merge(g1r * kr1 - g1i * ki1, g1r * ki1 + g1i * kr1,
-                                               g2r * kr2 - g2i * ki2, g2r * ki2 + g2i * kr2,
-                                               wr, wi)
-                    x_re[kk], x_im[kk] = z1r, z1i
-                    if kk != 0 and k2 != kk:
-                        x_re[k2], x_im[k2] = z2r, z2i
-                cuda.syncthreads()
-                if RES_IN_B:
-                    fft(b_re, b_im, a_re, a_im, w_re, w_im, real(-1), tid, T)
-                else:
-                    fft(a_re, a_im, b_re, b_im, w_re, w_im, real(-1), tid, T)
-                store(grad_u, row, n_in, a_re, a_im, scale, tid, T)
-                cuda.syncthreads()
-            for kk in range(tid, HALF + 1, T):               # grad_k: one inverse per channel
-                k2 = (M - kk) & MASK
-                z1r, z1i, z2r, z2i = merge(c_re[kk], c_im[kk], c_re[M - kk], c_im[M - kk],
-                                           tw[0, kk], tw[1, kk])
-                a_re[kk], a_im[kk] = z1r, z1i
-                if kk != 0 and k2 != kk:
-                    a_re[k2], a_im[k2] = z2r, z2i
-            cuda.syncthreads()
-            fft(a_re, a_im, b_re, b_im, w_re, w_im, real(-1), tid, T)
-            store(grad_k, h, n_k, a_re if S % 2 == 0 else b_re,
-                  a_im if S % 2 == 0 else b_im, scale, tid, T)
-
-    kernel.__name__ = kernel.__qualname__ = f"monarch_{kind}_M{M}_p{block}_{_NUMBA_NAME[real]}"
+    src, g = _monarch(M, block, real, kind, threads)
+    name = f"monarch_{kind}_M{M}_p{block}_{_NUMBA_NAME[real]}"
+    filename = f"<{name}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    exec(compile(src, filename, "exec"), g)
+    kernel = g["kernel"]
+    kernel.__name__ = kernel.__qualname__ = name
     return kernel
 
 
@@ -818,10 +948,10 @@ def _monarch_sig(kind: str, real) -> str:
 
 
 @functools.cache
-def _monarch_compiled(M: int, block: int, real, kind: str):
+def _monarch_compiled(M: int, block: int, real, kind: str, threads: int):
     from numba import cuda as ncuda
-    return ncuda.jit(_monarch_sig(kind, real))(bind_cuda(monarch_program(M, block, real, kind),
-                                                         ncuda))
+    fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
+    return ncuda.jit(_monarch_sig(kind, real))(fn)
 
 
 def device_smem_optin(device_index: int = 0) -> int:
@@ -853,7 +983,8 @@ class _MonarchExecutor(_NumbaExecutor):
     """Launches Monarch kernels with their dynamic shared memory (opted in above 48 KiB)."""
 
     def launch_monarch(self, M, block, real, kind, grid, threads, smem, *args):
-        k = _monarch_compiled(M, block, real, kind)
+        threads = monarch_threads(M, threads)
+        k = _monarch_compiled(M, block, real, kind, threads)
         args = [self._view(a) for a in args]
         if self.sim:
             k[grid, threads, 0, smem](*args)
@@ -961,10 +1092,12 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     return _FlashButterflyConv.apply(u, k, small, threads)
 
 
-# ============================================================================ PTX and resources
+# ============================================================================ PTX, SASS, resources
+# The compiler tools (ptxas, nvdisasm) live in ``kernels.ptx``; this section compiles *these*
+# kernels with numba (no GPU needed) and reads what the tools say about them.
 @dataclass
 class KernelResources:
-    """One compiled kernel: its program, target, static shared memory, registers (if ptxas ran)."""
+    """One compiled radix-2 kernel: its program, target, static shared memory, registers."""
     program: str
     cc: tuple
     threads: int
@@ -975,55 +1108,56 @@ class KernelResources:
 
 
 def ptxas_path() -> str | None:
-    """ptxas from the nvidia-cuda-nvcc wheel (matching the NVVM that numba-cuda uses), else PATH."""
+    """``kernels.ptx.ptxas_path`` (kept here for callers of the older name)."""
+    from .ptx import ptxas_path as _path
+    return _path()
+
+
+def _ptxas_registers(ptx_text: str, cc) -> tuple[int | None, str]:
+    from . import ptx
     try:
-        import nvidia
-        for root in getattr(nvidia, "__path__", []):
-            for sub in ("cu13/bin/ptxas", "cuda_nvcc/bin/ptxas"):
-                cand = os.path.join(root, sub)
-                if os.access(cand, os.X_OK):
-                    return cand
-    except ImportError:
-        pass
-    return shutil.which("ptxas")
+        _, res = ptx.assemble(ptx_text, cc)
+    except ptx.ToolMissing as e:
+        return None, str(e)
+    except RuntimeError as e:
+        return None, str(e).splitlines()[0]
+    return res[0].registers, f"ptxas -arch=sm_{cc[0]}{cc[1]}"
 
 
-_SHARED_DECL = re.compile(r"^\s*(?:\.visible\s+|\.global\s+)?\.shared\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]",
-                          re.M)
+def _radix2_sig(real) -> str:
+    t = _NUMBA_NAME[real]
+    return f"void({', '.join([t + '[:, ::1]'] * 6)}, int64, int64, int64, int64, {t}, {t})"
 
 
-def _ptxas_registers(ptx: str, cc) -> tuple[int | None, str]:
-    exe = ptxas_path()
-    if exe is None:
-        return None, "ptxas not found (pip install nvidia-cuda-nvcc, or a CUDA toolkit)"
-    with tempfile.TemporaryDirectory() as d:
-        src = os.path.join(d, "k.ptx")
-        with open(src, "w") as f:
-            f.write(ptx)
-        r = subprocess.run([exe, f"-arch=sm_{cc[0]}{cc[1]}", "-v", src, "-o", os.path.join(d, "k.cubin")],
-                           capture_output=True, text=True)
-    m = re.search(r"Used (\d+) registers", r.stdout + r.stderr)
-    if r.returncode or not m:
-        first = (r.stderr or r.stdout).strip().splitlines()
-        return None, f"ptxas failed: {first[0] if first else r.returncode}"
-    return int(m.group(1)), f"ptxas -arch=sm_{cc[0]}{cc[1]}"
+def _radix2_programs(plan: Plan) -> list[Program]:
+    """The block programs a forward convolution launches under ``plan`` (fused: one)."""
+    r = plan.real
+    if plan.passes == 1:
+        return [Program(n=plan.N, real=r)]
+    return [Program(n=plan.outer, real=r, load="real", forward=True, multiply=False,
+                    inverse=False, store="complex"),
+            Program(n=plan.inner, real=r, load="complex", forward=True, multiply=True,
+                    inverse=True, store="complex"),
+            Program(n=plan.outer, real=r, load="complex", forward=False, multiply=False,
+                    inverse=True, store="real")]
 
 
 def kernel_resources(L: int, *, dtype: torch.dtype = torch.float32, cc=(8, 0),
                      smem_bytes: int = DEFAULT_SMEM_BYTES, threads: int = DEFAULT_THREADS,
                      registers: bool = True) -> list[KernelResources]:
-    """Compile (no GPU needed) the kernels the forward pass launches for length L; report each.
+    """Compile (no GPU needed) the radix-2 kernels the forward pass launches for length L.
 
     Uses numba.cuda.compile_ptx for compute capability ``cc``; shared bytes per block are read
     from the PTX's .shared declarations; registers per thread come from ``ptxas -v`` when it is
     available (registers=False skips it). Under the simulator (which cannot compile) the work is
-    done in a child Python process started without NUMBA_ENABLE_CUDASIM.
+    done in a child Python process started without NUMBA_ENABLE_CUDASIM. For the Monarch kernel
+    (the registered backend) see ``sass_report``.
     """
+    from .ptx import _check_cc
     L = check_int(L, "L", min=1)
     if dtype not in REAL_OF:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    if not (isinstance(cc, tuple) and len(cc) == 2 and all(isinstance(c, int) for c in cc)):
-        raise TypeError(f"cc must be a (major, minor) tuple of ints such as (8, 0), got {cc!r}")
+    cc = _check_cc(cc)
     real = REAL_OF[dtype]
     smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
@@ -1031,24 +1165,21 @@ def kernel_resources(L: int, *, dtype: torch.dtype = torch.float32, cc=(8, 0),
         return [r for *_, r in resource_table((L,), dtypes=(dtype,), ccs=(cc,),
                                               smem_bytes=smem_bytes, threads=threads,
                                               registers=registers)]
-    if plan.passes == 1:
-        progs = [Program(plan.N, real)]
-    else:
-        progs = [Program(plan.outer, real, "real", True, False, False, "complex"),
-                 Program(plan.inner, real, "complex", True, True, True, "complex"),
-                 Program(plan.outer, real, "complex", False, False, True, "real")]
-    return [_resources(p, cc, plan.block(p.n), registers) for p in progs]
+    return [_resources(p, cc, plan.block(p.n), registers) for p in _radix2_programs(plan)]
+
+
+@functools.cache
+def _radix2_ptx(p: Program, cc) -> str:
+    from numba import cuda as ncuda
+    return ncuda.compile_ptx(bind_cuda(block_program(p), ncuda), _radix2_sig(p.real), cc=cc)[0]
 
 
 @functools.cache
 def _resources(p: Program, cc, threads: int, registers: bool) -> KernelResources:
-    from numba import cuda as ncuda
-    t = _NUMBA_NAME[p.real]
-    sig = f"void({', '.join([t + '[:, ::1]'] * 6)}, int64, int64, int64, int64, {t}, {t})"
-    ptx, _ = ncuda.compile_ptx(bind_cuda(block_program(p), ncuda), sig, cc=cc)
-    shared = sum(int(m) for m in _SHARED_DECL.findall(ptx))
-    regs, note = _ptxas_registers(ptx, cc) if registers else (None, "registers not requested")
-    return KernelResources(p.name, cc, threads, shared, regs, note, ptx)
+    from .ptx import shared_decl_bytes
+    text = _radix2_ptx(p, cc)
+    regs, note = _ptxas_registers(text, cc) if registers else (None, "registers not requested")
+    return KernelResources(p.name, cc, threads, shared_decl_bytes(text), regs, note, text)
 
 
 def resource_table(lengths=(1024,), *, dtypes=(torch.float32,), ccs=((8, 0), (9, 0)),
@@ -1067,6 +1198,13 @@ def resource_table(lengths=(1024,), *, dtypes=(torch.float32,), ccs=((8, 0), (9,
                                       threads=threads, registers=registers)]
 
 
+def _child_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
 def _table_in_child(lengths, dtype_names, ccs, smem_bytes, threads, registers) -> list[tuple]:
     import json
     import sys
@@ -1074,15 +1212,198 @@ def _table_in_child(lengths, dtype_names, ccs, smem_bytes, threads, registers) -
             f"rows = resource_table({lengths!r}, dtypes=[getattr(torch, n) for n in {dtype_names!r}], "
             f"ccs={ccs!r}, smem_bytes={smem_bytes}, threads={threads}, registers={registers}); "
             "print(json.dumps([(d, c, L, r.__dict__) for d, c, L, r in rows]))")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], env=_child_env(), capture_output=True,
+                       text=True)
     if r.returncode:
         raise RuntimeError(f"compiling the kernels in a child process failed:\n{r.stderr[-2000:]}")
     rows = json.loads(r.stdout.strip().splitlines()[-1])
     return [(d, tuple(c), L, KernelResources(**{**kr, "cc": tuple(kr["cc"])}))
             for d, c, L, kr in rows]
+
+
+# ---------------------------------------------------------------------------- SASS per element
+# How the count per output element is made (``sass_counts``):
+#  1. compile the kernel to PTX (numba, no GPU), assemble it with ptxas for sm_80 / sm_90 and
+#     disassemble the cubin with nvdisasm: the SASS the GPU would run;
+#  2. find the loops (a backward branch closes one) and, for each innermost loop, the
+#     instructions on the shortest path through one iteration (``ptx.Sass.min_path``: slow
+#     paths such as the sin/cos argument reduction are left out, which favours the radix-2
+#     kernel);
+#  3. map the SASS loops to the source loops, in program order: every source loop is a
+#     thread-strided ``for m in range(tid, X, T)`` whose X items per row and stores per item
+#     (sigma) are known from the source; the compiler may unroll it u times (u = stores in the
+#     SASS body / sigma), with a remainder loop before it, so one or two SASS loops per source
+#     loop; the unrolled one is the main loop;
+#  4. dynamic instructions per row = sum over source loops of X * path / u (thread
+#     instructions, i.e. 32 per warp instruction); per output element = that / L (for the
+#     Monarch kernel M = N/2 complex values per row; for the radix-2 kernel N per tile).
+#     Code outside the loops (set-up, barriers) runs once per thread and is reported apart
+#     (``setup``: instructions x threads / L).
+# A SASS loop that does not match the next source loop raises: the test notices a compiler
+# that changes the loop structure.
+_LOOP_CLASSES = {  # (global load, shared load, shared store, global store) present?
+    "load": (True, False, True, False), "shared": (False, True, True, False),
+    "mixed": (True, True, True, False), "store": (None, True, False, True),
+}
+
+
+def _loop_class(c: dict) -> str | None:
+    have = (c["global_load"] > 0, c["shared_load"] > 0, c["shared_store"] > 0,
+            c["global_store"] > 0)
+    for name, want in _LOOP_CLASSES.items():
+        if all(w is None or w == h for w, h in zip(want, have)):
+            return name
+    return None
+
+
+def _match_loops(sass, plan: list[tuple]) -> list[dict]:
+    """[(name, class, sigma, items per row)] source loops -> per-loop path, unroll and count."""
+    loops = [lp for lp in sass.loops if lp.inner]
+    out, j = [], 0
+    for name, cls, sigma, items in plan:
+        got = []
+        while j < len(loops) and len(got) < 2:
+            c = sass.count(loops[j].start, loops[j].end)
+            stores = c["shared_store"] + c["global_store"]
+            if _loop_class(c) != cls or stores % sigma:
+                break
+            u = stores // sigma
+            if got and (got[0][1] != 1 or u == 1):   # a second loop only as remainder + main
+                break
+            got.append((loops[j], u))
+            j += 1
+        if not got:            # unrolled completely: its code is straight-line (``setup``)
+            out.append({"loop": name, "items": items, "unroll": "full", "path": None,
+                        "per_item": None, "instructions": 0.0})
+            continue
+        main, u = max(got, key=lambda t: t[1])
+        path = sass.min_path(main)
+        out.append({"loop": name, "items": items, "unroll": u, "path": path,
+                    "per_item": path / u, "instructions": items * path / u})
+    if j != len(loops):
+        raise RuntimeError(f"{len(loops) - j} SASS loops of {sass.name} left unmatched")
+    return out
+
+
+def _monarch_loop_plan(M: int, block: int, kind: str) -> list[tuple]:
+    facs = [("factor", "shared", 2 * p, M // p) for p in monarch_factors(M, block)]
+    if kind != "conv":
+        raise ValueError("per-element SASS counts are made for kind='conv' (the forward)")
+    return [("roots", "load", 2, M), ("load", "load", 2, M), *facs,
+            ("split x K merge", "mixed", 4, M // 2 + 1), *facs, ("store", "store", 2, M)]
+
+
+def _radix2_loop_plan(p: Program, tiles: int) -> list[tuple]:
+    n, st = p.n, p.n.bit_length() - 1
+    out = [("load", "load", 2, tiles * n)]
+    if p.forward:
+        out.append(("butterflies (forward)", "shared", 4, tiles * n // 2 * st))
+    if p.multiply:
+        out.append(("multiply", "mixed", 2, tiles * n))
+    if p.inverse:
+        out.append(("butterflies (inverse)", "shared", 4, tiles * n // 2 * st))
+    out.append(("store", "store", 1 if p.store == "real" else 2, tiles * n))
+    return out
+
+
+#: Where a Monarch forward with length L runs fused on an H100 (float32: L <= 8192).
+SASS_LENGTHS = (1024, 2048, 4096, 8192)
+SASS_BLOCKS = (4, 8, 16, 32, 64)
+
+
+@functools.cache
+def _compiled_sass(kernel: str, key: tuple, cc: tuple):
+    """(ptxas Resources, ptx.Sass) of one kernel; key = (M, block, real, kind, threads) or
+    (Program,)."""
+    from numba import cuda as ncuda
+
+    from . import ptx
+    if kernel == "monarch":
+        M, block, real, kind, threads = key
+        fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
+        text = ncuda.compile_ptx(fn, _monarch_sig(kind, real), cc=cc)[0]
+    else:
+        (p,) = key
+        text = _radix2_ptx(p, cc)
+    cubin, res = ptx.assemble(text, cc)
+    (sass,) = ptx.parse_sass(ptx.disassemble(cubin)).values()
+    return res[0], sass
+
+
+def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(9, 0),
+                block: int = DEFAULT_BLOCK, kind: str = "conv", threads: int = DEFAULT_THREADS,
+                smem_bytes: int | None = None) -> dict:
+    """SASS instructions per output element of one forward convolution row of length L.
+
+    kernel: "monarch" (the registered ``cuda`` backend, fused: needs the row in fast memory,
+    ``smem_bytes`` default: the H100's 227 KiB) or "radix2" (the "before" kernel, fused or three
+    passes under its 48 KiB default). Returns {"kernel", "L", "cc", "dtype", "block", "kind",
+    "per_element" (hot loops + setup), "hot", "setup", "loops": [...], "resources": [...]}.
+    kind "grad" (the fused backward) gives resources and the static instruction count only.
+    The method is described above this function in the source (and in course page 05).
+    Compiling takes seconds per kernel; results are cached per process.
+    """
+    from .ptx import _check_cc
+    check_choice(kernel, "kernel", ("monarch", "radix2"))
+    L = check_int(L, "L", min=1)
+    if dtype not in REAL_OF:
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    cc = _check_cc(cc)
+    block = check_block(block)
+    check_choice(kind, "kind", ("conv", "grad"))
+    real = REAL_OF[dtype]
+    threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
+    if simulator_active():
+        raise RuntimeError("sass_counts compiles real kernels, which numba's simulator cannot: "
+                           "call it in a process without NUMBA_ENABLE_CUDASIM (the notebook "
+                           "reads the committed report, course/results/cuda/sass_report.json)")
+    N = fft_size(L)
+    out = {"kernel": kernel, "L": L, "cc": list(cc), "dtype": str(dtype).split(".")[-1],
+           "block": block if kernel == "monarch" else 2, "kind": kind, "threads": threads}
+    if kernel == "monarch":
+        M = N // 2
+        limit = H100_SMEM_OPTIN if smem_bytes is None else check_int(smem_bytes, "smem_bytes",
+                                                                      min=1)
+        need = monarch_smem_bytes(M, real, kind)
+        if need > limit:
+            raise ValueError(f"L={L}: the fused Monarch {kind} kernel needs {need} bytes of "
+                             f"shared memory, more than smem_bytes={limit}; longer rows take "
+                             f"the radix-2 three-pass path (kernel='radix2')")
+        nt = monarch_threads(M, threads)
+        res, sass = _compiled_sass("monarch", (M, block, real, kind, nt), cc)
+        launches = [(res, sass, _monarch_loop_plan(M, block, kind) if kind == "conv" else None, nt)]
+    else:
+        if kind != "conv":
+            raise ValueError("kernel='radix2' has no fused backward kernel: kind must be 'conv'")
+        plan = make_plan(L, real, smem_bytes=DEFAULT_SMEM_BYTES if smem_bytes is None
+                         else smem_bytes, threads=threads)
+        launches = []
+        for p in _radix2_programs(plan):
+            res, sass = _compiled_sass("radix2", (p,), cc)
+            tiles = plan.N // p.n
+            launches.append((res, sass, _radix2_loop_plan(p, tiles), plan.block(p.n) * tiles))
+    loops, hot, setup, resources = [], 0.0, 0.0, []
+    for res, sass, lplan, nthreads in launches:
+        resources.append({"kernel": sass.name[:60], "registers": res.registers,
+                          "spill_stores": res.spill_stores, "spill_loads": res.spill_loads,
+                          "stack": res.stack, "static_shared": res.shared,
+                          "instructions": sass.count()["total"]})
+        if lplan is None:
+            continue
+        ls = _match_loops(sass, lplan)
+        loops += ls
+        hot += sum(x["instructions"] for x in ls) / L
+        inside = set()
+        for lp in sass.loops:
+            inside.update(range(lp.start, lp.end + 1))
+        outside = sum(1 for i, o in enumerate(sass.ops) if i not in inside and o != "NOP")
+        setup += outside * nthreads / L
+    if kernel == "monarch":
+        resources[0]["dynamic_shared"] = monarch_smem_bytes(N // 2, real, kind)
+    out.update(resources=resources)
+    if kind == "conv":
+        out.update(per_element=hot + setup, hot=hot, setup=setup, loops=loops)
+    return out
 
 
 # ============================================================================ timing on a GPU
