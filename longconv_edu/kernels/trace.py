@@ -81,6 +81,7 @@ from .cuda import (
     monarch_factors,
     monarch_program,
     monarch_smem_bytes,
+    monarch_threads,
     run_conv,
     run_spectrum,
 )
@@ -540,7 +541,8 @@ class _TracingExecutor:
         self.t.run(fn, p.name, p, grid, block, self._wrap(fn, args), drop=drop)
 
     def launch_monarch(self, M, block, real, kind, grid, threads, smem, *args):
-        fn = bind_cuda(monarch_program(M, block, real, kind), self.t)
+        threads = monarch_threads(M, threads)          # a compile-time constant of the kernel
+        fn = bind_cuda(monarch_program(M, block, real, kind, threads), self.t)
         drop = self._dropped(len(monarch_factors(M, block)))
         self.t.run(fn, fn.__name__, None, grid, threads, self._wrap(fn, args), smem_bytes=smem,
                    drop=drop)
