@@ -1242,6 +1242,34 @@ def _trace_rows():
 _trace_rows()
 
 
+# ----------------------------------------------------------------------------- the CUDA kernel's own limits
+# (checked before the device: these rows hold on a machine without a GPU or simulator)
+def _kc():
+    from longconv_edu.kernels import cuda as kc
+    return kc
+
+
+row("kernels.cuda.cuda_conv", "smem_bytes above the device's opt-in maximum",
+    lambda: _kc().cuda_conv(U, K, smem_bytes=10**9), ValueError,
+    r"smem_bytes=1000000000 cannot be granted: on this device one block may use 16 to \d+ bytes")
+row("kernels.cuda.cuda_conv", "smem_bytes below a tile of two values",
+    lambda: _kc().cuda_conv(U64, K64, smem_bytes=8), ValueError,
+    r"smem_bytes=8 cannot be granted: on this device one block may use 32 to \d+ bytes")
+row("kernels.cuda.cuda_conv", "L beyond the longest row",
+    lambda: _kc().cuda_conv(torch.empty(1, 1, 2**23 + 1, device="meta"), torch.empty(1, 1, device="meta")),
+    ValueError, r"u has length L=8388609.*supports L <= 8388608 .*use backend='fft'")
+row("kernels.cuda.cuda_conv", "block not a power of two",
+    lambda: _kc().cuda_conv(U, K, block=3), ValueError, r"block must be a power of two")
+row("kernels.cuda.cuda_conv", "block above 64", lambda: _kc().cuda_conv(U, K, block=128), ValueError,
+    r"block must be <= 64")
+row("kernels.cuda.cuda_conv", "threads above 1024", lambda: _kc().cuda_conv(U, K, threads=2048),
+    ValueError, r"threads must be <= 1024")
+row("kernels.cuda.cuda_conv", "float16", lambda: _kc().cuda_conv(U.half(), K.half()), TypeError,
+    r"u must have dtype torch.float32 or torch.float64, got torch.float16")
+row("kernels.cuda.cuda_conv", "k on another device", lambda: _kc().cuda_conv(U, K.to("meta")),
+    ValueError, r"k is on device meta but u is on device cpu")
+
+
 # ============================================================================ the tests
 @pytest.mark.parametrize("fn_name, label, call, exc, match", ROWS, ids=[f"{r[0]}: {r[1]}" for r in ROWS])
 def test_bad_input(fn_name, label, call, exc, match):

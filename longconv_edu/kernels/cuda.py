@@ -290,9 +290,10 @@ def make_plan(L: int, real, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
     if N > t * t:
         raise ValueError(
             f"{name} has length L={L}: FFT size {N} needs more than two levels of tiles of at most "
-            f"{t} values ({smem_bytes} bytes of shared memory, {np.dtype(real).name}); the cuda "
-            f"backend supports L <= {max_length(real, smem_bytes)} with this budget (raise "
-            f"smem_bytes, or use backend='fft')")
+            f"{t} values ({smem_bytes} bytes of shared memory, {np.dtype(real).name}); with this "
+            f"budget the kernel supports L <= {max_length(real, smem_bytes)} (the longest rows "
+            f"of the cuda backend: L <= {max_length(real, DEFAULT_SMEM_BYTES)}, its three-pass "
+            f"tiles use at most {DEFAULT_SMEM_BYTES} bytes); use backend='fft' for longer rows")
     inner = min(t, 1 << -(-(N.bit_length() - 1) // 2))   # balanced: about sqrt(N) each way
     return Plan(N, N // inner, inner, threads, real)
 
@@ -558,7 +559,7 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # inverse factors (conjugate roots) give y. Global memory: one read of u, one write of y per
 # element, plus the (M+1)-point spectrum of the row's channel.
 MONARCH_BLOCKS = (2, 4, 8, 16, 32, 64)
-DEFAULT_BLOCK = 16
+DEFAULT_BLOCK = 4
 #: Shared memory assumed when no GPU is present (simulator, compile-only): the H100's opt-in
 #: maximum per block, 227 KiB (NVIDIA H100 tuning guide, "shared memory capacity").
 H100_SMEM_OPTIN = 227 * 1024
@@ -713,13 +714,17 @@ def _block(template: str, ind: str, **names) -> list[str]:
     return [ind + line for line in template.format(**names).splitlines()]
 
 
-def monarch_threads(M: int, threads: int = DEFAULT_THREADS) -> int:
-    """Threads of a Monarch block for M-point transforms: ``threads``, at most M (a compile-time
-    constant of the kernel: the launch uses exactly this many)."""
+def monarch_threads(M: int, threads: int | None = None) -> int:
+    """Threads of a Monarch block for M-point transforms (a compile-time constant of the kernel:
+    the launch uses exactly this many): ``threads`` capped at M, or by default M/8 between 256
+    and 1024, so that the long rows, whose shared memory leaves room for one block per SM, still
+    have 32 warps on it to hide latency (shorter rows fit several blocks per SM)."""
+    if threads is None:
+        threads = min(1024, max(DEFAULT_THREADS, M // 8))
     return max(1, min(threads, M))
 
 
-def monarch_source(M: int, block: int, real, kind: str = "conv", threads: int = DEFAULT_THREADS) -> str:
+def monarch_source(M: int, block: int, real, kind: str = "conv", threads: int | None = None) -> str:
     """The Python source of the Monarch kernel for M-point complex transforms (see
     ``monarch_program``): generated, so that every radix, stride, shift and DFT entry is a
     literal the compiler folds (entries 0 and +-1 become additions, no index is divided)."""
@@ -753,7 +758,7 @@ def _fixed_thread_loops(src: str, NT: int, consts: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _monarch(M: int, block: int, real, kind: str, threads: int = DEFAULT_THREADS):
+def _monarch(M: int, block: int, real, kind: str, threads: int | None = None):
     M = check_int(M, "M", min=1, power_of_two=True)
     block = check_block(block)
     check_choice(kind, "kind", ("conv", "grad"))
@@ -872,7 +877,7 @@ def _monarch(M: int, block: int, real, kind: str, threads: int = DEFAULT_THREADS
     return src, g
 
 
-def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int = DEFAULT_THREADS):
+def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int | None = None):
     """The Monarch kernel body for M-point complex transforms, as a Python function in the CUDA
     style (its source: ``monarch_source``): kind "conv" (forward, or grad_u with conj=-1) or
     "grad" (one block per channel, a loop over the batch: grad_u and grad_k).
@@ -951,7 +956,9 @@ def _monarch_sig(kind: str, real) -> str:
 def _monarch_compiled(M: int, block: int, real, kind: str, threads: int):
     from numba import cuda as ncuda
     fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
-    return ncuda.jit(_monarch_sig(kind, real))(fn)
+    if simulator_active():                          # the simulator's jit takes no launch bounds
+        return ncuda.jit(_monarch_sig(kind, real))(fn)
+    return ncuda.jit(_monarch_sig(kind, real), launch_bounds=(threads,))(fn)
 
 
 def device_smem_optin(device_index: int = 0) -> int:
@@ -1029,7 +1036,8 @@ class _MonarchConv(torch.autograd.Function):
         M = N // 2
         need = monarch_smem_bytes(M, real, "grad")
         if need > smem_bytes:         # the fused backward does not fit: the radix-2 path
-            gu, gk = _radix2_backward(u, k, gy, min(smem_bytes, DEFAULT_SMEM_BYTES), threads)
+            gu, gk = _radix2_backward(u, k, gy, min(smem_bytes, DEFAULT_SMEM_BYTES),
+                                      threads or DEFAULT_THREADS)
             return gu, gk, None, None, None
         ex = _MonarchExecutor(u.device)
         spec = half_spectrum(k, N)
@@ -1055,7 +1063,7 @@ def check_block(block) -> int:
 
 
 def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None,
-              threads: int = DEFAULT_THREADS, block: int = DEFAULT_BLOCK) -> torch.Tensor:
+              threads: int | None = None, block: int = DEFAULT_BLOCK) -> torch.Tensor:
     """Causal long convolution by the fused Monarch FlashButterfly kernel (differentiable).
 
     u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; float32 or float64, contiguous, same device
@@ -1073,13 +1081,17 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     _check_contiguous(k, "k")
     real = REAL_OF[u.dtype]
     limit = device_smem_optin(u.device.index or 0 if u.device.type == "cuda" else 0)
+    t_in = threads
     if smem_bytes is None:
         smem_bytes = limit
-    smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
-    if smem_bytes > limit:
-        raise ValueError(f"smem_bytes={smem_bytes} is more than this device grants one block: "
-                         f"smem_bytes may be at most {limit} (its "
-                         f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
+    low = 4 * np.dtype(real).itemsize
+    if isinstance(smem_bytes, int) and not isinstance(smem_bytes, bool) and not low <= smem_bytes <= limit:
+        raise ValueError(f"smem_bytes={smem_bytes} cannot be granted: on this device one block may "
+                         f"use {low} to {limit} bytes of shared memory ({limit} = its "
+                         f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN; at least a tile of two "
+                         f"{np.dtype(real).name} values); omit smem_bytes for the maximum")
+    smem_bytes, threads = check_launch_params(real, smem_bytes,
+                                              DEFAULT_THREADS if threads is None else threads)
     block = check_block(block)
     M = fft_size(u.shape[2]) // 2
     fused = monarch_smem_bytes(M, real, "conv") <= smem_bytes
@@ -1088,7 +1100,7 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
         make_plan(u.shape[2], real, smem_bytes=small, threads=threads)       # length check
     _executor(u)                                                             # device check
     if fused:
-        return _MonarchConv.apply(u, k, smem_bytes, threads, block)
+        return _MonarchConv.apply(u, k, smem_bytes, None if t_in is None else threads, block)
     return _FlashButterflyConv.apply(u, k, small, threads)
 
 
@@ -1257,58 +1269,75 @@ def _loop_class(c: dict) -> str | None:
 
 
 def _match_loops(sass, plan: list[tuple]) -> list[dict]:
-    """[(name, class, sigma, items per row)] source loops -> per-loop path, unroll and count."""
+    """[(name, class, sigma, items per row, most SASS loops)] source loops, in program order ->
+    per-loop path, unroll and instruction count per row.
+
+    A source loop matches the consecutive SASS loops of its class whose stores are a multiple of
+    sigma, at most ``most`` of them: one loop, a remainder loop (u = 1) and its unrolled main loop,
+    or, where the compiler unrolled an enclosing loop of known trip count (the radix-2 stages of
+    a small tile), one such group per copy, which then shares the items equally. None matched:
+    the loop was unrolled completely into straight-line code (counted in ``setup``).
+    """
     loops = [lp for lp in sass.loops if lp.inner]
     out, j = [], 0
-    for name, cls, sigma, items in plan:
+    for name, cls, sigma, items, most in plan:
         got = []
-        while j < len(loops) and len(got) < 2:
+        while j < len(loops) and len(got) < most:
             c = sass.count(loops[j].start, loops[j].end)
             stores = c["shared_store"] + c["global_store"]
             if _loop_class(c) != cls or stores % sigma:
                 break
-            u = stores // sigma
-            if got and (got[0][1] != 1 or u == 1):   # a second loop only as remainder + main
-                break
-            got.append((loops[j], u))
+            got.append((loops[j], stores // sigma))
             j += 1
-        if not got:            # unrolled completely: its code is straight-line (``setup``)
+        if not got:
             out.append({"loop": name, "items": items, "unroll": "full", "path": None,
                         "per_item": None, "instructions": 0.0})
             continue
-        main, u = max(got, key=lambda t: t[1])
-        path = sass.min_path(main)
-        out.append({"loop": name, "items": items, "unroll": u, "path": path,
-                    "per_item": path / u, "instructions": items * path / u})
+        groups, i = [], 0                      # (remainder, main) pairs or single loops
+        while i < len(got):
+            if got[i][1] == 1 and i + 1 < len(got) and got[i + 1][1] > 1:
+                groups.append(got[i + 1])
+                i += 2
+            else:
+                groups.append(got[i])
+                i += 1
+        share = items / len(groups)
+        total, paths = 0.0, []
+        for lp, u in groups:
+            path = sass.min_path(lp)
+            paths.append(path)
+            total += share * path / u
+        u0 = groups[0][1]
+        out.append({"loop": name, "items": items, "unroll": u0, "copies": len(groups),
+                    "path": max(paths), "per_item": total / items, "instructions": total})
     if j != len(loops):
-        raise RuntimeError(f"{len(loops) - j} SASS loops of {sass.name} left unmatched")
+        raise RuntimeError(f"{len(loops) - j} SASS loops of {sass.name[:60]} left unmatched")
     return out
 
 
 def _monarch_loop_plan(M: int, block: int, kind: str) -> list[tuple]:
-    facs = [("factor", "shared", 2 * p, M // p) for p in monarch_factors(M, block)]
+    facs = [("factor", "shared", 2 * p, M // p, 2) for p in monarch_factors(M, block)]
     if kind != "conv":
         raise ValueError("per-element SASS counts are made for kind='conv' (the forward)")
-    return [("roots", "load", 2, M), ("load", "load", 2, M), *facs,
-            ("split x K merge", "mixed", 4, M // 2 + 1), *facs, ("store", "store", 2, M)]
+    return [("roots", "load", 2, M, 2), ("load", "load", 2, M, 2), *facs,
+            ("split x K merge", "mixed", 4, M // 2 + 1, 2), *facs, ("store", "store", 2, M, 2)]
 
 
 def _radix2_loop_plan(p: Program, tiles: int) -> list[tuple]:
     n, st = p.n, p.n.bit_length() - 1
-    out = [("load", "load", 2, tiles * n)]
+    out = [("load", "load", 2, tiles * n, 2)]
     if p.forward:
-        out.append(("butterflies (forward)", "shared", 4, tiles * n // 2 * st))
+        out.append(("butterflies (forward)", "shared", 4, tiles * n // 2 * st, 2 * st))
     if p.multiply:
-        out.append(("multiply", "mixed", 2, tiles * n))
+        out.append(("multiply", "mixed", 2, tiles * n, 2))
     if p.inverse:
-        out.append(("butterflies (inverse)", "shared", 4, tiles * n // 2 * st))
-    out.append(("store", "store", 1 if p.store == "real" else 2, tiles * n))
+        out.append(("butterflies (inverse)", "shared", 4, tiles * n // 2 * st, 2 * st))
+    out.append(("store", "store", 1 if p.store == "real" else 2, tiles * n, 2))
     return out
 
 
 #: Where a Monarch forward with length L runs fused on an H100 (float32: L <= 8192).
 SASS_LENGTHS = (1024, 2048, 4096, 8192)
-SASS_BLOCKS = (4, 8, 16, 32, 64)
 
 
 @functools.cache
@@ -1321,7 +1350,8 @@ def _compiled_sass(kernel: str, key: tuple, cc: tuple):
     if kernel == "monarch":
         M, block, real, kind, threads = key
         fn = bind_cuda(monarch_program(M, block, real, kind, threads), ncuda)
-        text = ncuda.compile_ptx(fn, _monarch_sig(kind, real), cc=cc)[0]
+        text = ncuda.compile_ptx(fn, _monarch_sig(kind, real), cc=cc,
+                                 launch_bounds=(threads,))[0]
     else:
         (p,) = key
         text = _radix2_ptx(p, cc)
@@ -1331,7 +1361,7 @@ def _compiled_sass(kernel: str, key: tuple, cc: tuple):
 
 
 def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(9, 0),
-                block: int = DEFAULT_BLOCK, kind: str = "conv", threads: int = DEFAULT_THREADS,
+                block: int = DEFAULT_BLOCK, kind: str = "conv", threads: int | None = None,
                 smem_bytes: int | None = None) -> dict:
     """SASS instructions per output element of one forward convolution row of length L.
 
@@ -1352,7 +1382,8 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
     block = check_block(block)
     check_choice(kind, "kind", ("conv", "grad"))
     real = REAL_OF[dtype]
-    threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
+    if threads is not None:
+        threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
     if simulator_active():
         raise RuntimeError("sass_counts compiles real kernels, which numba's simulator cannot: "
                            "call it in a process without NUMBA_ENABLE_CUDASIM (the notebook "
@@ -1372,12 +1403,13 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
         nt = monarch_threads(M, threads)
         res, sass = _compiled_sass("monarch", (M, block, real, kind, nt), cc)
         launches = [(res, sass, _monarch_loop_plan(M, block, kind) if kind == "conv" else None, nt)]
+        out["threads"] = nt
     else:
         if kind != "conv":
             raise ValueError("kernel='radix2' has no fused backward kernel: kind must be 'conv'")
         plan = make_plan(L, real, smem_bytes=DEFAULT_SMEM_BYTES if smem_bytes is None
-                         else smem_bytes, threads=threads)
-        launches = []
+                         else smem_bytes, threads=threads or DEFAULT_THREADS)
+        launches, out["threads"] = [], plan.threads
         for p in _radix2_programs(plan):
             res, sass = _compiled_sass("radix2", (p,), cc)
             tiles = plan.N // p.n
@@ -1404,6 +1436,128 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
     if kind == "conv":
         out.update(per_element=hot + setup, hot=hot, setup=setup, loops=loops)
     return out
+
+
+# ---------------------------------------------------------------------------- the committed report
+#: Where ``write_sass_report`` puts its JSON and ``sass_report`` reads it (the notebook's table).
+SASS_REPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "course", "results", "cuda", "sass_report.json")
+REPORT_CCS = ((8, 0), (9, 0))
+#: Lengths of the performance model: the Monarch kernel runs fused up to 8192 (float32, H100).
+MODEL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+
+def report_configurations(quick: bool = False) -> list[dict]:
+    """Every configuration ``write_sass_report`` compiles (keyword arguments of sass_counts).
+
+    At L = 1024 (M = 1024): the Monarch forward for blocks 4, 8, 16 (float32 and float64) on
+    sm_80 and sm_90, its fused backward for blocks 4 and 16 (float32), blocks 32 and 64 on
+    sm_90 (float32); the default block at every other fused model length; the radix-2 kernel at
+    every model length (fused to L = 2048, three passes beyond). Ordered cheap first (blocks 32
+    and 64 take minutes of compiling each). quick=True: one configuration of each kernel.
+    """
+    if quick:
+        return [dict(kernel="monarch", L=1024, cc=(9, 0), block=DEFAULT_BLOCK),
+                dict(kernel="radix2", L=1024, cc=(9, 0))]
+    out = []
+    for cc in REPORT_CCS:
+        for L in MODEL_LENGTHS:
+            if L <= 8192:
+                out.append(dict(kernel="monarch", L=L, cc=cc, block=DEFAULT_BLOCK))
+            out.append(dict(kernel="radix2", L=L, cc=cc))
+    for cc in REPORT_CCS:
+        for b in (8, 16):
+            out.append(dict(kernel="monarch", L=1024, cc=cc, block=b))
+        for b in (4, 8, 16):
+            out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, dtype=torch.float64))
+        for b in (4, 16):
+            out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, kind="grad"))
+    for b in (32, 64):
+        out.append(dict(kernel="monarch", L=1024, cc=(9, 0), block=b))
+    return out
+
+
+def write_sass_report(path: str = SASS_REPORT, *, quick: bool = False, log=print) -> list[dict]:
+    """Compile every configuration (``report_configurations``), count, and write the JSON that
+    ``sass_report`` reads. Minutes of compiling (NVVM and ptxas): run it as
+    ``python -m longconv_edu.kernels.cuda --sass-report``. A configuration that fails to
+    compile is recorded with its error (so the table shows it), not skipped."""
+    rows = []
+    for cfg in report_configurations(quick):
+        t0 = __import__("time").perf_counter()
+        try:
+            row = sass_counts(**cfg)
+        except (RuntimeError, ValueError) as e:
+            row = {**{k: (list(v) if isinstance(v, tuple) else str(v).split(".")[-1]
+                          if isinstance(v, torch.dtype) else v) for k, v in cfg.items()},
+                   "error": str(e)[:500]}
+        row["compile_s"] = round(__import__("time").perf_counter() - t0, 1)
+        rows.append(row)
+        _dump_report(path, rows)                  # after every row: a long run keeps its rows
+        if log:
+            log(f"{row['kernel']:>7} L={row['L']:>6} p={row.get('block', '')!s:>3} "
+                f"{row.get('dtype', 'float32')} {row.get('kind', 'conv')} sm_{row['cc'][0]}{row['cc'][1]}: "
+                + (f"{row['per_element']:.0f} SASS/element" if "per_element" in row
+                   else row.get("error", "resources only")))
+    return rows
+
+
+def _dump_report(path: str, rows: list) -> None:
+    import json
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"method": "kernels.cuda.sass_counts (see its docstring)",
+                   "tools": _tool_versions(), "rows": rows}, f, indent=1)
+
+
+def _tool_versions() -> dict:
+    from . import ptx
+    out = {}
+    for name in ("ptxas", "nvdisasm"):
+        exe = ptx.tool_path(name)
+        if exe:
+            r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+            out[name] = (r.stdout.strip().splitlines() or [""])[-1]
+    import numba_cuda
+    out["numba-cuda"] = getattr(numba_cuda, "__version__", "?")
+    return out
+
+
+def sass_report(path: str = SASS_REPORT) -> list[dict]:
+    """The committed SASS report (rows of ``sass_counts``), read from JSON: instant, no compiler.
+
+    Regenerate it with ``python -m longconv_edu.kernels.cuda --sass-report``.
+    """
+    import json
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path to the JSON report, got {type(path).__name__}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no SASS report at {path}: run python -m longconv_edu.kernels.cuda "
+                                f"--sass-report to make it")
+    with open(path) as f:
+        return json.load(f)["rows"]
+
+
+def sass_table(rows) -> str:
+    """The report as a text table: kernel, L, block, dtype, kind, target, SASS per element,
+    registers (one per launch: the radix-2 three-pass path launches three kernels), spill bytes,
+    stack bytes, shared memory per block (dynamic + static, the largest launch)."""
+    if not isinstance(rows, list):
+        raise TypeError(f"rows must be a list of report rows (from sass_report), got {type(rows).__name__}")
+    head = (f"{'kernel':<8}{'L':>6}{'p':>4} {'dtype':<8}{'kind':<5}{'arch':<6}{'SASS/elt':>9}"
+            f"{'regs':>10}{'spill B':>8}{'stack':>6}{'smem B':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        res = r.get("resources") or [{}]
+        regs = "/".join(str(x.get("registers", "?")) for x in res)
+        spill = sum(x.get("spill_stores", 0) + x.get("spill_loads", 0) for x in res)
+        stack = max(x.get("stack", 0) for x in res)
+        smem = max(x.get("dynamic_shared", 0) + x.get("static_shared", 0) for x in res)
+        per = f"{r['per_element']:.0f}" if "per_element" in r else ("error" if "error" in r else "-")
+        lines.append(f"{r['kernel']:<8}{r['L']:>6}{r.get('block', ''):>4} {r.get('dtype', 'float32'):<8}"
+                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{per:>9}{regs:>10}{spill:>8}"
+                     f"{stack:>6}{smem:>8}")
+    return "\n".join(lines)
 
 
 # ============================================================================ timing on a GPU
@@ -1434,7 +1588,8 @@ def gpu_timings(lengths=(1024, 4096, 16384), *, B: int = 4, H: int = 256,
     return out
 
 
-if __name__ == "__main__":              # python -m longconv_edu.kernels.cuda: GPU timings
-    for row in gpu_timings():
-        print(f"L={row['L']:>6}  cuda_conv {row['cuda_conv'] * 1e3:8.3f} ms  "
-              f"fft_conv {row['fft_conv'] * 1e3:8.3f} ms  speedup x{row['speedup']:.2f}")
+if __name__ == "__main__":   # python -m longconv_edu.kernels.cuda --check --bench --out DIR
+    import sys
+
+    from longconv_edu.kernels.cuda_check import main
+    sys.exit(main())
