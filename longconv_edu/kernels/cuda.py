@@ -1,5 +1,14 @@
 """Rung 5a: the fused FlashButterfly convolution as a Numba CUDA kernel, trainable and verifiable.
 
+Two kernels live here. ``cuda_conv``, the registered ``cuda`` backend, is the Monarch form (the
+"Monarch kernel" section below: dense DFT blocks, the real-input trick, one launch per row,
+generated source with every index a literal). ``radix2_conv`` is the textbook radix-2 kernel the
+course starts from (the "before" picture; described first, right below) and the path rows longer
+than fast memory still take. The compiler tools (ptxas, nvdisasm) are in ``kernels.ptx``; the
+performance model in ``kernels.perf_model``; the GPU check script in ``kernels.cuda_check``.
+
+The radix-2 kernel:
+
 The paper's point (Fu et al. 2023, Sec. 3.2) is that an FFT convolution is limited by memory
 traffic, not by arithmetic: PyTorch's ``fft_conv`` runs several kernels, each reading its input
 from slow global memory (HBM) and writing its output back. FlashButterfly *fuses* the whole
@@ -80,7 +89,9 @@ __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "mo
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
            "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table",
-           "bit_reversed_spectrum"]
+           "bit_reversed_spectrum", "REAL_OF", "check_launch_params", "run_conv", "run_spectrum",
+           "monarch_source", "monarch_threads", "sass_counts", "sass_report", "sass_table",
+           "write_sass_report", "report_configurations", "SASS_REPORT", "MODEL_LENGTHS", "REPORT_CCS"]
 
 #: The executor's ``cuda`` (numba.cuda, the simulator, or the tracer): see ``bind_cuda``.
 cuda = None
@@ -1336,8 +1347,6 @@ def _radix2_loop_plan(p: Program, tiles: int) -> list[tuple]:
     return out
 
 
-#: Where a Monarch forward with length L runs fused on an H100 (float32: L <= 8192).
-SASS_LENGTHS = (1024, 2048, 4096, 8192)
 
 
 @functools.cache
