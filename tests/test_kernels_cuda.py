@@ -438,3 +438,22 @@ def test_gpu_script_without_a_gpu_says_so():
                        text=True, timeout=300)
     assert r.returncode == 2
     assert r.stderr.startswith("no CUDA device: ") and "NUMBA_ENABLE_CUDASIM=1" in r.stderr
+
+
+def test_gpu_script_fails_loudly_on_a_mismatch(monkeypatch, tmp_path, capsys):
+    # the script's decision, with the GPU part replaced: one wrong row must give exit status 1
+    import json
+
+    from longconv_edu.kernels import cuda_check
+    monkeypatch.setattr(cuda_check, "gpu_problem", lambda: None)
+    monkeypatch.setattr(cuda_check, "check", lambda: [
+        {"L": 256, "y": 1e-7, "grad_u": 1e-7, "grad_k": 1e-7, "ok": True},
+        {"L": 3000, "y": 0.5, "grad_u": 1e-7, "grad_k": 1e-7, "ok": False}])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "stand-in")
+    assert cuda_check.main(["--check", "--out", str(tmp_path)]) == 1
+    assert "MISMATCH" in capsys.readouterr().err
+    saved = json.loads((tmp_path / "cuda_check.json").read_text())
+    assert [r["ok"] for r in saved["rows"]] == [True, False]
+    monkeypatch.setattr(cuda_check, "check", lambda: [
+        {"L": 256, "y": 1e-7, "grad_u": 1e-7, "grad_k": 1e-7, "ok": True}])
+    assert cuda_check.main(["--check", "--out", str(tmp_path)]) == 0

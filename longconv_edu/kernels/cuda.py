@@ -1548,12 +1548,13 @@ def sass_report(path: str = SASS_REPORT) -> list[dict]:
 
 
 def sass_table(rows) -> str:
-    """The report as a text table: kernel, L, block, dtype, kind, target, SASS per element,
+    """The report as a text table: kernel, L, block, dtype, kind, target, SASS per element (and
+    the part of it in loops),
     registers (one per launch: the radix-2 three-pass path launches three kernels), spill bytes,
     stack bytes, shared memory per block (dynamic + static, the largest launch)."""
     if not isinstance(rows, list):
         raise TypeError(f"rows must be a list of report rows (from sass_report), got {type(rows).__name__}")
-    head = (f"{'kernel':<8}{'L':>6}{'p':>4} {'dtype':<8}{'kind':<5}{'arch':<6}{'SASS/elt':>9}"
+    head = (f"{'kernel':<8}{'L':>6}{'p':>4} {'dtype':<8}{'kind':<5}{'arch':<6}{'SASS/elt':>9}{'in loops':>9}"
             f"{'regs':>10}{'spill B':>8}{'stack':>6}{'smem B':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -1563,8 +1564,9 @@ def sass_table(rows) -> str:
         stack = max(x.get("stack", 0) for x in res)
         smem = max(x.get("dynamic_shared", 0) + x.get("static_shared", 0) for x in res)
         per = f"{r['per_element']:.0f}" if "per_element" in r else ("error" if "error" in r else "-")
+        hot = f"{r['hot']:.0f}" if "hot" in r else "-"
         lines.append(f"{r['kernel']:<8}{r['L']:>6}{r.get('block', ''):>4} {r.get('dtype', 'float32'):<8}"
-                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{per:>9}{regs:>10}{spill:>8}"
+                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{per:>9}{hot:>9}{regs:>10}{spill:>8}"
                      f"{stack:>6}{smem:>8}")
     return "\n".join(lines)
 
