@@ -30,6 +30,7 @@ RUNG_MODULES = [
     "learned",
     "dispatch",
     "timing",
+    "kernels.trace",
 ]
 # public names that are data or plain records, not functions taking input (nothing to refuse)
 NOT_FUNCTIONS = {
@@ -38,6 +39,13 @@ NOT_FUNCTIONS = {
     "dispatch.AUTO_RULES": "a dict constant",
     "layers.DEFAULT_LAM": "a float constant",
     "io_model.Traffic": "a plain record the io_model functions build",
+    "kernels.trace.Counts": "a plain record the tracer builds",
+    "kernels.trace.Race": "a plain record the tracer builds",
+    "kernels.trace.LaunchTrace": "a plain record the tracer builds",
+    "kernels.trace.Trace": "a plain record the tracer builds",
+    "kernels.trace.CountingArray": "the array type the tracer hands a kernel (not called by users)",
+    "kernels.trace.SECTOR_BYTES": "an int constant",
+    "kernels.trace.WARP": "an int constant",
 }
 
 ROWS: list[tuple[str, str, object, type, str]] = []
@@ -1209,6 +1217,78 @@ row(
     ValueError,
     r"slow and fast must share at least 2 lengths, got 1 in common",
 )
+
+
+# ----------------------------------------------------------------------------- kernels/trace.py
+def _trace_rows():
+    from longconv_edu.kernels import trace as tr
+    x = np.zeros(4)
+
+    def body(a):
+        a[0] = 1.0
+
+    u64, k64 = U64[:1, :1, :4], K64[:1, :2]
+    row("kernels.trace.trace_conv", "kernel typo", lambda: tr.trace_conv(u64, k64, kernel="fast"),
+        ValueError, r"kernel must be one of 'radix2', 'monarch'")
+    row("kernels.trace.trace_conv", "scheme typo", lambda: tr.trace_conv(u64, k64, scheme="fast"),
+        ValueError, r"scheme must be one of")
+    row("kernels.trace.trace_conv", "record 1", lambda: tr.trace_conv(u64, k64, record=1),
+        TypeError, r"record must be True or False, got int")
+    row("kernels.trace.trace_conv", "drop_barriers 'all'",
+        lambda: tr.trace_conv(u64, k64, drop_barriers="all"), TypeError,
+        r"drop_barriers must be None, 'forward' or a tuple")
+    row("kernels.trace.trace_conv", "drop_barriers negative",
+        lambda: tr.trace_conv(u64, k64, drop_barriers=(-1,)), ValueError,
+        r"drop_barriers\[i\] must be >= 0, got -1")
+    row("kernels.trace.trace_conv", "block 3", lambda: tr.trace_conv(u64, k64, kernel="monarch", block=3),
+        ValueError, r"block must be a power of two, got 3")
+    row("kernels.trace.trace_conv", "monarch too little fast memory",
+        lambda: tr.trace_conv(u64, k64, kernel="monarch", smem_bytes=64), ValueError,
+        r"kernel 'monarch' .* needs smem_bytes >= 192, got 64")
+    row("kernels.trace.trace_conv", "monarch naive",
+        lambda: tr.trace_conv(u64, k64, kernel="monarch", scheme="naive"), ValueError,
+        r"scheme 'naive' is a radix-2 schedule")
+    row("kernels.trace.trace_conv", "threads 3", lambda: tr.trace_conv(u64, k64, threads=3),
+        ValueError, r"threads must be a power of two, got 3")
+    row("kernels.trace.trace_conv", "u 2-D", lambda: tr.trace_conv(U64[0], k64), ValueError,
+        r"u must be 3-D \(B, H, L\)")
+    row("kernels.trace.trace_kernel", "not a function", lambda: tr.trace_kernel("body", 1, 1, x),
+        TypeError, r"kernel must be a Python function .*, got str")
+    row("kernels.trace.trace_kernel", "grid list", lambda: tr.trace_kernel(body, [1], 1, x),
+        TypeError, r"grid must be an int or a tuple of 1 or 2 ints, got \[1\]")
+    row("kernels.trace.trace_kernel", "grid 0", lambda: tr.trace_kernel(body, 0, 1, x),
+        ValueError, r"grid\[i\] must be >= 1, got 0")
+    row("kernels.trace.trace_kernel", "threads 0", lambda: tr.trace_kernel(body, 1, 0, x),
+        ValueError, r"threads must be >= 1, got 0")
+    row("kernels.trace.trace_kernel", "smem negative", lambda: tr.trace_kernel(body, 1, 1, x, smem_bytes=-1),
+        ValueError, r"smem_bytes must be >= 0, got -1")
+    row("kernels.trace.trace_kernel", "names too many",
+        lambda: tr.trace_kernel(body, 1, 1, x, names=("a", "b")), TypeError,
+        r"names must be a tuple of 1 strings")
+    row("kernels.trace.trace_kernel", "drop 'forward'",
+        lambda: tr.trace_kernel(body, 1, 1, x, drop_barriers="forward"), ValueError,
+        r"drop_barriers='forward' names the forward stages")
+    row("kernels.trace.trace_kernel", "record None", lambda: tr.trace_kernel(body, 1, 1, x, record=None),
+        TypeError, r"record must be True or False, got None")
+    row("kernels.trace.traffic_rows", "not a Trace", lambda: tr.traffic_rows({}), TypeError,
+        r"trace must be a Trace \(from trace_conv\), got dict")
+    row("kernels.trace.traffic_rows", "spectrum 1",
+        lambda: tr.traffic_rows(tr.trace_conv(u64, k64), spectrum=1), TypeError,
+        r"spectrum must be True or False, got int")
+    row("kernels.trace.butterfly_schedule", "not a Trace", lambda: tr.butterfly_schedule(None),
+        TypeError, r"trace must be a Trace \(from trace_conv\), got NoneType")
+    row("kernels.trace.butterfly_schedule", "no events",
+        lambda: tr.butterfly_schedule(tr.trace_conv(u64, k64)), ValueError,
+        r"trace has no recorded accesses: run trace_conv\(\.\.\., record=True\)")
+    row("kernels.trace.butterfly_schedule", "launch out of range",
+        lambda: tr.butterfly_schedule(tr.trace_conv(u64, k64, record=True), launch=1), ValueError,
+        r"launch must be <= 0, got 1")
+    row("kernels.trace.butterfly_schedule", "a Monarch trace",
+        lambda: tr.butterfly_schedule(tr.trace_conv(u64, k64, kernel="monarch", record=True)),
+        ValueError, r"butterfly_schedule reads radix-2 butterflies; trace.kernel is 'monarch'")
+
+
+_trace_rows()
 
 
 # ----------------------------------------------------------------------------- the CUDA kernel's own limits

@@ -29,6 +29,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from longconv_edu.course import exercises as E
+from longconv_edu.course.exercises.rung5 import barrier_races
 
 REPO = Path(__file__).resolve().parents[1]
 EX_DIR = REPO / "course" / "exercises"
@@ -139,6 +140,8 @@ def _wrong_block_init(n, H, inverse=False):       # inverse without the 1/n
 WRONG = {
     "thread_butterflies": _wrong_butterflies,
     "shared_memory_plan": _wrong_plan,
+    "barrier_races": lambda n, T, h: tuple(                            # owner q, not thread q % T
+        p for p in range(n) if (p // (2 * h)) * h + p % h != (p // h) * (h // 2) + p % (h // 2)),
     "rfft_from_half_size_fft": lambda x: torch.fft.fft(x)[..., : x.shape[-1] // 2],
     "is_causal": lambda fn, L: True,
     "lr_schedule": lambda step, warmup, total: (                        # warmup reaches 1 too early
@@ -305,6 +308,9 @@ def test_rung8_references_by_hand_and_numpy():
     (lambda: E.thread_butterflies(8, 8), ValueError, "span"),
     (lambda: E.thread_butterflies(8, 3), ValueError, "span"),
     (lambda: E.thread_butterflies(8.0, 1), TypeError, "n"),
+    (lambda: barrier_races(12, 2, 2), ValueError, "n"),
+    (lambda: barrier_races(16, 16, 2), ValueError, "threads"),
+    (lambda: barrier_races(16, 4, 1), ValueError, "span"),
     (lambda: E.shared_memory_plan(0, 4, 1024), ValueError, "L"),
     (lambda: E.shared_memory_plan(16, 2, 1024), ValueError, "itemsize"),
     (lambda: E.shared_memory_plan(16, 4, 8), ValueError, "smem_bytes"),

@@ -1,4 +1,4 @@
-"""Rung 5 exercises: the fused kernels' arithmetic (spectrum order, traffic, thread map, plan, real-input trick)."""
+"""Rung 5 exercises: the fused kernels' arithmetic (spectrum order, traffic, thread map, plan, rfft trick, races)."""
 from __future__ import annotations
 
 import numpy as np
@@ -80,6 +80,30 @@ def shared_memory_plan(L: int, itemsize: int, smem_bytes: int) -> tuple[int, int
     return plan.N, plan.passes, plan.inner
 
 
+def barrier_races(n: int, threads: int, span: int) -> tuple[int, ...]:
+    """Reference: where the radix-2 CUDA kernel races without the barrier after one forward stage.
+
+    The kernel's forward FFT of n points (``kernels.cuda.block_program``) runs with ``threads``
+    threads, thread t doing butterflies t, t + T, t + 2T, ... of every stage, and a barrier after
+    each stage. Leave out the barrier after the stage of span ``span`` (so that stage and the next,
+    of span span/2, run between the same two barriers) and return the sorted shared-memory
+    positions two different threads then touch, one of them writing: the races. Computed by the
+    tracer's race detector (``kernels.trace.trace_conv(..., drop_barriers=(j,))``), on the kernel
+    itself: a tuple of ints, empty when that barrier can go (which is not the same as "the output
+    came out right": a race may give the right answer by luck of scheduling, or not).
+    """
+    from ...kernels.trace import trace_conv
+    n = check_int(n, "n", min=4, power_of_two=True)
+    threads = check_int(threads, "threads", min=1, max=n // 2, power_of_two=True)
+    h = check_int(span, "span", min=2, max=n // 2, power_of_two=True)
+    j = (n // h).bit_length() - 1              # barrier 0 follows the load, barrier j stage j
+    u = torch.zeros(1, 1, n // 2, dtype=torch.float64)
+    tr = trace_conv(u, torch.zeros(1, 1, dtype=torch.float64), threads=threads,
+                    drop_barriers=(j,))
+    idx = {r.index for r in tr.launches[0].races if r.array == "shared array 0"}
+    return tuple(sorted(idx))
+
+
 def _register_kernels():
     def butterfly_cases():
         return [(2, 1), (8, 4), (8, 2), (8, 1), (16, 2), (64, 8), (1024, 512), (1024, 1)]
@@ -109,6 +133,18 @@ def _register_kernels():
                       hint="N = next power of two >= 2L; a complex value takes 2 * itemsize bytes; "
                            "t = largest power of two whose tile fits; too long: inner = "
                            "min(t, 2**ceil(log2(N) / 2))."))
+    def race_cases():
+        return [(16, 4, 8), (16, 4, 4), (16, 4, 2), (16, 2, 2), (8, 2, 2), (32, 8, 16),
+                (32, 8, 4), (64, 4, 8), (64, 16, 2)]
+
+    register(Exercise("barrier_races", 5,
+                      "The radix-2 kernel's forward stages on n points, T threads (thread t does "
+                      "butterflies t, t+T, ...): return the sorted positions (a tuple of ints) where "
+                      "two threads race if the barrier after the stage of span h is removed.",
+                      barrier_races, race_cases, compare=same_value,
+                      hint="in the stage of span h, position p belongs to butterfly "
+                           "q = (p // (2h)) * h + p % h, which thread q % T does; a race is a "
+                           "position whose thread differs between the stages of span h and h/2."))
     register(Exercise("rfft_from_half_size_fft", 5,
                       "Compute rfft(x) (length n//2 + 1) of a real x of even length n from ONE complex "
                       "FFT of length n/2: the real-input trick the CPU kernel uses.",
