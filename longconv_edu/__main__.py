@@ -11,7 +11,7 @@ import sys
 
 COMMANDS = {
     "bench": ("longconv_edu.lab.bench", "time every long_conv backend against torch.fft over L"),
-    "train": ("longconv_edu.lab.train", "train a long-convolution classifier (digits, pathfinder)"),
+    "train": ("longconv_edu.lab.cli", "train a long-convolution classifier, or run a whole experiment"),
 }
 
 

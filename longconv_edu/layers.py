@@ -25,10 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_float, check_int, check_tensor
+from ._checks import check_bool, check_choice, check_float, check_int, check_tensor
 from .dispatch import backends, long_conv
 from .params import tag_params
-from .regularize import double_exp_init, kernel_dropout, random_init, s4d_init, s4d_kernel, smooth, squash
+from .regularize import double_exp_init, random_init, regularize_kernel, s4d_init, s4d_kernel
 
 __all__ = ["LongConv", "SSMKernel", "DEFAULT_LAM"]
 
@@ -75,6 +75,8 @@ class LongConv(nn.Module):
       kernel_lr       learning rate for the kernel parameters (None: the model's), weight decay 0
       kernel_source   "free" (a learned (channels, H, l_max) parameter) or "ssm" (``SSMKernel``)
       state_dim       SSM state size for kernel_source="ssm"
+      seed            seeds the kernel (or SSM) and ``D`` inits (None: fresh); ``output_linear``
+                      is an ordinary ``nn.Linear`` and draws from torch's global generator
       conv            None (each convolution by ``backend``) or a module ``conv(u, k)`` taking
                       u (B, channels * H, L) and k (channels * H, L) that replaces the fixed
                       transform, e.g. rung 8's ``learned.LearnedButterflyConv(channels * H, l_max)``
@@ -103,9 +105,7 @@ class LongConv(nn.Module):
         self.kernel_dropout = check_float(kernel_dropout, "kernel_dropout", min=0.0, max=1.0,
                                           max_inclusive=False)
         dropout = check_float(dropout, "dropout", min=0.0, max=1.0, max_inclusive=False)
-        if not isinstance(bidirectional, bool):
-            raise TypeError(f"bidirectional must be True or False, got {bidirectional!r}")
-        self.bidirectional = bidirectional
+        self.bidirectional = check_bool(bidirectional, "bidirectional")
         self.backend = check_choice(backend, "backend", backends())
         check_choice(kernel_init, "kernel_init", ["random", "double_exp"])
         check_choice(kernel_source, "kernel_source", ["free", "ssm"])
@@ -168,16 +168,12 @@ class LongConv(nn.Module):
         # n = L + width//2 taps gives exactly the first L taps of the full-length result.
         w = self.smooth_width
         n = L if w is None else min(self.l_max, max(L + w // 2, w))
-        k = self._base_kernel(n)
-        if w is not None:
-            k = smooth(k, w)
-        k = squash(k, self.lam)
-        k = kernel_dropout(k, self.kernel_dropout, training=training)
-        k = k[..., :L]
+        k = regularize_kernel(self._base_kernel(n), lam=self.lam, smooth_width=w,
+                              kernel_dropout=self.kernel_dropout, training=training)[..., :L]
         return k.reshape(self.channels, self.d_model, -1)           # (channels, H, n_dir * L)
 
     def kernel(self, L: int | None = None) -> torch.Tensor:
-        """Effective kernel smooth -> squash (no dropout) for length L (default l_max).
+        """Effective kernel ``regularize_kernel``: smooth -> squash (no dropout), length L (default l_max).
 
         Shape (channels, H, L), or (channels, H, 2L) when bidirectional (L causal taps at lags
         0..L-1, then L anti-causal taps at lags -1..-L, as ``conv.bidirectional_conv`` takes).

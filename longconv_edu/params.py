@@ -18,14 +18,28 @@ def tag_params(module: nn.Module, names, *, lr: float | None = None, weight_deca
     """Mark parameters ``module.<name>`` for ``param_groups``: their own learning rate (None = the
     model's) and weight decay. The tag is kept twice: as ``p._optim`` on each parameter (easy to
     inspect) and in ``module._param_optim`` (which survives ``copy.deepcopy``, unlike the former)."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise TypeError(f"names must be a list or tuple of parameter names such as ['raw_kernel'], "
+                        f"got {type(names).__name__} {names!r}"[:160])
     if lr is not None:
         lr = check_float(lr, "lr", min=0.0, min_inclusive=False)
     weight_decay = check_float(weight_decay, "weight_decay", min=0.0)
-    table = module.__dict__.setdefault("_param_optim", {})
+    own = [n for n, _ in module.named_parameters(recurse=False)]
+    found = []
     for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"names must hold strings, got {type(name).__name__} {name!r}")
+        if not hasattr(module, name):
+            raise ValueError(f"names must name parameters of module; {type(module).__name__} has no "
+                             f"attribute {name!r} (its own parameters: {', '.join(own) or 'none'})")
         p = getattr(module, name)
         if not isinstance(p, nn.Parameter):
             raise TypeError(f"names must name parameters of module; {name!r} is {type(p).__name__}")
+        found.append((name, p))
+    table = module.__dict__.setdefault("_param_optim", {})
+    for name, p in found:
         table[name] = p._optim = {"lr": lr, "weight_decay": weight_decay}
 
 

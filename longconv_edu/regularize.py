@@ -109,14 +109,23 @@ def kernel_dropout(k: torch.Tensor, p: float, *, training: bool = True) -> torch
     return F.dropout(k, p=p, training=training) if training and p > 0 else k
 
 
+_drop_taps = kernel_dropout     # regularize_kernel's argument ``kernel_dropout`` shadows the function
+
+
 def regularize_kernel(k: torch.Tensor, *, lam: float = 0.0, smooth_width: int | None = None,
-                      dropout: float = 0.0, training: bool = False) -> torch.Tensor:
-    """The layer's pipeline, in the reference code's order: Smooth (if width given), Squash, dropout."""
+                      kernel_dropout: float = 0.0, training: bool = False) -> torch.Tensor:
+    """The layer's pipeline, in the reference code's order: Smooth (if ``smooth_width`` is given),
+    Squash with ``lam``, then kernel dropout with probability ``kernel_dropout`` (on the taps,
+    while ``training``; the same name as ``LongConv``'s argument, which is not its activation
+    ``dropout``). k: (..., Lk); same shape."""
     _check_kernel(k)
+    if smooth_width is not None:
+        smooth_width = check_int(smooth_width, "smooth_width", min=1, odd=True)
+    p = check_float(kernel_dropout, "kernel_dropout", min=0.0, max=1.0, max_inclusive=False)
     if smooth_width is not None:
         k = smooth(k, smooth_width)
     k = squash(k, lam)
-    return kernel_dropout(k, dropout, training=training)
+    return _drop_taps(k, p, training=training)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -738,14 +738,28 @@ row(
     "smooth_width even",
     lambda: regularize.regularize_kernel(K, smooth_width=2),
     ValueError,
-    r"width must be odd",
+    r"smooth_width must be odd, got 2",
 )
 row(
     "regularize.regularize_kernel",
-    "dropout 1.5",
-    lambda: regularize.regularize_kernel(K, dropout=1.5),
+    "kernel_dropout 1.5",
+    lambda: regularize.regularize_kernel(K, kernel_dropout=1.5),
     ValueError,
-    r"p must be < 1.0",
+    r"kernel_dropout must be < 1.0, got 1.5",
+)
+row(
+    "regularize.regularize_kernel",
+    "kernel_dropout 1",
+    lambda: regularize.regularize_kernel(K, kernel_dropout=1.0),
+    ValueError,
+    r"kernel_dropout must be < 1.0, got 1.0",
+)
+row(
+    "regularize.regularize_kernel",
+    "the old name dropout=",
+    lambda: regularize.regularize_kernel(K, dropout=0.1),
+    TypeError,
+    r"unexpected keyword argument 'dropout'",
 )
 row(
     "regularize.regularize_kernel",
@@ -916,8 +930,43 @@ row(
     TypeError,
     r"names must name parameters of module; '0' is ReLU",
 )
+row(
+    "params.tag_params",
+    "misspelt name",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), ["wieght"]),
+    ValueError,
+    r"names must name parameters of module; Linear has no attribute 'wieght' \(its own parameters: weight, bias\)",
+)
+row(
+    "params.tag_params",
+    "names a bare string",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), "weight"),
+    TypeError,
+    r"names must be a list or tuple of parameter names such as \['raw_kernel'\], got str 'weight'",
+)
+row(
+    "params.tag_params",
+    "name not a string",
+    lambda: params.tag_params(torch.nn.Linear(2, 2), [0]),
+    TypeError,
+    r"names must hold strings, got int 0",
+)
+row(
+    "params.tag_params",
+    "module not a module",
+    lambda: params.tag_params("layer", ["weight"]),
+    TypeError,
+    r"module must be a torch.nn.Module, got str",
+)
 row("layers.LongConv", "d_model 0", lambda: layers.LongConv(0, 8), ValueError, r"d_model must be >= 1, got 0")
 row("layers.LongConv", "l_max float", lambda: layers.LongConv(4, 8.0), TypeError, r"l_max must be an int")
+row(
+    "layers.LongConv",
+    "bidirectional 1",
+    lambda: layers.LongConv(4, 8, bidirectional=1),
+    TypeError,
+    r"bidirectional must be True or False, got int 1",
+)
 row(
     "layers.LongConv",
     "unknown backend",

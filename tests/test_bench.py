@@ -210,3 +210,55 @@ def test_growth_exponent_is_fitted_and_clamped():
     assert _growth(32, 1.0, 128, 8.0) == pytest.approx(1.5)
     assert _growth(32, 1.0, 128, 0.5) == 1.0 and _growth(32, 1.0, 128, 1e6) == 2.0
     assert _growth(128, 1.0, 128, 1.0) == 2.0
+
+
+# ----------------------------------------------------------------------------- the committed table
+COMMITTED = ROOT / "course" / "results" / "bench" / "bench.json"
+PEER_NAMES = {"torch.fft": "torch.fft", "scipy.fft": "scipy.fft", "fftw": "FFTW", "ducc0": "ducc0"}
+
+
+def _doc_rows(path: Path, header: str) -> dict:
+    """The rows of the Markdown table under the header line starting with ``header``, by L."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        label = cells[0]
+        rows[int(label[:-1]) * 1024 if label.endswith("K") else int(label)] = cells[1:]
+    return rows
+
+
+def _agrees(shown: str, value: float) -> bool:
+    """A number as printed agrees with the JSON's value to the digits it shows."""
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    return abs(float(shown) - value) <= 0.5 * 10 ** -decimals + 1e-9
+
+
+def _expected(r: dict, roof: float, peers: list, times: bool) -> list:
+    per_peer = [r["peer_seconds"][p] * 1e3 if times else r["speedup"][p] for p in peers]
+    fb = r.get("fwd_bwd_speedup_vs_fft")
+    cols = [r["seconds"] * 1e3, *per_peer, PEER_NAMES[r["best_peer"]], r["speedup_vs_best_peer"],
+            "–" if fb is None else fb]
+    if times:
+        cols.append(r["gflops"])
+    return cols + [100 * r["gflops"] / roof, "yes" if r["fits_l2"] else "no"]
+
+
+@pytest.mark.parametrize("doc, header, times", [
+    ("README.md", "| L | fused numba ms | × torch.fft", False),
+    ("course/05_cpu_kernel.md", "| L | fused ms | torch.fft ms", True),
+])
+def test_docs_quote_the_committed_benchmark(doc, header, times):
+    """README's and course page 05's benchmark tables are the committed bench.json, number by number."""
+    report = json.loads(COMMITTED.read_text())
+    assert report["config"]["rows"] == 256 and report["config"]["dtype"] == "float32"
+    assert report["command"] in " ".join((ROOT / doc).read_text().replace("\\\n", " ").split())
+    rows = _doc_rows(ROOT / doc, header)
+    roof = report["roofs"]["matmul_gflops"]
+    assert sorted(rows) == [r["L"] for r in report["results"]]
+    for r in report["results"]:
+        for shown, want in zip(rows[r["L"]], _expected(r, roof, report["peers"], times), strict=True):
+            assert shown == want if isinstance(want, str) else _agrees(shown, want), (doc, r["L"], shown, want)

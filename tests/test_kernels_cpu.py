@@ -160,8 +160,10 @@ def test_bad_input_to_the_fft_helpers():
         cpu_rfft(torch.ones(2, 9), 16)
     with pytest.raises(TypeError, match=r"\bL\b"):
         fft_size(2.0)
-    with pytest.raises(ValueError, match=r"\bk\b"):
+    with pytest.raises(ValueError, match=r"k must have length 1 <= Lk <= L = 4, got Lk=9 \(shape \(2, 9\)\)"):
         kernel_spectrum(torch.ones(2, 9), 4)
+    with pytest.raises(ValueError, match=r"k must have length 1 <= Lk <= L = 4, got Lk=0"):
+        kernel_spectrum(torch.ones(2, 0), 4)
 
 
 @pytest.mark.parametrize("L", [1, 4, 5, 1024, 1025, 65536])

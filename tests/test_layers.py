@@ -108,6 +108,37 @@ def test_kernel_dropout_acts_in_training_only():
     assert torch.equal(layer(u), layer(u))
 
 
+def test_layer_kernel_is_regularize_kernel_dropout_included(monkeypatch):
+    """The layer runs regularize.regularize_kernel (the course's "layer's pipeline"), not a copy."""
+    from longconv_edu import layers, regularize
+    layer = LongConv(3, 40, channels=2, lam=0.001, smooth_width=5, kernel_dropout=0.4, seed=1).double()
+    raw = layer.raw_kernel.detach()
+    torch.manual_seed(5)
+    got = layer._kernel(40, training=True)
+    torch.manual_seed(5)
+    ref = regularize.regularize_kernel(raw, lam=0.001, smooth_width=5, kernel_dropout=0.4, training=True)
+    assert torch.equal(got.detach(), ref)                               # the same taps dropped
+    ref_np = squash_np(smooth_np(raw.numpy(), 5), 0.001)                # the NumPy oracle
+    kept = got.detach().numpy() != 0
+    assert rel_err(got.detach().numpy()[kept] * (1 - 0.4), ref_np[kept]) < 1e-12
+    assert 0.2 < ((ref_np != 0) & ~kept).sum() / (ref_np != 0).sum() < 0.6   # about p dropped
+    calls = []
+    monkeypatch.setattr(layers, "regularize_kernel", lambda k, **kw: calls.append(kw) or k)
+    layer.kernel(7)
+    assert calls == [dict(lam=0.001, smooth_width=5, kernel_dropout=0.4, training=False)]
+
+
+def test_seed_fixes_kernel_and_D_while_output_linear_follows_the_global_generator():
+    torch.manual_seed(1)
+    a = LongConv(2, 8, seed=3)
+    torch.manual_seed(2)
+    b = LongConv(2, 8, seed=3)
+    assert torch.equal(a.raw_kernel, b.raw_kernel) and torch.equal(a.D, b.D)
+    assert not torch.equal(a.output_linear.weight, b.output_linear.weight)   # as documented
+    torch.manual_seed(1)
+    assert torch.equal(LongConv(2, 8, seed=3).output_linear.weight, a.output_linear.weight)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_impulse_reaches_only_later_outputs_when_causal(bidirectional):
     layer = LongConv(3, 64, channels=2, lam=0.0, kernel_dropout=0.0, bidirectional=bidirectional,
@@ -228,6 +259,14 @@ def test_param_groups_survive_deepcopy_skip_frozen_and_drive_adamw():
     opt.step()
     step = (model.raw_kernel.detach() - before).abs()
     assert step.max() <= 2e-4 * 1.01                                    # Adam moves <= lr per step
+
+
+def test_tag_params_refuses_a_misspelt_name_naming_it_and_tags_nothing():
+    layer = LongConv(2, 8, seed=0)
+    with pytest.raises(ValueError, match=r"names must name parameters of module; LongConv has no "
+                                         r"attribute 'raw_kernal' \(its own parameters: raw_kernel, D\)"):
+        tag_params(layer, ["D", "raw_kernal"], lr=1e-3)
+    assert not hasattr(layer.D, "_optim") and "D" not in layer._param_optim   # all or nothing
 
 
 # ----------------------------------------------------------------------------- bad input

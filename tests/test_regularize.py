@@ -151,6 +151,19 @@ def test_regularize_kernel_order_is_smooth_then_squash():
     assert rel_err(other, ref) > 0.01
 
 
+def test_regularize_kernel_applies_kernel_dropout_last_and_only_in_training():
+    k = randk((4, 300), 6, scale=0.01)
+    ref = squash_np(smooth_np(k.numpy(), 3), 0.001)
+    assert torch.equal(regularize_kernel(k, lam=0.001, smooth_width=3, kernel_dropout=0.5),
+                       regularize_kernel(k, lam=0.001, smooth_width=3))             # eval: no-op
+    torch.manual_seed(1)
+    got = regularize_kernel(k, lam=0.001, smooth_width=3, kernel_dropout=0.5, training=True).numpy()
+    kept = got != 0
+    assert rel_err(got[kept] * 0.5, ref[kept]) < 1e-12                 # survivors scaled by 1/(1-p)
+    # 1200 taps, about 1100 nonzero in ref: Bernoulli(0.5) mean has std ~0.015; 0.1 is ~7 std
+    assert abs(((ref != 0) & ~kept).sum() / (ref != 0).sum() - 0.5) < 0.1
+
+
 def test_paper_settings_are_in_the_documented_ranges():
     assert PAPER_SETTINGS["lam"] == (0.001, 0.004)
     assert PAPER_SETTINGS["kernel_weight_decay"] == 0.0

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from longconv_edu.__main__ import main
-from longconv_edu.lab import train
+from longconv_edu.lab import checkpoints, experiments, train
 from longconv_edu.lab.models import ModelConfig, build_model, count_parameters, long_conv_layers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, cache):
     out = tmp_path_factory.mktemp("tiny")
-    result = train.fit(train.RunConfig(**TINY), out, progress=False, cache_dir=cache, log=lambda s: None)
+    result = train.fit(train.RunConfig.from_flat(**TINY), out, progress=False, cache_dir=cache, log=lambda s: None)
     return out, result
 
 
@@ -137,30 +137,30 @@ def test_kill_and_resume_equals_uninterrupted(tiny_run, tmp_path, cache):
     env = {**os.environ, "PYTHONPATH": str(REPO), "LONGCONV_EDU_KILL_AT_STEP": "13"}  # mid epoch 2
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    ckpt = train.load_checkpoint(out / "checkpoint.pt")
+    ckpt = checkpoints.load_checkpoint(out / "checkpoint.pt")
     assert ckpt["epoch"] == 1 and ckpt["step"] == 8       # the last completed epoch survived
-    resumed = train.fit(train.RunConfig(**TINY), out, resume=True, progress=False,
+    resumed = train.fit(train.RunConfig.from_flat(**TINY), out, resume=True, progress=False,
                         cache_dir=cache, log=lambda s: None)
     assert resumed["history"]["step_loss"] == ref["history"]["step_loss"]
     assert resumed["history"]["val_acc"] == ref["history"]["val_acc"]
-    a = train.load_checkpoint(out / "checkpoint.pt")["model"]
-    b = train.load_checkpoint(ref_out / "checkpoint.pt")["model"]
+    a = checkpoints.load_checkpoint(out / "checkpoint.pt")["model"]
+    b = checkpoints.load_checkpoint(ref_out / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # resuming a finished run does nothing more
-    again = train.fit(train.RunConfig(**TINY), out, resume=True, progress=False, cache_dir=cache,
+    again = train.fit(train.RunConfig.from_flat(**TINY), out, resume=True, progress=False, cache_dir=cache,
                       log=lambda s: None)
     assert again["history"]["step_loss"] == ref["history"]["step_loss"]
 
 
 def test_checkpoint_round_trip(tmp_path):
-    cfg = train.RunConfig(**TINY)
+    cfg = train.RunConfig.from_flat(**TINY)
     state = {"config": cfg.as_dict(), "model": {"w": torch.randn(3, 4)}, "optimizer": {"x": 1},
              "scheduler": {"last_epoch": 5}, "epoch": 2, "step": 8,
              "rng": [{"torch": torch.get_rng_state()}], "history": {"val_acc": [0.5, 0.6]},
              "world_size": 1}
     path = tmp_path / "c.pt"
-    train.save_checkpoint(path, state)
-    back = train.load_checkpoint(path, cfg, world_size=1)
+    checkpoints.save_checkpoint(path, state)
+    back = checkpoints.load_checkpoint(path, cfg.as_dict(), world_size=1)
     assert torch.equal(back["model"]["w"], state["model"]["w"])
     assert torch.equal(back["rng"][0]["torch"], state["rng"][0]["torch"])
     assert back["history"] == state["history"] and back["step"] == 8
@@ -173,26 +173,26 @@ def test_bad_checkpoints_raise_and_stay_in_place(tiny_run, tmp_path):
     # corrupted: truncated halfway
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(good[: len(good) // 2])
-    with pytest.raises(train.CheckpointError, match="could not be read") as e:
-        train.load_checkpoint(bad)
+    with pytest.raises(checkpoints.CheckpointError, match="could not be read") as e:
+        checkpoints.load_checkpoint(bad)
     assert str(bad) in str(e.value) and "left in place" in str(e.value)
     assert bad.read_bytes() == good[: len(good) // 2]
     # a torch file that is not a training checkpoint
     torch.save({"weights": torch.zeros(2)}, bad)
-    with pytest.raises(train.CheckpointError, match="not a longconv_edu.lab.train/1 checkpoint"):
-        train.load_checkpoint(bad)
+    with pytest.raises(checkpoints.CheckpointError, match="not a longconv_edu.lab.train/2 checkpoint"):
+        checkpoints.load_checkpoint(bad)
     # another run's checkpoint: the differing options are named
     bad.write_bytes(good)
-    other = train.RunConfig(**{**TINY, "reg": "squash", "seed": 4})
-    with pytest.raises(train.CheckpointError) as e:
+    other = train.RunConfig.from_flat(**{**TINY, "reg": "squash", "seed": 4})
+    with pytest.raises(checkpoints.CheckpointError) as e:
         train.fit(other, tmp_path, resume=True, progress=False, log=lambda s: None)
     assert "reg='none' there, 'squash' here" in str(e.value) and "seed=0 there, 4 here" in str(e.value)
     assert bad.read_bytes() == good
-    with pytest.raises(train.CheckpointError, match="1 process.*this run has 2"):
-        train.load_checkpoint(bad, world_size=2)
+    with pytest.raises(checkpoints.CheckpointError, match="1 process.*this run has 2"):
+        checkpoints.load_checkpoint(bad, world_size=2)
     # an existing run is never overwritten without --resume
     with pytest.raises(FileExistsError, match="--resume"):
-        train.fit(train.RunConfig(**TINY), tmp_path, progress=False, log=lambda s: None)
+        train.fit(train.RunConfig.from_flat(**TINY), tmp_path, progress=False, log=lambda s: None)
     assert bad.read_bytes() == good
 
 
@@ -204,12 +204,64 @@ def test_bad_checkpoints_raise_and_stay_in_place(tiny_run, tmp_path):
     (dict(lr=-1.0), ValueError, ["lr"]),
     (dict(backend="nope"), ValueError, ["backend", "'fft'"]),
     (dict(permute="yes"), TypeError, ["permute"]),
+    (dict(permute=True, task="noisy-digits"), ValueError, ["permute", "'digits' only"]),
+    (dict(d_modle=8), TypeError, ["unknown run setting", "d_modle", "d_model"]),
 ])
 def test_run_config_bad_input(kw, exc, names):
     with pytest.raises(exc) as e:
-        train.RunConfig(**kw)
+        train.RunConfig.from_flat(**kw)
     for n in names:
         assert n in str(e.value)
+
+
+def test_run_config_nests_one_model_config():
+    # one default per setting: the run's model settings are a ModelConfig, with its defaults
+    assert train.RunConfig().net == ModelConfig()
+    cfg = train.RunConfig.from_flat(**TINY, reg="squash", kernel_dropout=0.2)
+    assert cfg.net.reg == "squash" and cfg.net.kernel_dropout == 0.2 and cfg.epochs == TINY["epochs"]
+    assert train.RunConfig.from_flat(**cfg.flat()) == cfg
+    assert cfg.label == "longconv/squash+kdrop0.2"
+    built = cfg.model_config(1, 10, 64)
+    assert (built.seed, built.l_max, built.reg) == (cfg.seed, 64, "squash")
+    with pytest.raises(TypeError, match="net must be a models.ModelConfig, got dict"):
+        train.RunConfig(net={"reg": "squash"})
+
+
+def test_corrupted_tensor_fails_the_digest(tmp_path):
+    # 4 bytes flipped inside a stored tensor still unpickle with weights_only=True; the digest
+    # stored with the checkpoint is what catches it
+    w = torch.arange(1000, dtype=torch.float32) + 0.5
+    state = {"config": train.RunConfig().as_dict(), "model": {"w": w}, "optimizer": {},
+             "scheduler": {}, "epoch": 1, "step": 1, "rng": [], "history": {}, "world_size": 1}
+    path = tmp_path / "checkpoint.pt"
+    checkpoints.save_checkpoint(path, state)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(w[500:504].numpy().tobytes())
+    assert at > 0
+    raw[at:at + 4] = bytes(b ^ 0xFF for b in raw[at:at + 4])
+    path.write_bytes(bytes(raw))
+    assert torch.load(path, weights_only=True)["model"]["w"][500] != w[500]   # it does load...
+    with pytest.raises(checkpoints.CheckpointError, match="fails its digest") as e:
+        checkpoints.load_checkpoint(path)                                     # ...but is refused
+    assert str(path) in str(e.value) and "left in place" in str(e.value)
+
+
+def test_unwritable_out_is_refused_before_any_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="out_dir .* is not a writable folder"):
+        train.fit(train.RunConfig.from_flat(**TINY), blocker / "run", progress=False)
+    assert main(["train", "--out", str(blocker / "run"), "--epochs", "1"]) == 2
+
+
+def test_help_prints_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "default: None" not in out
+    from longconv_edu.layers import DEFAULT_LAM
+    assert f"(used when --reg has squash) (default: {DEFAULT_LAM})" in out
+    assert "channels H (default: 32)" in out and "epochs (default: 10)" in out
 
 
 def test_cli_bad_names_list_the_valid_ones(capsys, tmp_path):
@@ -229,11 +281,11 @@ def test_cli_bad_names_list_the_valid_ones(capsys, tmp_path):
 
 
 def test_experiment_sweep_and_summary(monkeypatch, tmp_path, cache):
-    tiny = train.Experiment("tiny", {**TINY, "epochs": 1, "n_train": 32, "d_model": 8},
+    tiny = experiments.Experiment("tiny", {**TINY, "epochs": 1, "n_train": 32, "d_model": 8},
                             (("longconv", "none"), ("longconv", "squash"), ("transformer", "none")),
                             seeds=(0, 1))
-    monkeypatch.setitem(train.EXPERIMENTS, "tiny", tiny)
-    summary = train.run_experiment("tiny", tmp_path / "results", runs_dir=tmp_path / "runs",
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", tiny)
+    summary = experiments.run_experiment("tiny", tmp_path / "results", runs_dir=tmp_path / "runs",
                                    cache_dir=cache, progress=False, log=lambda s: None)
     rows = {r["label"]: r for r in summary["rows"]}
     assert list(rows) == ["longconv/none", "longconv/squash", "transformer"]
@@ -247,7 +299,7 @@ def test_experiment_sweep_and_summary(monkeypatch, tmp_path, cache):
                                               "tiny-curves.png", "tiny-kernels.png"}
     assert "longconv/squash" in (res / "tiny.md").read_text()
     # a second call finds every run finished and only re-summarises
-    again = train.run_experiment("tiny", res, runs_dir=tmp_path / "runs", cache_dir=cache,
+    again = experiments.run_experiment("tiny", res, runs_dir=tmp_path / "runs", cache_dir=cache,
                                  progress=False, log=lambda s: None)
     assert again["rows"] == summary["rows"]
 
@@ -265,3 +317,44 @@ def test_lr_schedule_exercise(capsys):
     assert check("lr_schedule", learner)
     assert not check("lr_schedule", lambda s, w, t: 1.0 if s >= w else s / w)
     assert "is wrong" in capsys.readouterr().out
+
+
+def test_learned_butterfly_study_runs_from_the_train_command(tmp_path, cache):
+    # rung 8's study is an EXPERIMENTS entry like the tables: one seed, one epoch, all three arms
+    out, runs = tmp_path / "learned", tmp_path / "runs"
+    assert main(["train", "--experiment", "learned-butterfly", "--out", str(out), "--runs-dir",
+                 str(runs), "--cache-dir", str(cache), "--seeds", "0", "--epochs", "1",
+                 "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["summary"]) == {"fixed", "learned", "fixed-wide"}
+    assert res["command"].startswith("python -m longconv_edu train --experiment learned-butterfly")
+    assert (out / "blocks_median.png").exists()
+    # the learned arm starts at the DFT and moved; the fixed arm has no blocks to move
+    learned = next(r for r in res["runs"] if r["arm"] == "learned")
+    assert 0 < min(d["mean"] for d in learned["drift"].values())
+    assert main(["train", "--experiment", "learned-butterfly", "--out", str(out), "--jobs", "2",
+                 "--seeds", "0", "--epochs", "1"]) == 2
+
+
+def test_experiment_options_are_checked_before_training(tmp_path, capsys):
+    assert main(["train", "--experiment", "digits-reg", "--out", str(tmp_path), "--reg", "squash"]) == 2
+    assert "--experiment fixes --reg" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path), "--seeds", "1", "2"]) == 2
+    assert "apply with --experiment only" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="seeds must name at least one seed"):
+        experiments.run_experiment("digits-reg", tmp_path, seeds=())
+
+
+@pytest.mark.parametrize("model", ["longconv", "ssm", "transformer"])
+def test_classifier_takes_float64_inputs_and_runs_in_float64(model):
+    cfg = ModelConfig(d_input=1, n_classes=3, l_max=24, model=model, d_model=8, backend="fft")
+    net = build_model(cfg).eval()
+    x = torch.randn(2, 24, 1, dtype=torch.float64)
+    # float64 data into the float32 model: the same logits as the float32 data
+    torch.testing.assert_close(net(x), net(x.float()), rtol=0, atol=0)
+    # the whole model in float64 agrees with float32 to float32 rounding, and is float64
+    y64 = build_model(cfg).double().eval()(x)
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), net(x.float()), rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="x must hold floats .* got torch.int64"):
+        net(torch.ones(2, 24, 1, dtype=torch.int64))

@@ -13,33 +13,35 @@ row (b, h) at a time and does
 in a private buffer of 2 x N/2 floats (about 8L bytes in float32: 512 KiB at L = 64K, inside a
 1 MiB L2). Nothing but u, the kernel spectrum and y ever leave the core.
 
-How the FFT is made fast enough to matter (each trick is a function below):
+The loop is ``conv_rows``, the first numba function below. How the FFT is made fast enough to
+matter (each trick is a function below):
 
 * **Real-input trick.** The FFT size is N = 2L (zero padding makes the circular convolution
   causal, see ``conv.fft_conv``), but the input is real: pack it as N/2 complex numbers
   z[m] = x[2m] + i x[2m+1], do one N/2-point complex FFT, then untangle the spectrum of the even
-  and odd samples from the pairs (Z[k], Z[N/2-k]) (``_split``). The inverse packs the product
-  back the same way (``_merge``). Half the work of a complex FFT of size N.
+  and odd samples from the pairs (Z[k], Z[N/2-k]) (``split``). The inverse packs the product
+  back the same way (``merge``). Half the work of a complex FFT of size N.
 * **Zero padding is free.** The upper half of z is zero, so the first stage only reads the lower
-  half (``_first_stage``); only the lower half of the output is kept, so the last inverse stage
-  only writes it (``_last_inverse_stage``).
+  half (``first_stage``); only the lower half of the output is kept, so the last inverse stage
+  only writes it (the end of ``fft_inverse``).
 * **Radix-4 decimation in frequency, in place.** Each stage combines four numbers a span s apart
   (a 4-point DFT, no multiplications) and multiplies three of the results by twiddles: 8.5 real
   multiply-adds per point per two bits of N, against 10 for radix 2. Decimation in frequency
   leaves the spectrum in bit-reversed order; nothing reorders it. The product with the kernel
   spectrum does not care about the order as long as the kernel spectrum is stored in the same
-  order (``kernel_spectrum``), and the inverse (the transposed algorithm, ``_fft_inverse``)
+  order (``kernel_spectrum``), and the inverse (the transposed algorithm, ``fft_inverse``)
   takes bit-reversed input and returns natural order. Even the pairs (k, N/2-k) of the
   real-input trick are easy to find in bit-reversed order: inside each octave [2^h, 2^(h+1)) of
-  storage positions, position p pairs with 3 * 2^h - 1 - p, so ``_spectral_product`` walks two
+  storage positions, position p pairs with 3 * 2^h - 1 - p, so ``spectral_product`` walks two
   contiguous runs, one forwards and one backwards.
 * **Contiguous twiddles.** Each stage's twiddles are a contiguous table computed once per N
   (``_plan``), read with the same index as the data, so the loop over a group of butterflies is
   a plain loop over arrays that LLVM turns into SIMD instructions.
 * **Loops LLVM can vectorise.** Four loop shapes, chosen by the span s (``stage_plan``): long
-  spans loop over i inside a group (the group's first row index comes from a table, so LLVM
-  checks for overlap once per group, not over the whole stage, and finds none); spans 16, 64
-  and 256 are compiled once per span, so every offset is a constant and no check is needed;
+  spans (s >= ``_LONG_SPAN`` = 1024) loop over i inside a group (the group's first row index
+  comes from a table, so LLVM checks for overlap once per group, not over the whole stage, and
+  finds none); spans 16, 64 and 256 are compiled once per span, so every offset is a constant
+  and no check is needed;
   span 1 loops over groups of four neighbours (LLVM's interleaved loads and stores); span 4
   stays scalar (about a third of the FFT's time, see ``profile_row`` and
   course/05_cpu_kernel.md). Indices in the vectorised loops are unsigned: numba wraps negative
@@ -70,8 +72,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .._checks import check_conv_inputs, check_int, check_tensor
-from ..fft import fft_size
+from .._checks import check_conv_inputs, check_int, check_kernel_length, check_tensor
+from ..fft import bit_reversal_permutation, fft_size
 from ..timing import time_call
 
 __all__ = ["cpu_conv", "cpu_rfft", "kernel_spectrum", "stage_plan", "profile_row"]
@@ -116,16 +118,12 @@ class _Plan(NamedTuple):
     tw_im: np.ndarray
     mid_re: np.ndarray     # W_N^k for the real-input trick, indexed by storage position
     mid_im: np.ndarray
-    rows: np.ndarray       # rows[g] = 4 g: the first row of group g (see _stage_long)
+    rows: np.ndarray       # rows[g] = 4 g: the first row of group g (see stage_long)
 
 
 def _bit_reverse(n_bits: int) -> np.ndarray:
-    """rev[p] = p with its n_bits bits in reverse order."""
-    p = np.arange(1 << n_bits)
-    rev = np.zeros_like(p)
-    for b in range(n_bits):
-        rev |= ((p >> b) & 1) << (n_bits - 1 - b)
-    return rev
+    """rev[p] = p with its n_bits bits in reverse order (``fft.bit_reversal_permutation``, in NumPy)."""
+    return bit_reversal_permutation(1 << n_bits).numpy()
 
 
 @functools.lru_cache(maxsize=32)
@@ -171,6 +169,34 @@ fm = {"contract"}
 _CACHE = os.environ.get("LONGCONV_NUMBA_CACHE", "1") != "0"
 jit = functools.partial(njit, fastmath=fm, cache=_CACHE)
 inline = functools.partial(njit, fastmath=fm, cache=_CACHE, inline="always")
+
+# ---------------------------------------------------------------- the heart: one row at a time
+# The whole fused convolution is this loop. What it calls is defined further down (numba compiles
+# on the first call, so a name may be used before its definition): the butterflies and the FFT
+# stages (fft_forward, fft_inverse), the real-input trick with the product (spectral_product),
+# then the rows in and out (load_row, store_row). Drivers take the plan P (a _Plan: M and the
+# twiddle tables) instead of its seven fields.
+@njit(parallel=True, fastmath=fm, cache=_CACHE)
+def conv_rows(x, kre, kim, P, n_chunks, y, ksign, scale):
+    """The heart: y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r.
+
+    x, y: (R, L) with rows r = b*H + h; kre/kim: (H, M+1) kernel spectra in storage order;
+    ksign = -1 multiplies by conj(K) (a correlation: the backward of u). ``scale`` (1 / 4M) is
+    applied once, after the inverse, so small inputs do not sink into subnormals on the way.
+    Rows are split into n_chunks runs; each run owns one buffer of 2 x M numbers.
+    """
+    R = x.shape[0]
+    H = kre.shape[0]
+    for c in prange(n_chunks):
+        re = np.empty(P.M, x.dtype)
+        im = np.empty(P.M, x.dtype)
+        for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
+            load_row(x[r], re, im, P.M)                        # u[r] -> z, packed, in cache
+            fft_forward(re, im, P)                             # Z, bit-reversed
+            spectral_product(re, im, kre[r % H], kim[r % H], P, ksign)   # split, x K, merge
+            fft_inverse(re, im, P)                             # natural order again
+            store_row(re, im, y[r], scale)                     # first L samples, scaled
+
 
 # ---------------------------------------------------------------- butterflies
 @inline
@@ -560,29 +586,8 @@ def store_row(re, im, y, scale):
     if n % 2:
         y[n - 1] = re[h] * scale
 
-# ---------------------------------------------------------------- parallel drivers
-# Every driver takes the plan P (a _Plan: M and the twiddle tables) instead of its seven fields.
-@njit(parallel=True, fastmath=fm, cache=_CACHE)
-def conv_rows(x, kre, kim, P, n_chunks, y, ksign, scale):
-    """The heart: y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r.
-
-    x, y: (R, L) with rows r = b*H + h; kre/kim: (H, M+1) kernel spectra in storage order;
-    ksign = -1 multiplies by conj(K) (a correlation: the backward of u). ``scale`` (1 / 4M) is
-    applied once, after the inverse, so small inputs do not sink into subnormals on the way.
-    Rows are split into n_chunks runs; each run owns one buffer of 2 x M numbers.
-    """
-    R = x.shape[0]
-    H = kre.shape[0]
-    for c in prange(n_chunks):
-        re = np.empty(P.M, x.dtype)
-        im = np.empty(P.M, x.dtype)
-        for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
-            load_row(x[r], re, im, P.M)                        # u[r] -> z, packed, in cache
-            fft_forward(re, im, P)                             # Z, bit-reversed
-            spectral_product(re, im, kre[r % H], kim[r % H], P, ksign)   # split, x K, merge
-            fft_inverse(re, im, P)                             # natural order again
-            store_row(re, im, y[r], scale)                     # first L samples, scaled
-
+# ---------------------------------------------------------------- the other parallel drivers
+# Like conv_rows (at the top), each takes the plan P (a _Plan: M and the twiddle tables).
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
 def spectra(x, P, scale, xre, xim):
     """Spectra (storage order, times scale) of the rows of x: (R, Lx) -> (R, M+1)."""
@@ -823,8 +828,7 @@ def kernel_spectrum(k: torch.Tensor, L: int) -> torch.Tensor:
     check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
     _check_cpu(k, "k")
     L = check_int(L, "L", min=1)
-    if k.shape[1] > L or k.shape[1] < 1:
-        raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got Lk={k.shape[1]}")
+    check_kernel_length(k.shape[1], L, "k", k.shape)
     M = _points(L) // 2
     kre, kim = _spectrum(k, M)
     return _natural_order(kre, kim, M)

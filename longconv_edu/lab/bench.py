@@ -56,7 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .._checks import check_choice
+from .._checks import available_bytes, check_choice
 from ..io_model import fft_flops
 from ..timing import time_call
 
@@ -275,7 +275,7 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
                                     f"extrapolated as L^{growth:.1f} from L={last_L}); over "
                                     f"--time-limit {time_limit:g} s")
             continue
-        if L > last_L and m_pred > 0.25 * _available_bytes():
+        if L > last_L and m_pred > 0.25 * available_bytes():
             yield _skipped(name, L, f"would need ~{m_pred / 2**30:.1f} GiB (extrapolated as "
                                     f"L^2 from L={last_L}); over a quarter of free memory")
             continue
@@ -558,18 +558,6 @@ def peak_call(fn, *args) -> tuple[int, float]:
     after = _status_kib("VmHWM") if proc else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     del out
     return max(0, after - before) * 1024, sec
-
-
-def _available_bytes() -> int:
-    kib = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    kib = int(line.split()[1])
-    except OSError:
-        pass
-    return (kib or 4 * 2**20) * 1024
 
 
 # ---------------------------------------------------------------------------- roofs, machine

@@ -30,6 +30,7 @@ inside the repository unless you point it there.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -42,8 +43,9 @@ from torch.utils.data import Dataset
 
 from .._checks import check_choice, check_float, check_int
 
-__all__ = ["SequenceDataset", "TASKS", "SPLITS", "default_cache_dir", "load_task",
-           "sequential_digits", "noisy_digits", "pathfinder", "render_pathfinder"]
+__all__ = ["SequenceDataset", "TASKS", "SPLITS", "default_cache_dir", "load_task", "noisy_digits",
+           "atomic_write", "atomic_save", "write_json",
+           "sequential_digits", "pathfinder", "render_pathfinder"]
 
 SPLITS = ("train", "val", "test")
 DATA_VERSION = 2            # bump when a generator changes, so stale cache files are not reused
@@ -133,6 +135,11 @@ def atomic_write(path: Path, write, *, binary: bool = True) -> None:
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` through ``atomic_write``."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_json(obj, path: Path) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write(Path(path), lambda f: json.dump(obj, f, indent=1), binary=False)
 
 
 def _cached(name: str, cache_dir, build) -> dict:

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_bool, check_choice, check_float, check_int
 from ..layers import DEFAULT_LAM
 
 __all__ = ["MODELS", "REGULARIZERS", "ModelConfig", "SequenceClassifier", "build_model",
@@ -55,13 +55,13 @@ class ModelConfig:
     l_max: int = 1024
     model: str = "longconv"
     reg: str = "none"
-    d_model: int = 64
+    d_model: int = 32                  # channels H (the course trains on CPUs: small)
     n_layers: int = 2
     dropout: float = 0.1
     kernel_dropout: float = 0.0
     lam: float = DEFAULT_LAM           # Squash threshold when reg uses squash (layers.DEFAULT_LAM)
     smooth_width: int = 7              # Smooth window when reg uses smooth (reference code: 7)
-    n_heads: int = 4                   # transformer only
+    n_heads: int = 2                   # transformer only
     ssm_state_dim: int = 64            # ssm only
     backend: str = "auto"              # long_conv backend of the conv layers (auto: fastest for the device)
     kernel_lr: float = 1e-3            # the kernels' own learning rate (their weight decay is 0)
@@ -86,8 +86,7 @@ class ModelConfig:
         check_int(self.ssm_state_dim, "ssm_state_dim", min=2)
         check_float(self.kernel_lr, "kernel_lr", min=0.0, min_inclusive=False)
         check_int(self.seed, "seed", min=0)
-        if not isinstance(self.learned_butterfly, bool):
-            raise TypeError(f"learned_butterfly must be True or False, got {self.learned_butterfly!r}")
+        check_bool(self.learned_butterfly, "learned_butterfly")
         check_float(self.input_mean, "input_mean")
         check_float(self.input_std, "input_std", min=0.0, min_inclusive=False)
         if self.model == "transformer" and self.d_model % self.n_heads:
@@ -203,6 +202,10 @@ class SequenceClassifier(nn.Module):
         if x.shape[1] > self.cfg.l_max:
             raise ValueError(f"x has length L={x.shape[1]} but the model was built for "
                              f"l_max={self.cfg.l_max}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must hold floats (the model's own dtype is "
+                            f"{self.embed.weight.dtype}), got {x.dtype}")
+        x = x.to(self.embed.weight.dtype)       # float64 data into a float32 model, or .double()
         h = self.embed((x - self.cfg.input_mean) / self.cfg.input_std)
         if self.pos is not None:
             h = h + self.pos[: x.shape[1]]

@@ -1,0 +1,415 @@
+"""Rung 7 and 8 experiments: every committed results table, one command each.
+
+``python -m longconv_edu train --experiment NAME --out course/results/...`` runs ``EXPERIMENTS[NAME]``:
+
+* an ``Experiment`` (rung 7's tables) trains every row of a table with several seeds through
+  ``train.fit`` (finished runs are skipped, killed ones resumed, ``jobs`` runs at a time), then
+  writes the summary JSON, a Markdown table, curves and the learned kernels;
+* the ``LearnedButterflyStudy`` (rung 8) trains fixed vs learned Monarch DFT blocks and writes
+  ``results.json`` and pictures of the learned blocks.
+
+Every entry has ``run(results_dir, *, runs_dir, cache_dir, progress, overrides, jobs, seeds)``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._checks import check_choice, check_int
+from ..learned import LearnedButterflyConv, dft_blocks
+from .checkpoints import load_checkpoint
+from .data import default_cache_dir, write_json
+from .train import CHECKPOINT_NAME, KERNELS_NAME, METRICS_NAME, RunConfig, fit, load_data
+
+__all__ = ["Experiment", "LearnedButterflyStudy", "EXPERIMENTS", "run_experiment",
+           "summarize_experiment", "results_table", "LEARNED_ARMS", "LEARNED_ARM_SETTINGS",
+           "LEARNED_BASE", "run_learned_arm", "run_learned_study", "summarize_learned"]
+
+
+# ---------------------------------------------------------------------------------------------
+# rung 7: a table of (model, regulariser) rows x seeds
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Experiment:
+    description: str
+    base: dict                         # RunConfig fields shared by every run
+    runs: tuple                        # per table row: (model, reg) or (model, reg, {overrides})
+    seeds: tuple = (0, 1, 2)
+
+    def configs(self, overrides: dict | None = None, seeds=None) -> list:
+        """[[RunConfig per seed] per row]."""
+        rows = []
+        for spec in self.runs:
+            m, r, extra = (*spec, {})[:3]
+            rows.append([RunConfig.from_flat(**{**self.base, **extra, **(overrides or {}),
+                                                "model": m, "reg": r, "seed": s})
+                         for s in (seeds or self.seeds)])
+        return rows
+
+    def run(self, results_dir, *, name: str, runs_dir=None, cache_dir=None, progress: bool = True,
+            overrides: dict | None = None, jobs: int = 1, seeds=None, log=print) -> dict:
+        """Train every (row, seed) into ``runs_dir``, then summarise into ``results_dir``."""
+        runs_dir = Path(runs_dir) if runs_dir else default_cache_dir(cache_dir) / "runs" / name
+        cfgs = [c for row in self.configs(overrides, seeds) for c in row]
+        t0 = time.perf_counter()
+        if jobs == 1:
+            for i, cfg in enumerate(cfgs):
+                log(f"[{name} {i + 1}/{len(cfgs)}] {cfg.label} seed {cfg.seed} "
+                    f"({time.perf_counter() - t0:.0f}s elapsed)")
+                fit(cfg, _run_dir(runs_dir, cfg), resume=True, progress=progress,
+                    cache_dir=cache_dir, log=log)
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            load_data(cfgs[0], cache_dir)                       # build the data cache once, first
+            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+                futures = [pool.submit(_fit_quietly, c, _run_dir(runs_dir, c), cache_dir)
+                           for c in cfgs]
+                for i, f in enumerate(futures):
+                    log(f"[{name} {i + 1}/{len(cfgs)}] finished {f.result()} "
+                        f"({time.perf_counter() - t0:.0f}s elapsed)")
+        return summarize_experiment(name, results_dir, runs_dir=runs_dir, overrides=overrides,
+                                    seeds=seeds)
+
+
+_CONV_ROWS = (("longconv", "none"), ("longconv", "squash"), ("longconv", "smooth"),
+              ("longconv", "squash+smooth"))
+
+EXPERIMENTS = {
+    "digits-reg": Experiment(
+        "sequential digits 16x16 (L = 256): long conv with no regularisation, Squash, Smooth, "
+        "Squash+Smooth, the S4D-style SSM kernel and a Transformer, 3 seeds each",
+        dict(task="digits", size=16, epochs=10, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             smooth_width=7, n_heads=2),
+        _CONV_ROWS + (("ssm", "none"), ("transformer", "none", {"lr": 0.003}))),
+    "digits-small": Experiment(
+        "sequential digits 16x16 (L = 256) with only 200 training images and 30 epochs: does a "
+        "kernel regulariser help when data is scarce?",
+        dict(task="digits", size=16, epochs=30, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             smooth_width=7, n_train=200),
+        (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
+        seeds=(0, 1)),
+    "digits-kernel-lr": Experiment(
+        "sequential digits 16x16 (L = 256) as digits-reg, but the kernels' learning rate 10x "
+        "higher (1e-2, the model's): AdamW moves every tap by about the learning rate whatever "
+        "the size of its gradient; do faster-moving kernels need a regulariser?",
+        dict(task="digits", size=16, epochs=10, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-2, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             smooth_width=7),
+        (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
+        seeds=(0, 1)),
+    "digits-long": Experiment(
+        "sequential digits 32x32 (L = 1024), one seed: does a kernel four times longer change "
+        "the picture?",
+        dict(task="digits", size=32, epochs=8, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             smooth_width=7),
+        (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
+        seeds=(0,)),
+    "pathfinder-reg": Experiment(
+        "Pathfinder-style 32x32 (L = 1024): long conv with and without regularisation, and the "
+        "SSM kernel for reference",
+        dict(task="pathfinder", size=32, epochs=5, batch_size=32, d_model=32, n_layers=2,
+             lr=0.01, kernel_lr=1e-3, weight_decay=0.05, dropout=0.1, kernel_dropout=0.0,
+             smooth_width=7, n_train=2000),
+        (("longconv", "none"), ("longconv", "squash+smooth"), ("ssm", "none")), seeds=(0,)),
+}
+
+
+def _run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
+    return runs_dir / f"{cfg.label.replace('/', '-').replace('+', '_')}-seed{cfg.seed}"
+
+
+def _fit_quietly(cfg, run_dir, cache_dir):
+    """One run of a sweep in a worker process (one torch thread, a line per epoch)."""
+    torch.set_num_threads(1)
+    fit(cfg, run_dir, resume=True, progress=False, cache_dir=cache_dir, log=print)
+    return str(run_dir)
+
+
+def summarize_experiment(name: str, results_dir, *, runs_dir, overrides: dict | None = None,
+                         seeds=None) -> dict:
+    """Aggregate finished runs into ``results_dir``: NAME.json (per row: test accuracy mean and std
+    over seeds, time per epoch, parameters, kernel metrics, curves), NAME.md (the table),
+    NAME-kernels.npz (a few learned kernel rows per row, first seed) and NAME-*.png plots."""
+    exp = EXPERIMENTS[name]
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rows, kernels = [], {}
+    for row in exp.configs(overrides, seeds):
+        runs = []
+        for cfg in row:
+            met = json.loads((_run_dir(Path(runs_dir), cfg) / METRICS_NAME).read_text())
+            if not met.get("finished") or "kernel_metrics" not in met:
+                raise ValueError(f"run {cfg.label} seed {cfg.seed} in {runs_dir} has not finished")
+            runs.append(met)
+            kpath = _run_dir(Path(runs_dir), cfg) / KERNELS_NAME
+            if cfg is row[0] and kpath.exists():
+                ks = torch.load(kpath, weights_only=True)
+                for lname, k in ks.items():
+                    kernels[f"{cfg.label}/{lname}"] = k[:8].numpy().astype(np.float32)
+        acc = np.array([x["test_acc_at_best_val"] for x in runs]) * 100
+        final = np.array([x["final_test_acc"] for x in runs]) * 100
+        km = [x["kernel_metrics"] for x in runs if x["kernel_metrics"]]
+        rows.append({
+            "label": runs[0]["label"], "model": row[0].net.model, "reg": row[0].net.reg,
+            "seeds": [c.seed for c in row], "lr": row[0].lr,
+            "test_acc_mean": float(acc.mean()),
+            "test_acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+            "test_acc_per_seed": acc.round(2).tolist(),
+            "final_test_acc_mean": float(final.mean()),
+            "final_test_acc_std": float(final.std(ddof=1)) if len(final) > 1 else None,
+            "time_per_epoch_s": float(np.mean([x["time_per_epoch"] for x in runs])),
+            "params": runs[0]["params"], "seq_len": runs[0]["seq_len"],
+            "kernel_metrics": ({k: float(np.mean([x[k] for x in km])) for k in km[0] if k != "per_layer"}
+                               if km else {}),
+            "curves": {k: np.mean([x["history"][k] for x in runs], axis=0).round(5).tolist()
+                       for k in ("train_loss", "val_acc", "test_acc")},
+        })
+    summary = {"experiment": name, "description": exp.description,
+               "command": f"python -m longconv_edu train --experiment {name} --out {results_dir}",
+               "config": {**exp.base, **(overrides or {})}, "rows": rows,
+               "note": "test accuracy is measured at the epoch of best validation accuracy; "
+                       "time per epoch is training wall time on the machine that ran it"}
+    write_json(summary, results_dir / f"{name}.json")
+    (results_dir / f"{name}.md").write_text(results_table(summary))
+    if kernels:
+        np.savez_compressed(results_dir / f"{name}-kernels.npz", **kernels)
+    _plot_summary(summary, kernels, results_dir, name)
+    return summary
+
+
+def results_table(summary: dict) -> str:
+    """A Markdown table of an experiment summary."""
+    lines = [f"# {summary['experiment']}", "", summary["description"], "",
+             f"Command: `{summary['command']}`", "",
+             "| model | test acc % (mean ± std) | per seed | s / epoch | params | kernel TV | "
+             "high-freq energy | spectral decay | zero taps |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        km = r["kernel_metrics"]
+        f = (lambda k, fmt, km=km: format(km[k], fmt) if k in km else "–")
+        acc = (f"{r['test_acc_mean']:.1f} ± {r['test_acc_std']:.1f}" if r["test_acc_std"] is not None
+               else f"{r['test_acc_mean']:.1f} (1 seed)")
+        lines.append(f"| {r['label']} | {acc} | "
+                     f"{', '.join(f'{a:.1f}' for a in r['test_acc_per_seed'])} | "
+                     f"{r['time_per_epoch_s']:.1f} | {r['params']:,} | {f('total_variation', '.3f')} | "
+                     f"{f('high_freq_fraction', '.3f')} | {f('spectral_decay', '.2f')} | "
+                     f"{f('zero_fraction', '.2f')} |")
+    lines += ["", summary["note"] + ".", ""]
+    return "\n".join(lines)
+
+
+def _plot_summary(summary, kernels, results_dir: Path, name: str) -> None:
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg",) and "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import viz
+
+    fig = viz.plot_training_curves(summary)
+    fig.savefig(results_dir / f"{name}-curves.png", dpi=80)
+    plt.close(fig)
+    if kernels:
+        fig = viz.plot_kernel_gallery(kernels, layer="layer0")
+        fig.savefig(results_dir / f"{name}-kernels.png", dpi=80)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# rung 8: fixed vs learned butterfly on sequential digits
+# ---------------------------------------------------------------------------------------------
+#
+# Both arms are the rung-7 harness (``train.fit``) with the convolutions in the Monarch matmul
+# form (backend "butterfly"):
+#   "fixed"       the DFT blocks are constants (FlashButterfly);
+#   "learned"     learned_butterfly=True: every LongConv gets a LearnedButterflyConv whose
+#                 per-channel blocks start at the exact DFT and train with their own learning
+#                 rate (0.001, weight decay 0);
+#   "fixed-wide"  a capacity control: fixed blocks, d_model 94 instead of 32, about as many
+#                 parameters as the learned arm (49,642 vs 49,930), so a gap between "learned"
+#                 and "fixed" can be told apart from a gap due to size alone.
+# With the same seed both arms start from the same weights and compute the same function (the
+# blocks start at the DFT), so differences at the end come from training the blocks. ``run_learned_arm``
+# adds what the harness does not know: the drift of every learned block from the DFT (relative
+# Frobenius norm per channel, ``learned.block_drift``), read back from the final checkpoint.
+
+LEARNED_ARMS = ("fixed", "learned", "fixed-wide")
+
+#: What each arm changes in LEARNED_BASE.
+LEARNED_ARM_SETTINGS = {"fixed": {}, "learned": {"learned_butterfly": True}, "fixed-wide": {"d_model": 94}}
+
+#: Settings shared by every arm (8x8 digits: L = 64, FFT size 128 = 16 x 8).
+LEARNED_BASE = dict(task="digits", size=8, epochs=20, batch_size=64, lr=0.01, kernel_lr=1e-3,
+            weight_decay=0.05, warmup=0.1, d_model=32, n_layers=2, dropout=0.1,
+            kernel_dropout=0.0, backend="butterfly")
+
+
+def _learned_modules(model) -> list[LearnedButterflyConv]:
+    return [m for m in model.modules() if isinstance(m, LearnedButterflyConv)]
+
+
+def run_learned_arm(arm: str, seed: int, runs_dir, *, progress: bool = True, keep_blocks: bool = False,
+            log=None, **overrides) -> dict:
+    """Train (or, if finished, read back) one arm with one seed in ``runs_dir/ARM-seedS``.
+
+    overrides: RunConfig fields replacing ``LEARNED_BASE`` (for example epochs=3 for a quick run).
+    Returns: arm, seed, params, block_params, final and best-validation test accuracy, seconds per
+    epoch (training loop only, mean over epochs), the per-epoch history, the optimiser groups and,
+    for the learned arm, drift[layer i forward[j] (n x n)] = per-channel relative Frobenius
+    distances (+ mean, max); keep_blocks adds every layer-0 block as [re, im] nested lists.
+    """
+    from ..params import param_groups
+    from .models import build_model
+
+    check_choice(arm, "arm", LEARNED_ARMS)
+    seed = check_int(seed, "seed", min=0)
+    cfg = RunConfig.from_flat(**{**LEARNED_BASE, **LEARNED_ARM_SETTINGS[arm], **overrides, "seed": seed})
+    out = Path(runs_dir) / f"{arm}-seed{seed}"
+    m = fit(cfg, out, resume=True, progress=progress, log=log)
+    model = build_model(cfg.model_config(1, 10, m["seq_len"]))      # to read the blocks back only
+    model.load_state_dict(load_checkpoint(out / CHECKPOINT_NAME, cfg.as_dict())["model"])
+    learned = _learned_modules(model)
+    h = m["history"]
+    res = {"arm": arm, "seed": seed, "params": m["params"],
+           "block_params": sum(p.numel() for lb in learned for p in lb.parameters()),
+           "final_test_acc": m["final_test_acc"], "test_acc_at_best_val": m["test_acc_at_best_val"],
+           "best_epoch": m["best_epoch"], "sec_per_epoch": m["time_per_epoch"],
+           "history": {k: h[k] for k in ("train_loss", "val_acc", "test_acc", "epoch_time")},
+           "groups": [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
+                       "n_params": sum(p.numel() for p in g["params"])}
+                      for g in param_groups(model, cfg.lr, cfg.weight_decay)]}
+    if learned:
+        res["factors"] = list(learned[0].factors)
+        res["drift"] = {f"layer{i} {name}": {"mean": float(d.mean()), "max": float(d.max()),
+                                             "per_channel": [round(float(x), 5) for x in d]}
+                        for i, lb in enumerate(learned) for name, d in lb.drift().items()}
+        if keep_blocks:
+            res["blocks_layer0"] = [torch.view_as_real(b.detach()).tolist() for b in learned[0].blocks()]
+    return res
+
+
+def summarize_learned(runs: list[dict]) -> dict:
+    """Per arm: mean and sample std over seeds of the accuracies and seconds per epoch."""
+    out = {}
+    for arm in LEARNED_ARMS:
+        rs = [r for r in runs if r["arm"] == arm]
+        if not rs:
+            continue
+        row = {"seeds": [r["seed"] for r in rs], "params": rs[0]["params"],
+               "block_params": rs[0]["block_params"]}
+        for key in ("final_test_acc", "test_acc_at_best_val", "sec_per_epoch"):
+            v = torch.tensor([r[key] for r in rs], dtype=torch.float64)
+            row[key] = {"mean": float(v.mean()), "std": float(v.std()) if len(v) > 1 else 0.0,
+                        "values": [float(x) for x in v]}
+        if arm == "learned":
+            row["drift"] = {n: {"mean": sum(r["drift"][n]["mean"] for r in rs) / len(rs),
+                                "max": max(r["drift"][n]["max"] for r in rs)} for n in rs[0]["drift"]}
+        out[arm] = row
+    return out
+
+
+def _block_figure(blocks_layer0, drift_layer0, which: str, title: str):
+    """Layer 0's blocks of one channel (the median- or the max-drift one) beside the DFT."""
+    from .viz import plot_learned_blocks
+
+    blocks = [torch.view_as_complex(torch.tensor(b, dtype=torch.float32)) for b in blocks_layer0]
+    per_channel = torch.tensor(drift_layer0)                         # (H,) drift of block 0
+    h = int(per_channel.argmax()) if which == "max" else int(per_channel.argsort()[len(per_channel) // 2])
+    factors = tuple(b.shape[-1] for b in blocks)
+    return plot_learned_blocks([b[h] for b in blocks], dft_blocks(factors),
+                               title=f"{title}, channel {h} ({which} drift)"), h
+
+
+def run_learned_study(out_dir, *, seeds=(0, 1, 2), arms=LEARNED_ARMS, runs_dir=None, progress: bool = True,
+              **overrides) -> dict:
+    """Run every arm for every seed; write results.json, blocks_median.png and blocks_max.png.
+
+    Finished runs in ``runs_dir`` are read back, not retrained (``fit(resume=True)``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(runs_dir) if runs_dir else default_cache_dir() / "runs" / "learned-butterfly"
+    started, t0 = time.strftime("%Y-%m-%d %H:%M:%S"), time.perf_counter()
+    runs = []
+    for seed in seeds:
+        for arm in arms:
+            r = run_learned_arm(arm, seed, runs_dir, progress=progress,
+                        keep_blocks=(arm == "learned" and seed == seeds[0]), log=print, **overrides)
+            runs.append(r)
+            print(f"{arm:8s} seed {seed}: final test acc {r['final_test_acc']:.4f}, "
+                  f"{r['sec_per_epoch']:.2f} s/epoch", flush=True)
+    first = next(r for r in runs if r["arm"] == "learned" and r["seed"] == seeds[0])
+    blocks = first.pop("blocks_layer0")
+    name0 = next(n for n in first["drift"] if n.startswith("layer0 forward[0]"))
+    chosen = {}
+    for which in ("median", "max"):
+        fig, h = _block_figure(blocks, first["drift"][name0]["per_channel"], which,
+                               f"layer 0 after training (seed {seeds[0]})")
+        fig.savefig(out_dir / f"blocks_{which}.png", dpi=72)
+        chosen[which] = h
+    result = {"command": "python -m longconv_edu train --experiment learned-butterfly --out "
+              + str(out_dir) + " --seeds " + " ".join(map(str, seeds)),
+              "settings": {**LEARNED_BASE, **overrides, "seeds": list(seeds), "threads": torch.get_num_threads(),
+                           "arms": {a: LEARNED_ARM_SETTINGS[a] for a in arms}},
+              "summary": summarize_learned(runs), "runs": runs,
+              "pictures": {f"blocks_{w}.png": f"layer 0, channel {h}, seed {seeds[0]}"
+                           for w, h in chosen.items()},
+              "machine": {"torch": torch.__version__, "platform": platform.platform(),
+                          "note": "2 CPU cores shared with other jobs: seconds are rough"},
+              "started": started, "wall_seconds": round(time.perf_counter() - t0, 1)}
+    write_json(result, out_dir / "results.json")
+    return result
+
+
+class LearnedButterflyStudy:
+    """Rung 8's study as an ``EXPERIMENTS`` entry (``run_learned_study`` under the common signature)."""
+    description = ("fixed vs learned Monarch DFT blocks (and a same-size fixed control) on 8x8 "
+                   "sequential digits, 3 seeds")
+    seeds = (0, 1, 2)
+
+    def run(self, results_dir, *, name: str, runs_dir=None, cache_dir=None, progress: bool = True,
+            overrides: dict | None = None, jobs: int = 1, seeds=None, log=print) -> dict:
+        if jobs != 1:
+            raise ValueError(f"jobs: the learned-butterfly study runs one job at a time, got {jobs}")
+        return run_learned_study(results_dir, seeds=tuple(seeds or self.seeds), runs_dir=runs_dir,
+                         progress=progress, **(overrides or {}))
+
+
+
+EXPERIMENTS["learned-butterfly"] = LearnedButterflyStudy()
+
+
+def run_experiment(name: str, results_dir, *, runs_dir=None, cache_dir=None, progress: bool = True,
+                   overrides: dict | None = None, jobs: int = 1, seeds=None, log=print) -> dict:
+    """Run ``EXPERIMENTS[name]`` into ``results_dir`` (checked writable before any training)."""
+    from .bench import check_writable
+
+    name = check_choice(name, "experiment", EXPERIMENTS)
+    jobs = check_int(jobs, "jobs", min=1)
+    if seeds is not None:
+        seeds = tuple(check_int(s, "seeds", min=0) for s in seeds)
+        if not seeds:
+            raise ValueError("seeds must name at least one seed, got none")
+    problem = check_writable(results_dir)
+    if problem:
+        raise ValueError(problem.replace("--out", "results_dir", 1))
+    return EXPERIMENTS[name].run(results_dir, name=name, runs_dir=runs_dir, cache_dir=cache_dir,
+                                 progress=progress, overrides=overrides, jobs=jobs, seeds=seeds,
+                                 log=log)
