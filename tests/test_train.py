@@ -366,7 +366,7 @@ def test_paired_summary_differences_per_seed():
                                  labels=("base", "arm"), baseline=0, far_from=2)
 
     def met(seed, best, last, train):
-        return {"config": {"seed": seed}, "label": "x", "test_acc_at_best_val": best,
+        return {"config": {"seed": seed}, "label": "x", "seq_len": 4, "test_acc_at_best_val": best,
                 "final_test_acc": last, "history": {"train_acc": [0.1, train]}, "best_epoch": 2}
 
     base = [met(0, 0.80, 0.70, 1.0), met(1, 0.90, 0.80, 1.0), met(2, 0.85, 0.75, 0.9)]

@@ -28,7 +28,8 @@ from .data import default_cache_dir, write_json
 from .train import CHECKPOINT_NAME, KERNELS_NAME, METRICS_NAME, RunConfig, fit, load_data
 
 __all__ = ["Experiment", "LearnedButterflyStudy", "EXPERIMENTS", "run_experiment",
-           "summarize_experiment", "results_table", "LEARNED_ARMS", "LEARNED_ARM_SETTINGS",
+           "summarize_experiment", "results_table", "paired_summary", "paired_table", "far_tap_energy",
+           "NOISY_BASE", "PAPER_ROW", "PAPER_LABEL", "LEARNED_ARMS", "LEARNED_ARM_SETTINGS",
            "LEARNED_BASE", "run_learned_arm", "run_learned_study", "summarize_learned"]
 
 
@@ -161,6 +162,15 @@ EXPERIMENTS.update({
         dict(NOISY_BASE, length=4096),
         (("longconv", "none"), PAPER_ROW),
         labels=("longconv/none", PAPER_LABEL), baseline=0, far_from=256),
+    "noisy-reg-1024-diagnose": Experiment(
+        "noisy digits, L = 1024, one seed: why does the paper's configuration under-fit? Kernel "
+        "dropout 0.2 alone, Squash (lam 0.002) alone, and the paper's configuration with the "
+        "lowest lam of its range (0.001)",
+        dict(NOISY_BASE, length=1024),
+        (("longconv", "none", {"kernel_dropout": 0.2}), ("longconv", "squash"),
+         ("longconv", "squash", {"kernel_dropout": 0.2, "lam": 0.001})),
+        seeds=(0,), labels=("longconv/none+kdrop0.2", "longconv/squash (lam 0.002)",
+                            "longconv/squash (lam 0.001)+kdrop0.2")),
 })
 
 
@@ -276,7 +286,8 @@ def paired_summary(exp: Experiment, runs: list, *, kernels: list | None = None) 
                "test_at_best_val": _mean_sd(best), "test_at_last": _mean_sd(last),
                "train_at_last": _mean_sd(train_last),
                "best_epoch": [m["best_epoch"] for m in seed_runs]}
-        if far_from is not None and kernels and kernels[r] and all(kernels[r]):
+        if (far_from is not None and kernels and kernels[r] and all(kernels[r])
+                and runs[r][0]["seq_len"] > far_from):
             vals = [np.mean([far_tap_energy(k, far_from) for k in ks.values()]) for ks in kernels[r]]
             row["far_tap_energy"] = _mean_sd(np.asarray(vals) * 100)
         rows.append(row)
