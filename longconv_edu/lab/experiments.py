@@ -168,10 +168,11 @@ EXPERIMENTS.update({
         "dropout 0.2 alone, Squash (lam 0.002) alone, and the paper's configuration with the "
         "lowest lam of its range (0.001)",
         dict(NOISY_BASE, length=1024),
-        (("longconv", "none", {"kernel_dropout": 0.2}), ("longconv", "squash"),
+        (("longconv", "none"), ("longconv", "none", {"kernel_dropout": 0.2}), ("longconv", "squash"),
          ("longconv", "squash", {"kernel_dropout": 0.2, "lam": 0.001})),
-        seeds=(0,), labels=("longconv/none+kdrop0.2", "longconv/squash (lam 0.002)",
-                            "longconv/squash (lam 0.001)+kdrop0.2")),
+        seeds=(0,), labels=("longconv/none", "longconv/none+kdrop0.2", "longconv/squash (lam 0.002)",
+                            "longconv/squash (lam 0.001)+kdrop0.2"),
+        baseline=0, far_from=256),
 })
 
 
