@@ -387,3 +387,17 @@ def test_paired_summary_differences_per_seed():
     assert out["rows"][1]["far_tap_energy"]["mean"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="same seeds"):
         experiments.paired_summary(exp, [base, arm[::-1]], kernels=kernels)
+
+
+def test_rows_with_the_same_label_get_their_own_run_folders(tmp_path):
+    # a learning-rate sweep of one model: three rows, one label; they must not share a folder
+    sweep = experiments.Experiment("sweep", {**TINY}, tuple(("transformer", "none", {"lr": lr})
+                                                           for lr in (1e-3, 1e-2, 1e-1)), seeds=(0, 1))
+    dirs = [d for row in sweep.run_dirs(tmp_path) for d in row]
+    assert len(set(dirs)) == 6
+    assert dirs[0].name == "transformer-seed0" and dirs[2].name == "transformer-row1-seed0"
+    # rows with distinct labels keep the plain LABEL-seedS names the committed runs use
+    plain = experiments.EXPERIMENTS["noisy-reg-1024"].run_dirs(tmp_path)
+    assert [row[0].name for row in plain] == ["longconv-none-seed0", "longconv-squash_kdrop0.2-seed0",
+                                              "longconv-smooth-seed0", "longconv-squash_smooth-seed0",
+                                              "ssm-seed0"]

@@ -60,26 +60,35 @@ class Experiment:
                          for s in (seeds or self.seeds)])
         return rows
 
+    def run_dirs(self, runs_dir, overrides: dict | None = None, seeds=None) -> list:
+        """[[run folder per seed] per row]: ``LABEL-seedS``, and ``LABEL-rowR-seedS`` for a row
+        whose label an earlier row already has (e.g. a learning-rate sweep of one model)."""
+        seen, out = set(), []
+        for r, row in enumerate(self.configs(overrides, seeds)):
+            tag = f"-row{r}" if row[0].label in seen else ""
+            seen.add(row[0].label)
+            out.append([_run_dir(Path(runs_dir), cfg, tag) for cfg in row])
+        return out
+
     def run(self, results_dir, *, name: str, runs_dir=None, cache_dir=None, progress: bool = True,
             overrides: dict | None = None, jobs: int = 1, seeds=None, log=print) -> dict:
         """Train every (row, seed) into ``runs_dir``, then summarise into ``results_dir``."""
         runs_dir = Path(runs_dir) if runs_dir else default_cache_dir(cache_dir) / "runs" / name
         cfgs = [c for row in self.configs(overrides, seeds) for c in row]
+        dirs = [d for row in self.run_dirs(runs_dir, overrides, seeds) for d in row]
         t0 = time.perf_counter()
         if jobs == 1:
-            for i, cfg in enumerate(cfgs):
+            for i, (cfg, run_dir) in enumerate(zip(cfgs, dirs)):
                 log(f"[{name} {i + 1}/{len(cfgs)}] {cfg.label} seed {cfg.seed} "
                     f"({time.perf_counter() - t0:.0f}s elapsed)")
-                fit(cfg, _run_dir(runs_dir, cfg), resume=True, progress=progress,
-                    cache_dir=cache_dir, log=log)
+                fit(cfg, run_dir, resume=True, progress=progress, cache_dir=cache_dir, log=log)
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
             load_data(cfgs[0], cache_dir)                       # build the data cache once, first
             with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(_fit_quietly, c, _run_dir(runs_dir, c), cache_dir)
-                           for c in cfgs]
+                futures = [pool.submit(_fit_quietly, c, d, cache_dir) for c, d in zip(cfgs, dirs)]
                 for i, f in enumerate(futures):
                     log(f"[{name} {i + 1}/{len(cfgs)}] finished {f.result()} "
                         f"({time.perf_counter() - t0:.0f}s elapsed)")
@@ -163,6 +172,12 @@ EXPERIMENTS.update({
         dict(NOISY_BASE, length=4096),
         (("longconv", "none"), PAPER_ROW), seeds=(0,),
         labels=("longconv/none", PAPER_LABEL), baseline=0, far_from=256),
+    "noisy-transformer-256-lr": Experiment(
+        "noisy digits, L = 256: the Transformer's learning-rate sweep (one seed, 3 learning rates); "
+        "the one with the best validation accuracy is used in noisy-transformer-256",
+        dict(NOISY_BASE, length=256),
+        tuple(("transformer", "none", {"lr": lr}) for lr in (1e-3, 3e-3, 1e-2)),
+        seeds=(0,), labels=("transformer lr 1e-3", "transformer lr 3e-3", "transformer lr 1e-2")),
     "noisy-reg-1024-diagnose": Experiment(
         "noisy digits, L = 1024, one seed: why does the paper's configuration under-fit? Kernel "
         "dropout 0.2 alone, Squash (lam 0.002) alone, and the paper's configuration with the "
@@ -176,8 +191,8 @@ EXPERIMENTS.update({
 })
 
 
-def _run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
-    return runs_dir / f"{cfg.label.replace('/', '-').replace('+', '_')}-seed{cfg.seed}"
+def _run_dir(runs_dir: Path, cfg: RunConfig, tag: str = "") -> Path:
+    return runs_dir / f"{cfg.label.replace('/', '-').replace('+', '_')}{tag}-seed{cfg.seed}"
 
 
 def _fit_quietly(cfg, run_dir, cache_dir):
@@ -196,15 +211,16 @@ def summarize_experiment(name: str, results_dir, *, runs_dir, overrides: dict | 
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     rows, kernels, all_runs, all_kernels = [], {}, [], []
+    all_dirs = exp.run_dirs(runs_dir, overrides, seeds)
     for r, row in enumerate(exp.configs(overrides, seeds)):
         runs, row_kernels = [], []
         label = exp.label_of(r, row[0])
-        for cfg in row:
-            met = json.loads((_run_dir(Path(runs_dir), cfg) / METRICS_NAME).read_text())
+        for cfg, run_dir in zip(row, all_dirs[r]):
+            met = json.loads((run_dir / METRICS_NAME).read_text())
             if not met.get("finished") or "kernel_metrics" not in met:
                 raise ValueError(f"run {cfg.label} seed {cfg.seed} in {runs_dir} has not finished")
             runs.append(met)
-            kpath = _run_dir(Path(runs_dir), cfg) / KERNELS_NAME
+            kpath = run_dir / KERNELS_NAME
             ks = torch.load(kpath, weights_only=True) if kpath.exists() else None
             row_kernels.append(ks)
             if cfg is row[0] and ks is not None:
