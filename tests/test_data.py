@@ -139,6 +139,62 @@ def test_pathfinder_64():
     assert img.sum() > 64                                   # long paths scale with the image
 
 
+def test_noisy_digits_hold_the_digit_then_noise(cache):
+    """The first size**2 steps are exactly the upsampled digit of ``sequential_digits`` (oracle:
+    the same image found in that task), the rest is noise with the stated mean and spread."""
+    kw = dict(length=512, size=16, noise=0.5, n_val=100, n_test=100, cache_dir=cache)
+    tr = data.noisy_digits("train", **kw)
+    assert (len(tr), tr.seq_len, tr.d_input, tr.n_classes) == (1597, 512, 1, 10)
+    ref = data.sequential_digits("train", size=16, val_frac=0.0, test_frac=0.0, cache_dir=cache)
+    pix = ref.x[:, :, 0].numpy()
+    head = tr.x[:20, :256, 0].numpy()
+    # every digit part is one of the 1797 upsampled digits, with the same label
+    for h, y in zip(head, tr.y[:20].tolist()):
+        j = int(np.argmin(np.abs(pix - h).sum(1)))
+        np.testing.assert_allclose(h, pix[j], atol=1e-6)
+        assert int(ref.y[j]) == y
+    tail = tr.x[:, 256:, 0].numpy().astype(np.float64)
+    m, s = float(pix.mean()), float(pix.std())
+    assert abs(tail.mean() - m) < 0.01 * s                  # 1597 * 256 draws: sd of the mean ~ 1e-3 s
+    assert abs(tail.std() - 0.5 * s) < 0.01 * s
+    # noise is drawn afresh per example: two examples' tails are uncorrelated
+    assert abs(np.corrcoef(tail[0], tail[1])[0, 1]) < 0.2
+    again = data.noisy_digits("train", **{**kw, "cache_dir": cache / "again"})
+    assert torch.equal(again.x, tr.x) and torch.equal(again.y, tr.y)
+    assert len(data.noisy_digits("test", **kw)) == 100
+
+
+@pytest.mark.slow
+def test_noisy_digits_are_learnable_by_the_ssm_reference(cache):
+    """A task nobody can learn is a bug: a one-block SSM model (the paper's strong baseline),
+    trained 10 epochs on 300 images at L = 512 (256 digit steps, 256 noise steps), must reach
+    >= 35% test accuracy (chance: 10%; it reached 61% when this test was written)."""
+    from longconv_edu.lab.models import build_model
+    from longconv_edu.params import param_groups
+
+    kw = dict(length=512, size=16, noise=0.5, n_val=100, n_test=200, cache_dir=cache)
+    train = data.noisy_digits("train", **kw).subset(300)
+    test = data.noisy_digits("test", **kw)
+    torch.manual_seed(0)
+    model = build_model(model="ssm", l_max=512, d_model=16, n_layers=1, ssm_state_dim=16,
+                        dropout=0.0, seed=0, input_mean=float(train.x.mean()),
+                        input_std=float(train.x.std()))
+    opt = torch.optim.AdamW(param_groups(model, 0.03, 0.0))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        perm = torch.randperm(len(train), generator=g)
+        for b in range(0, len(train), 16):
+            x, y = train[perm[b:b + 16]]
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(test.x).argmax(-1) == test.y).float().mean())
+    assert acc >= 0.35, f"SSM reference reached only {acc:.1%} test accuracy on noisy digits"
+
+
 def test_subset_and_repr(cache):
     ds = data.sequential_digits("train", size=8, cache_dir=cache)
     sub = ds.subset(10)
@@ -160,6 +216,22 @@ def test_subset_and_repr(cache):
     (lambda: data.SequenceDataset(torch.zeros(3, 4), torch.zeros(3), 2), ValueError, ["x", "(N, L, C)"]),
     (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.zeros(3), 2).subset(0), ValueError,
      ["n", ">= 1"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.zeros(3), 1), ValueError,
+     ["n_classes", ">= 2", "got 1"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.zeros(3), 2.0), TypeError,
+     ["n_classes", "int"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.tensor([0, 1, 2]), 2), ValueError,
+     ["y", "[0, n_classes)", "[0, 2)", "0 to 2"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.tensor([0, -1, 1]), 2), ValueError,
+     ["y", "[0, 2)", "-1"]),
+    (lambda: data.SequenceDataset(torch.zeros(3, 4, 1), torch.tensor([0.0, 0.5, 1.0]), 2), ValueError,
+     ["y", "integer"]),
+    (lambda: data.SequenceDataset(np.zeros((3, 4, 1)), torch.zeros(3), 2), TypeError,
+     ["x and y", "tensors", "ndarray"]),
+    (lambda: data.noisy_digits(length=100), ValueError, ["length", ">= 256"]),
+    (lambda: data.noisy_digits(size=4), ValueError, ["size", ">= 8"]),
+    (lambda: data.noisy_digits(noise=-0.1), ValueError, ["noise", ">= 0"]),
+    (lambda: data.noisy_digits(n_val=0), ValueError, ["n_val", ">= 1"]),
 ])
 def test_bad_input(call, exc, names):
     with pytest.raises(exc) as e:

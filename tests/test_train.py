@@ -358,3 +358,46 @@ def test_classifier_takes_float64_inputs_and_runs_in_float64(model):
     torch.testing.assert_close(y64.float(), net(x.float()), rtol=1e-4, atol=1e-5)
     with pytest.raises(TypeError, match="x must hold floats .* got torch.int64"):
         net(torch.ones(2, 24, 1, dtype=torch.int64))
+
+
+def test_paired_summary_differences_per_seed():
+    # hand-made metrics of two rows x three seeds; the oracle is arithmetic written out here
+    exp = experiments.Experiment("paired", {}, (("longconv", "none"), ("longconv", "smooth")),
+                                 labels=("base", "arm"), baseline=0, far_from=2)
+
+    def met(seed, best, last, train):
+        return {"config": {"seed": seed}, "label": "x", "seq_len": 4, "test_acc_at_best_val": best,
+                "final_test_acc": last, "history": {"train_acc": [0.1, train]}, "best_epoch": 2}
+
+    base = [met(0, 0.80, 0.70, 1.0), met(1, 0.90, 0.80, 1.0), met(2, 0.85, 0.75, 0.9)]
+    arm = [met(0, 0.82, 0.60, 0.5), met(1, 0.93, 0.70, 0.6), met(2, 0.86, 0.65, 0.7)]
+    k = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])      # far share: 0 and 1
+    kernels = [[{"layer0": k}] * 3, [{"layer0": k[:1]}] * 3]
+    out = experiments.paired_summary(exp, [base, arm], kernels=kernels)
+    d = out["paired"][0]
+    assert (d["label"], d["minus"]) == ("arm", "base")
+    assert d["test_at_best_val"]["per_seed"] == pytest.approx([2.0, 3.0, 1.0])
+    assert d["test_at_best_val"]["mean"] == pytest.approx(2.0)
+    assert d["test_at_best_val"]["sd"] == pytest.approx(1.0)           # sample sd of 2, 3, 1
+    assert d["test_at_best_val"]["beyond_2sd"] is False                # 2.0 is not > 2 * 1.0
+    assert d["test_at_last"]["per_seed"] == pytest.approx([-10.0, -10.0, -10.0])
+    assert d["test_at_last"]["sd"] == pytest.approx(0.0) and d["test_at_last"]["beyond_2sd"]
+    assert out["rows"][1]["train_at_last"]["mean"] == pytest.approx(60.0)
+    assert out["rows"][0]["far_tap_energy"]["mean"] == pytest.approx(50.0)
+    assert out["rows"][1]["far_tap_energy"]["mean"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="same seeds"):
+        experiments.paired_summary(exp, [base, arm[::-1]], kernels=kernels)
+
+
+def test_rows_with_the_same_label_get_their_own_run_folders(tmp_path):
+    # a learning-rate sweep of one model: three rows, one label; they must not share a folder
+    sweep = experiments.Experiment("sweep", {**TINY}, tuple(("transformer", "none", {"lr": lr})
+                                                           for lr in (1e-3, 1e-2, 1e-1)), seeds=(0, 1))
+    dirs = [d for row in sweep.run_dirs(tmp_path) for d in row]
+    assert len(set(dirs)) == 6
+    assert dirs[0].name == "transformer-seed0" and dirs[2].name == "transformer-row1-seed0"
+    # rows with distinct labels keep the plain LABEL-seedS names the committed runs use
+    plain = experiments.EXPERIMENTS["noisy-reg-1024"].run_dirs(tmp_path)
+    assert [row[0].name for row in plain] == ["longconv-none-seed0", "longconv-squash_kdrop0.2-seed0",
+                                              "longconv-smooth-seed0", "longconv-squash_smooth-seed0",
+                                              "ssm-seed0"]
