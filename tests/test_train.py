@@ -197,7 +197,7 @@ def test_bad_checkpoints_raise_and_stay_in_place(tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("kw, exc, names", [
-    (dict(task="imagenet"), ValueError, ["task", "'digits'", "'pathfinder'"]),
+    (dict(task="imagenet"), ValueError, ["task", "'digits'", "'noisy-digits'"]),
     (dict(reg="dropout"), ValueError, ["reg", "'none'", "'squash'", "'smooth'"]),
     (dict(epochs=0), ValueError, ["epochs", ">= 1"]),
     (dict(warmup=1.0), ValueError, ["warmup"]),

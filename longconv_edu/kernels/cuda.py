@@ -82,13 +82,14 @@ import numba
 import numpy as np
 import torch
 
-from .._checks import check_choice, check_conv_inputs, check_int
+from .._checks import check_choice, check_conv_inputs, check_int, check_kernel_length
+from ..fft import fft_size
 
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "half_spectrum", "device_smem_optin", "MONARCH_BLOCKS", "DEFAULT_BLOCK", "kernel_spectrum",
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
-           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "fft_size", "max_length", "gpu_timings", "resource_table",
+           "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "max_length", "gpu_timings", "resource_table",
            "bit_reversed_spectrum", "REAL_OF", "check_launch_params", "run_conv", "run_spectrum",
            "monarch_source", "monarch_threads", "sass_counts", "sass_report", "sass_table",
            "write_sass_report", "report_configurations", "SASS_REPORT", "MODEL_LENGTHS", "REPORT_CCS"]
@@ -272,11 +273,6 @@ class Plan:
     def block(self, n: int) -> int:
         """Threads per block for a tile of n: one per butterfly, at most ``threads``."""
         return max(1, min(n // 2, self.threads))
-
-
-def fft_size(L: int) -> int:
-    """N = the next power of two >= 2L (room for the causal convolution, power of two for the stages)."""
-    return 1 << (2 * L - 1).bit_length()
 
 
 def max_tile(real, smem_bytes: int) -> int:
@@ -463,8 +459,7 @@ def kernel_spectrum(k: torch.Tensor, L: int, *, smem_bytes: int = DEFAULT_SMEM_B
     check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
     L = check_int(L, "L", min=1)
     _check_contiguous(k, "k")
-    if not 1 <= k.shape[1] <= L:
-        raise ValueError(f"k must have length 1 <= Lk <= L = {L}, got shape {tuple(k.shape)}")
+    check_kernel_length(k.shape[1], L, "k", k.shape)
     real = REAL_OF[k.dtype]
     smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads, name="k")

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from .._checks import check_bool, check_choice, check_conv_inputs, check_int
+from ..fft import fft_size
 from .cuda import (
     DEFAULT_BLOCK,
     DEFAULT_SMEM_BYTES,
@@ -75,7 +76,6 @@ from .cuda import (
     bind_cuda,
     block_program,
     check_launch_params,
-    fft_size,
     half_spectrum,
     make_plan,
     monarch_factors,

@@ -1,4 +1,4 @@
-"""Rung 7 data: three sequence-classification tasks that ship with the course and run on a laptop.
+"""Rung 7 data: two sequence-classification tasks that ship with the course and run on a laptop.
 
 * **Sequential digits** — scikit-learn's bundled 8x8 handwritten digits (1797 images, no
   download), upsampled to ``size`` x ``size`` (32x32 by default) and read pixel by pixel in raster
@@ -7,16 +7,6 @@
   which destroys locality, like the permuted MNIST/CIFAR tasks of the long-sequence literature.
   The train/validation/test split is fixed by ``seed`` (default 0), independent of the seed that
   initialises a model, so runs with different model seeds see the same split.
-
-* **Pathfinder-style** — our own seeded generator in the spirit of the Long Range Arena's
-  Pathfinder task (Linsley et al. 2018; Tay et al. 2021). Each image holds two long curved
-  *dashed* paths, a few short dashed distractors and two round markers. Label 1: both markers sit
-  on the two ends of the same path; label 0: one marker on an end of each path. Both classes draw
-  the same two paths, so only following a path from one marker tells them apart. It is an
-  approximation, not LRA's data: LRA renders 32x32 to 256x256 images with a different, richer
-  stroke model (anti-aliased dashes, paddles, curvature control, tuned difficulty levels); ours is
-  a pixel-level imitation that generates 10k images in seconds. ``size`` 32 (L = 1024) or 64
-  (L = 4096).
 
 * **Noisy digits** (``noisy_digits``) — a 16x16 digit read as its first 256 steps, then Gaussian
   noise up to L: the label lives in a short stretch, so the distant taps of a kernel as long as
@@ -31,7 +21,6 @@ inside the repository unless you point it there.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import warnings
@@ -41,11 +30,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_bool, check_choice, check_float, check_int
 
 __all__ = ["SequenceDataset", "TASKS", "SPLITS", "default_cache_dir", "load_task", "noisy_digits",
            "atomic_write", "atomic_save", "write_json",
-           "sequential_digits", "pathfinder", "render_pathfinder"]
+           "sequential_digits"]
 
 SPLITS = ("train", "val", "test")
 DATA_VERSION = 2            # bump when a generator changes, so stale cache files are not reused
@@ -195,8 +184,7 @@ def sequential_digits(split: str = "train", *, seed: int = 0, size: int = 32,
     size = check_int(size, "size", min=8, max=128)
     val_frac = check_float(val_frac, "val_frac", min=0.0, max=0.5)
     test_frac = check_float(test_frac, "test_frac", min=0.0, max=0.5)
-    if not isinstance(permute, bool):
-        raise TypeError(f"permute must be a bool, got {type(permute).__name__} {permute!r}")
+    permute = check_bool(permute, "permute")
     name = f"digits-s{size}-p{int(permute)}-seed{seed}-v{val_frac:g}-t{test_frac:g}"
 
     def build():
@@ -214,108 +202,6 @@ def sequential_digits(split: str = "train", *, seed: int = 0, size: int = 32,
     data = _cached(name, cache_dir, build)[split]
     return SequenceDataset(data["x"], data["y"], 10, f"digits/{split}",
                            {"task": "digits", "size": size, "permute": permute, "seed": seed})
-
-
-# ---------------------------------------------------------------------------------------------
-# Pathfinder-style
-# ---------------------------------------------------------------------------------------------
-
-def _walk(rng, size: float, length: float, step: float, turn: float, start=None, margin=2.0):
-    """A smooth random curve: points every ``step`` pixels, heading changed by N(0, turn) per
-    step, bouncing off the image border. Returns (n, 2) float coordinates (row, col)."""
-    n = max(2, int(round(length / step)) + 1)
-    lo, hi = margin, size - 1 - margin
-    p = rng.uniform(lo, hi, size=2) if start is None else np.asarray(start, float)
-    theta = rng.uniform(0, 2 * math.pi)
-    pts = np.empty((n, 2))
-    pts[0] = p
-    for i in range(1, n):
-        theta += rng.normal(0.0, turn)
-        q = p + step * np.array([math.sin(theta), math.cos(theta)])
-        if not lo <= q[0] <= hi:            # bounce off the top/bottom edge
-            theta = -theta
-        if not lo <= q[1] <= hi:            # bounce off the left/right edge
-            theta = math.pi - theta
-        p = np.clip(p + step * np.array([math.sin(theta), math.cos(theta)]), lo, hi)
-        pts[i] = p
-    return pts
-
-
-def _draw_dashed(img, pts, dash: float, gap: float, value: float = 1.0) -> None:
-    """Rasterise a polyline as dashes of ``dash`` pixels separated by ``gap`` pixels."""
-    seg = np.diff(pts, axis=0)
-    seglen = np.hypot(seg[:, 0], seg[:, 1])
-    arclen = np.concatenate([[0.0], np.cumsum(seglen)])
-    s = np.arange(0.0, arclen[-1], 0.25)                 # sample the curve every 1/4 pixel
-    s = s[(s % (dash + gap)) < dash]                     # keep the "on" parts of the dash pattern
-    r = np.interp(s, arclen, pts[:, 0])
-    c = np.interp(s, arclen, pts[:, 1])
-    img[np.rint(r).astype(int), np.rint(c).astype(int)] = value
-
-
-def _draw_marker(img, p, radius: float) -> None:
-    size = img.shape[0]
-    rr, cc = np.mgrid[0:size, 0:size]
-    img[(rr - p[0]) ** 2 + (cc - p[1]) ** 2 <= radius ** 2] = 1.0
-
-
-def render_pathfinder(rng: np.random.Generator, size: int = 32, label: int | None = None,
-                      *, distractors: int | None = None) -> tuple[np.ndarray, int]:
-    """One Pathfinder-style image (size, size) float32 in [0, 1] and its label (1 = connected).
-
-    Two long dashed paths A and B, ``distractors`` short dashed curves, and two markers: on both
-    ends of A (label 1) or on one end of A and one end of B (label 0). Lengths scale with size.
-    """
-    scale = size / 32
-    label = int(rng.integers(2)) if label is None else int(label)
-    n_distract = 2 * int(round(scale)) if distractors is None else distractors
-    img = np.zeros((size, size), np.float32)
-    walk = dict(step=1.0, turn=0.25, margin=2.0 * scale)
-    path_a = _walk(rng, size, rng.uniform(20, 30) * scale, **walk)
-    path_b = _walk(rng, size, rng.uniform(20, 30) * scale, **walk)
-    for _ in range(n_distract):
-        _draw_dashed(img, _walk(rng, size, rng.uniform(4, 8) * scale, **walk), 2.0 * scale,
-                     1.5 * scale)
-    for path in (path_a, path_b):
-        _draw_dashed(img, path, 2.0 * scale, 1.5 * scale)
-    ends = [path_a[0], path_a[-1]] if label == 1 else [path_a[int(rng.integers(2)) * -1],
-                                                       path_b[int(rng.integers(2)) * -1]]
-    for p in ends:
-        _draw_marker(img, p, 1.0 * scale + 0.3)
-    return img, label
-
-
-def pathfinder(split: str = "train", *, seed: int = 0, size: int = 32, n_train: int = 4000,
-               n_val: int = 500, n_test: int = 1000, cache_dir=None) -> SequenceDataset:
-    """Pathfinder-style images (see the module docstring) read as sequences of size*size pixels.
-
-    Image i of the generator comes from its own random stream ``default_rng([seed, i])``; the
-    splits take images ``[0, n_train)``, then the next ``n_val``, then the next ``n_test``. Labels
-    are balanced in expectation. x: (N, size*size, 1) float32 in [0, 1]; y: (N,) in {0, 1}.
-    """
-    split = check_choice(split, "split", SPLITS)
-    seed = check_int(seed, "seed", min=0)
-    size = check_choice(check_int(size, "size", min=1), "size", (32, 64))
-    n_train = check_int(n_train, "n_train", min=1)
-    n_val = check_int(n_val, "n_val", min=1)
-    n_test = check_int(n_test, "n_test", min=1)
-    name = f"pathfinder-s{size}-seed{seed}-n{n_train}-{n_val}-{n_test}"
-
-    def build():
-        total = n_train + n_val + n_test
-        imgs = np.empty((total, size, size), np.float32)
-        labels = np.empty(total, np.int64)
-        for i in range(total):
-            imgs[i], labels[i] = render_pathfinder(np.random.default_rng([seed, i]), size)
-        x = torch.from_numpy(imgs).reshape(total, size * size, 1)
-        y = torch.from_numpy(labels)
-        cuts = {"train": slice(0, n_train), "val": slice(n_train, n_train + n_val),
-                "test": slice(n_train + n_val, total)}
-        return {s: {"x": x[c].clone(), "y": y[c].clone()} for s, c in cuts.items()}
-
-    data = _cached(name, cache_dir, build)[split]
-    return SequenceDataset(data["x"], data["y"], 2, f"pathfinder{size}/{split}",
-                           {"task": "pathfinder", "size": size, "seed": seed})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,7 +261,6 @@ def noisy_digits(split: str = "train", *, seed: int = 0, length: int = 1024, siz
 TASKS = {
     "digits": sequential_digits,
     "noisy-digits": noisy_digits,
-    "pathfinder": pathfinder,
 }
 
 

@@ -337,11 +337,13 @@ def paired_table(summary: dict) -> str:
     """The Markdown of a paired experiment: accuracies per arm, then differences to the baseline."""
     p = summary["paired_summary"]
     f = (lambda s: f"{s['mean']:.1f} ± {s['sd']:.1f}" if s["sd"] is not None else f"{s['mean']:.1f}")
+    seeds = p["rows"][0]["seeds"]
+    spread = ("mean ± sd over seeds" if len(seeds) > 1 else "one seed, so no spread")
     lines = [f"# {summary['experiment']}", "", summary["description"], "",
              f"Command: `{summary['command']}`", "",
-             f"Seeds {p['rows'][0]['seeds']} (paired: seed s gives every arm the same initialisation "
-             "of the shared layers, the same data and the same batch order). Accuracies in %, "
-             "mean ± sd over seeds; test accuracy at the epoch of best validation accuracy and at "
+             f"Seeds {seeds} (paired: seed s gives every arm the same initialisation "
+             f"of the shared layers, the same data and the same batch order). Accuracies in %, "
+             f"{spread}; test accuracy at the epoch of best validation accuracy and at "
              "the last epoch.", "",
              "| arm | test @ best val | test @ last | train @ last | best epochs | kernel TV | "
              "high-freq energy | zero taps | far-tap energy % | s / epoch |",
@@ -355,8 +357,9 @@ def paired_table(summary: dict) -> str:
                      f"{k('total_variation', '.3f')} | {k('high_freq_fraction', '.3f')} | "
                      f"{k('zero_fraction', '.2f')} | {far} | {base['time_per_epoch_s']:.1f} |")
     lines += ["", f"Paired differences, each arm minus {p['paired'][0]['minus']} "
-              "(percentage points, mean ± sd over seeds, per seed in brackets); * marks a mean "
-              "beyond twice the spread.", "",
+              + ("(percentage points, mean ± sd over seeds, per seed in brackets); * marks a mean "
+                 "beyond twice the spread." if len(seeds) > 1 else
+                 "(percentage points, one seed: no spread, so no difference is marked)."), "",
               "| arm | Δ test @ best val | Δ test @ last |", "|---|---|---|"]
     for e in p["paired"]:
         cell = (lambda s: (f"{s['mean']:+.1f} ± {s['sd']:.1f}" if s["sd"] is not None

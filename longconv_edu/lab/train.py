@@ -73,11 +73,11 @@ class RunConfig:
     lr: float = 0.01                   # peak learning rate of the model (kernels: net.kernel_lr)
     weight_decay: float = 0.05
     warmup: float = 0.1                # fraction of all steps spent warming up linearly
-    size: int = 32                     # image side: L = size**2 (digits, pathfinder)
+    size: int = 32                     # digits: image side, L = size**2
     length: int = 1024                 # noisy-digits: sequence length L
     permute: bool = False              # digits only: fixed pixel permutation
-    data_seed: int = 0                 # the train/val/test split (digits) or generator (pathfinder)
-    n_train: int = 0                   # 0: all; digits: first n of the train split; pathfinder: generate n
+    data_seed: int = 0                 # the train/val/test split (and the noise of noisy-digits)
+    n_train: int = 0                   # 0: all; else the first n of the train split
     net: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self):
@@ -138,11 +138,6 @@ class RunConfig:
 
 def load_data(cfg: RunConfig, cache_dir=None) -> dict:
     """{"train", "val", "test"} SequenceDatasets for the run's task."""
-    if cfg.task == "pathfinder":
-        n = cfg.n_train or 4000
-        kw = dict(seed=cfg.data_seed, size=cfg.size, n_train=n, n_val=max(n // 8, 1),
-                  n_test=max(n // 4, 1), cache_dir=cache_dir)
-        return {s: load_task("pathfinder", s, **kw) for s in ("train", "val", "test")}
     if cfg.task == "digits":
         kw = dict(seed=cfg.data_seed, size=cfg.size, permute=cfg.permute, cache_dir=cache_dir)
     else:
