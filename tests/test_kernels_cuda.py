@@ -369,7 +369,7 @@ def test_parse_sass_finds_loops_and_the_shortest_path():
            "ptxas info    : Function properties for kern\n"
            "    16 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads\n"
            "ptxas info    : Used 40 registers, 1024 bytes smem, 380 bytes cmem[0]\n")
-    (r,) = ptx._parse_ptxas(log)
+    (r,) = ptx.parse_ptxas(log)
     assert (r.registers, r.stack, r.spill_stores, r.spill_loads, r.shared, r.constant) == \
         (40, 16, 8, 4, 1024, 380) and r.spills
 

@@ -1176,11 +1176,11 @@ def kernel_resources(L: int, *, dtype: torch.dtype = torch.float32, cc=(8, 0),
     done in a child Python process started without NUMBA_ENABLE_CUDASIM. For the Monarch kernel
     (the registered backend) see ``sass_report``.
     """
-    from .ptx import _check_cc
+    from .ptx import check_cc
     L = check_int(L, "L", min=1)
     if dtype not in REAL_OF:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    cc = _check_cc(cc)
+    cc = check_cc(cc)
     real = REAL_OF[dtype]
     smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
@@ -1382,12 +1382,12 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
     The method is described above this function in the source (and in course page 05).
     Compiling takes seconds per kernel; results are cached per process.
     """
-    from .ptx import _check_cc
+    from .ptx import check_cc
     check_choice(kernel, "kernel", ("monarch", "radix2"))
     L = check_int(L, "L", min=1)
     if dtype not in REAL_OF:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    cc = _check_cc(cc)
+    cc = check_cc(cc)
     block = check_block(block)
     check_choice(kind, "kind", ("conv", "grad"))
     real = REAL_OF[dtype]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from .._checks import check_choice
 
 __all__ = ["tool_path", "ptxas_path", "nvdisasm_path", "Resources", "Sass", "SassLoop",
-           "assemble", "disassemble", "parse_sass", "shared_decl_bytes", "ToolMissing"]
+           "assemble", "disassemble", "parse_sass", "shared_decl_bytes", "ToolMissing", "check_cc", "parse_ptxas"]
 
 TOOLS = ("ptxas", "nvdisasm")
 
@@ -71,7 +71,8 @@ def _need(name: str) -> str:
     return exe
 
 
-def _check_cc(cc) -> tuple:
+def check_cc(cc) -> tuple:
+    """cc as a (major, minor) tuple of ints, or a TypeError naming it."""
     if not (isinstance(cc, tuple) and len(cc) == 2 and all(isinstance(c, int) and c >= 0
                                                             for c in cc)):
         raise TypeError(f"cc must be a (major, minor) tuple of ints such as (9, 0), got {cc!r}")
@@ -112,7 +113,10 @@ _PTXAS_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (
 _PTXAS_USED = re.compile(r"Used (\d+) registers(.*)")
 
 
-def _parse_ptxas(log: str) -> list[Resources]:
+def parse_ptxas(log: str) -> list[Resources]:
+    """The ``Resources`` of every entry function in a ``ptxas -v`` log."""
+    if not isinstance(log, str):
+        raise TypeError(f"log must be a str (ptxas -v output), got {type(log).__name__}")
     out, cur = [], None
     for line in log.splitlines():
         if m := _PTXAS_FUNC.search(line):
@@ -138,7 +142,7 @@ def assemble(ptx: str, cc=(9, 0)) -> tuple[bytes, list[Resources]]:
     """
     if not isinstance(ptx, str):
         raise TypeError(f"ptx must be a str (PTX text), got {type(ptx).__name__}")
-    cc = _check_cc(cc)
+    cc = check_cc(cc)
     exe = _need("ptxas")
     with tempfile.TemporaryDirectory() as d:
         src, obj = os.path.join(d, "k.ptx"), os.path.join(d, "k.cubin")
@@ -151,7 +155,7 @@ def assemble(ptx: str, cc=(9, 0)) -> tuple[bytes, list[Resources]]:
                                f"{(r.stderr or r.stdout).strip()[:2000]}")
         with open(obj, "rb") as f:
             cubin = f.read()
-    return cubin, _parse_ptxas(r.stdout + r.stderr)
+    return cubin, parse_ptxas(r.stdout + r.stderr)
 
 
 def disassemble(cubin: bytes) -> str:
