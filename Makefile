@@ -17,7 +17,7 @@ help:
 	@echo "make test       set up, then run every test and every notebook"
 	@echo "make test-fast  the library tests without the compile-heavy, multi-process and browser ones"
 	@echo "make lint       ruff (configured in pyproject.toml)"
-	@echo "make notebooks  re-execute every notebook in place"
+	@echo "make notebooks  re-execute every notebook in place (NB=path for one), then strip run metadata"
 	@echo "make book       build the course as a static site: open _build/site/index.html"
 
 # One stamp file: the venv is (re)built when requirements.txt or pyproject.toml change.
@@ -67,10 +67,14 @@ lint: setup
 test-notebooks: setup
 	$(PY) -m pytest $(NBVAL_FLAGS) notebooks
 
-# Re-execute every notebook in place (what is committed is what the code prints today).
+# Re-execute every notebook in place (what is committed is what the code prints today), then
+# strip what changes on every run but is no result (cell timestamps, widget state), so that a
+# one-line change re-commits a few lines. NB=notebooks/06_smooth_kernels.ipynb runs just one.
+NB ?= notebooks/*.ipynb
 notebooks: setup
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.kernel_name=longconv-edu --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+	    --ExecutePreprocessor.kernel_name=longconv-edu --ExecutePreprocessor.timeout=600 $(NB)
+	$(PY) notebooks/strip_metadata.py $(NB)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY = ["README.md", "LICENSE", "CONTRIBUTING.md", "CHANGELOG.md", "course", "notebooks", "longconv_edu"]
-SKIP = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", "conftest.py", "sanitize.cfg")
+SKIP = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", "conftest.py", "sanitize.cfg",
+                              "strip_metadata.py")
 
 
 def _title(path: Path) -> str:
