@@ -43,14 +43,32 @@ def use_course_style() -> None:
 
 
 def compact_png(fig) -> bytes:
-    """The figure as a palette PNG of at most PNG_COLOURS colours (what notebooks store)."""
-    import io
+    """The figure as a palette PNG of at most PNG_COLOURS colours (what notebooks store).
 
+    ``fig``: a matplotlib Figure, or the path of a PNG file (a committed result picture shown in
+    a notebook: ``IPython.display.Image(data=compact_png(path))``).
+    """
+    import io
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
     from PIL import Image
 
-    raw = io.BytesIO()
-    fig.savefig(raw, format="png", bbox_inches="tight")
-    img = Image.open(raw).convert("RGB").quantize(colors=PNG_COLOURS)
+    if isinstance(fig, Figure):
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", bbox_inches="tight")
+    elif isinstance(fig, (str, Path)):
+        raw = Path(fig)
+        if not raw.is_file():
+            raise ValueError(f"fig must be a matplotlib Figure or the path of a PNG file; {str(raw)!r} "
+                             f"is not a file")
+    else:
+        raise TypeError(f"fig must be a matplotlib Figure or the path of a PNG file, got {type(fig).__name__}")
+    try:
+        img = Image.open(raw).convert("RGB").quantize(colors=PNG_COLOURS)
+    except OSError as e:               # PIL's UnidentifiedImageError is an OSError
+        raise ValueError(f"fig must be a matplotlib Figure or the path of a PNG file; {str(raw)!r} is not "
+                         f"an image ({e})") from None
     out = io.BytesIO()
     img.save(out, format="png", optimize=True)
     return out.getvalue()
@@ -88,6 +106,14 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     return fig, axes
 
 
+def _matrix(M, name: str) -> np.ndarray:
+    """M as a 2-D NumPy array, or a clear error naming the argument."""
+    M = as_numpy(M)
+    if M.ndim != 2 or M.size == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D matrix, got shape {M.shape}")
+    return M
+
+
 def _figure_and_axis(ax, width: float = 7):
     """The given axis and its figure, or a new one-panel figure ``width`` inches wide."""
     if ax is not None:
@@ -98,6 +124,7 @@ def _figure_and_axis(ax, width: float = 7):
 
 def plot_kernels(kernels: dict, *, title: str = "", ax=None):
     """Overlay named 1-D kernels (name -> array) against their tap index."""
+    _check_named(kernels, "kernels", "a 1-D kernel")
     fig, ax = _figure_and_axis(ax)
     for name, k in kernels.items():
         ax.plot(as_numpy(k).ravel(), label=name, lw=1)
@@ -112,8 +139,8 @@ def plot_kernels(kernels: dict, *, title: str = "", ax=None):
 
 def plot_matrix(M, *, title: str = "", ax=None, cmap: str = "RdBu_r", symmetric: bool = True):
     """A heatmap of a real matrix (Toeplitz matrices, DFT parts, butterfly factors)."""
+    M = _matrix(M, "M")
     fig, ax = _figure_and_axis(ax, width=4.2)
-    M = as_numpy(M)
     vmax = float(np.max(np.abs(M))) or 1.0
     im = ax.imshow(M, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None,
                    interpolation="nearest")
@@ -268,7 +295,7 @@ def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: floa
 
 def plot_dft_matrix(F, *, title: str = "DFT matrix"):
     """The complex matrix F as three pictures: real part, imaginary part, and phase (angle)."""
-    F = as_numpy(F)
+    F = _matrix(F, "F")
     fig, axes = new_figure(3, width=3.3, height=3.0)
     for ax, (name, part, cmap, lim) in zip(axes[0], [
             ("real", F.real, "RdBu_r", None), ("imaginary", F.imag, "RdBu_r", None),
@@ -289,8 +316,11 @@ def plot_butterfly_diagram(perm, *, stage: int | None = None, ax=None, twiddle_l
     j and j + m/2 of a block: both outputs take a + w b and a - w b, with w = w_m^j written on the
     lower input's edges. ``stage`` (1..log2 N) is drawn in colour, the others in grey.
     """
-    perm = [int(p) for p in as_numpy(perm)]
+    perm = [int(p) for p in as_numpy(perm).ravel()]
     n = len(perm)
+    if n < 2 or n & (n - 1) or sorted(perm) != list(range(n)):
+        raise ValueError(f"perm must be a permutation of 0..N-1 with N a power of two >= 2 (e.g. "
+                         f"fft.bit_reversal_permutation(8)), got {perm}")
     S = n.bit_length() - 1
     if ax is None:
         fig, axes = new_figure(width=1.3 * S + 2.2, height=0.33 * n + 1.0)
@@ -547,6 +577,10 @@ def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: 
 def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
     """Mean training curves of an experiment summary (``train.summarize_experiment``): one panel
     per key, one line per table row, against the epoch."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
+        raise TypeError(f"summary must be an experiment summary (a dict with 'rows', from "
+                        f"summarize_experiment), got {type(summary).__name__}"
+                        + (f" with keys {sorted(summary)}" if isinstance(summary, dict) else ""))
     fig, axes = new_figure(len(keys), width=4.6, height=3.0)
     for ax, key in zip(axes[0], keys):
         for row in summary["rows"]:
@@ -567,7 +601,11 @@ def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, 
 
     kernels: {"label/layerN": array (rows, L)} as in ``course/results/training/*-kernels.npz``.
     """
+    _check_named(kernels, "kernels", "a (rows, L) kernel array")
     labels = [k.rsplit("/", 1)[0] for k in kernels if k.endswith("/" + layer)]
+    if not labels:
+        raise ValueError(f"kernels has no key ending in '/{layer}' (layer={layer!r}); its keys: "
+                         f"{sorted(kernels)}")
     fig, axes = new_figure(len(labels), 2, width=2.6, height=2.2)
     for j, label in enumerate(labels):
         k = np.asarray(kernels[f"{label}/{layer}"], float)
@@ -601,8 +639,11 @@ def plot_learned_blocks(learned, exact, *, names=None, title: str = ""):
     |B - F| (how far each entry moved; its own scale, printed in the title with the relative
     Frobenius distance ||B - F|| / ||F||).
     """
-    learned = [as_numpy(b) for b in learned]
-    exact = [as_numpy(b) for b in exact]
+    learned = [_matrix(b, f"learned[{i}]") for i, b in enumerate(learned)]
+    exact = [_matrix(b, f"exact[{i}]") for i, b in enumerate(exact)]
+    if len(learned) != len(exact) or not exact:
+        raise ValueError(f"learned and exact must hold the same number of blocks (at least one), got "
+                         f"{len(learned)} and {len(exact)}")
     names = names or [f"block {i} ({b.shape[0]}x{b.shape[0]})" for i, b in enumerate(exact)]
     fig, axes = new_figure(3, len(exact), width=2.9, height=2.5)
     for row, (B, F, name) in enumerate(zip(learned, exact, names)):
