@@ -100,6 +100,18 @@ def check_kernel_length(Lk: int, L: int, name: str = "k", shape=None) -> int:
     return Lk
 
 
+def check_no_grad(what: str, **tensors: torch.Tensor) -> None:
+    """A compiled (Numba) path returns a plain tensor with no autograd graph: refuse an input that
+    requires grad (while grad is enabled) instead of silently cutting its gradient."""
+    if not torch.is_grad_enabled():
+        return
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            raise ValueError(f"{name} requires grad, but {what} is compiled by Numba and runs outside "
+                             f"autograd: its result would carry no gradient to {name}. Use jit=False "
+                             f"(autograd works), or pass {name}.detach() / call it under torch.no_grad()")
+
+
 def check_bool(x, name: str) -> bool:
     """Check that ``x`` is True or False (a NumPy bool too; not 0/1, None, a string or a tensor)."""
     if not isinstance(x, (bool, np.bool_)):

@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from ._checks import check_bool, check_conv_inputs, check_int, check_kernel_length, check_tensor
+from ._checks import check_bool, check_conv_inputs, check_int, check_kernel_length, check_no_grad, check_tensor
 from .fft import (
     COMPLEX_OF,
     check_factors,
@@ -185,6 +185,8 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = False) -> torch
     """
     B, H, L, Lk = check_conv_inputs(u, k)
     check_bool(jit, "jit")
+    if jit:
+        check_no_grad("radix2_conv(jit=True)", u=u, k=k)
     N = fft_size(L)
     pad = torch.nn.functional.pad
     U = fft_iterative(pad(u, (0, N - L)), jit=jit)

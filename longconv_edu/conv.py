@@ -28,7 +28,15 @@ import functools
 import numpy as np
 import torch
 
-from ._checks import check_bool, check_conv_inputs, check_cost, check_int, check_kernel_length, check_tensor
+from ._checks import (
+    check_bool,
+    check_conv_inputs,
+    check_cost,
+    check_int,
+    check_kernel_length,
+    check_no_grad,
+    check_tensor,
+)
 
 __all__ = ["direct_conv", "toeplitz", "toeplitz_conv", "fft_conv", "circular_conv",
            "bidirectional_conv", "direct_conv_seconds", "toeplitz_bytes"]
@@ -59,6 +67,7 @@ def direct_conv(u: torch.Tensor, k: torch.Tensor, *, jit: bool = False) -> torch
     if jit:
         if u.device.type != "cpu":
             raise ValueError(f"direct_conv(jit=True) runs on the CPU; u is on {u.device}")
+        check_no_grad("direct_conv(jit=True)", u=u, k=k)
         y = np.zeros((B, H, L), dtype=u.detach().numpy().dtype)
         _direct_conv_numba()(u.detach().contiguous().numpy(), k.detach().contiguous().numpy(), y)
         return torch.from_numpy(y)

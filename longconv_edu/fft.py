@@ -38,7 +38,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_bool, check_int, check_tensor, is_power_of_two
+from ._checks import check_bool, check_int, check_no_grad, check_tensor, is_power_of_two
 
 __all__ = ["dft_matrix", "twiddles", "twiddle_grid", "bit_reversal_permutation",
            "fft_recursive", "butterfly_stage", "fft_iterative", "butterfly_factors",
@@ -89,7 +89,7 @@ def _check_signal(x, name: str = "x", *, pow2: bool = False, min_ndim: int = 1) 
     if pow2 and not is_power_of_two(N):
         raise ValueError(f"{name} must have a power-of-two length along its last axis for a "
                          f"radix-2 FFT, got N={N} (shape {tuple(x.shape)}); zero-pad it to "
-                         f"{1 << (N - 1).bit_length()} or use monarch_dft with factors of N")
+                         f"{next_power_of_two(N)} or use monarch_dft with factors of N")
     return N
 
 
@@ -223,6 +223,7 @@ def fft_iterative(x: torch.Tensor, *, inverse: bool = False, jit: bool = False) 
     if jit:
         if z.device.type != "cpu":
             raise ValueError(f"fft_iterative(jit=True) runs on the CPU; x is on {z.device}")
+        check_no_grad("fft_iterative(jit=True)", x=x)
         a = z.detach().resolve_conj().numpy().reshape(-1, N).copy()
         w = twiddles(N, inverse=inverse, dtype=z.dtype).numpy() if N > 1 else a[0, :0]
         _fft_numba()(a, w)

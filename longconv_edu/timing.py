@@ -83,11 +83,26 @@ def sweep(fns: dict[str, Callable], lengths, make_inputs: Callable[[int], tuple]
     return out
 
 
+def _positive(values, name: str) -> np.ndarray:
+    """values as a 1-D float array of positive finite numbers (a log is taken of each)."""
+    a = np.asarray(values, float).ravel()
+    bad = a[~(np.isfinite(a) & (a > 0))]
+    if bad.size:
+        raise ValueError(f"{name} must all be positive and finite (their logarithms are taken), got "
+                         f"{bad[:3].tolist()}")
+    return a
+
+
 def loglog_slope(lengths, seconds) -> float:
     """Least-squares slope of log(seconds) against log(L): ~1 for O(L log L) at large L, ~2 for O(L^2)."""
-    x, y = np.log(np.asarray(lengths, float)), np.log(np.asarray(seconds, float))
+    x, y = np.asarray(lengths, float).ravel(), np.asarray(seconds, float).ravel()
+    if x.size != y.size:
+        raise ValueError(f"lengths and seconds must have the same number of points, got {x.size} and {y.size}")
     if x.size < 2:
         raise ValueError(f"lengths must hold at least 2 points to fit a slope, got {x.size}")
+    x, y = np.log(_positive(x, "lengths")), np.log(_positive(y, "seconds"))
+    if np.ptp(x) == 0:
+        raise ValueError(f"lengths must hold at least 2 different lengths to fit a slope, got {lengths}")
     return float(np.polyfit(x, y, 1)[0])
 
 
@@ -105,6 +120,9 @@ def crossover(slow: dict, fast: dict) -> float | None:
     common = sorted(set(slow) & set(fast))
     if len(common) < 2:
         raise ValueError(f"slow and fast must share at least 2 lengths, got {len(common)} in common")
+    _positive(common, "the lengths of slow and fast")
+    _positive([slow[L] for L in common], "the seconds of slow")
+    _positive([fast[L] for L in common], "the seconds of fast")
     gap = [np.log(slow[L]) - np.log(fast[L]) for L in common]   # > 0 where fast is faster
     if gap[-1] <= 0 or all(g > 0 for g in gap):
         return None

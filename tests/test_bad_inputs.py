@@ -30,6 +30,7 @@ RUNG_MODULES = [
     "learned",
     "dispatch",
     "timing",
+    "kernels.cpu",
     "kernels.trace",
 ]
 # public names that are data or plain records, not functions taking input (nothing to refuse)
@@ -1217,6 +1218,71 @@ row(
     ValueError,
     r"slow and fast must share at least 2 lengths, got 1 in common",
 )
+
+
+# found by a second probe: these used to give a silently wrong answer or an unclear error
+row("timing.loglog_slope", "length 0 (LAPACK's 'SVD did not converge')",
+    lambda: timing.loglog_slope([0, 8], [1.0, 2.0]), ValueError,
+    r"lengths must all be positive and finite \(their logarithms are taken\), got \[0.0\]")
+row("timing.loglog_slope", "negative seconds (was a silent nan)", lambda: timing.loglog_slope([8, 16], [-1.0, 2.0]),
+    ValueError, r"seconds must all be positive and finite .*got \[-1.0\]")
+row("timing.loglog_slope", "lengths and seconds differ in size", lambda: timing.loglog_slope([8, 16, 32], [1.0, 2.0]),
+    ValueError, r"lengths and seconds must have the same number of points, got 3 and 2")
+row("timing.loglog_slope", "one length twice", lambda: timing.loglog_slope([8, 8], [1.0, 2.0]),
+    ValueError, r"lengths must hold at least 2 different lengths")
+row("timing.crossover", "negative seconds (was a silent None)",
+    lambda: timing.crossover({8: -1.0, 16: 1.0}, {8: 1.0, 16: 0.5}), ValueError,
+    r"the seconds of slow must all be positive and finite .*got \[-1.0\]")
+row("timing.crossover", "NaN seconds (was a silent None)",
+    lambda: timing.crossover({8: 1.0, 16: 1.0}, {8: math.nan, 16: 0.5}), ValueError,
+    r"the seconds of fast must all be positive and finite .*got \[nan\]")
+row("timing.crossover", "length 0", lambda: timing.crossover({0: 1.0, 16: 1.0}, {0: 2.0, 16: 0.5}), ValueError,
+    r"the lengths of slow and fast must all be positive")
+_GRAD = r"requires grad, but {} is compiled by Numba and runs outside autograd: its result would carry no gradient"
+row("conv.direct_conv", "jit=True, u requires grad (the gradient was silently cut)",
+    lambda: conv.direct_conv(U.clone().requires_grad_(True), K, jit=True), ValueError,
+    "u " + _GRAD.format(r"direct_conv\(jit=True\)") + r" to u\. Use jit=False")
+row("conv.direct_conv", "jit=True, k requires grad",
+    lambda: conv.direct_conv(U, K.clone().requires_grad_(True), jit=True), ValueError,
+    "k " + _GRAD.format(r"direct_conv\(jit=True\)"))
+row("fft.fft_iterative", "jit=True, x requires grad (the gradient was silently cut)",
+    lambda: fft.fft_iterative(T(8).requires_grad_(True), jit=True), ValueError,
+    "x " + _GRAD.format(r"fft_iterative\(jit=True\)"))
+row("butterfly.radix2_conv", "jit=True, u requires grad (the gradient was silently cut)",
+    lambda: butterfly.radix2_conv(U.clone().requires_grad_(True), K, jit=True), ValueError,
+    "u " + _GRAD.format(r"radix2_conv\(jit=True\)"))
+
+
+# ----------------------------------------------------------------------------- kernels/cpu.py
+def _cpu():
+    from longconv_edu.kernels import cpu
+    return cpu
+
+
+row("kernels.cpu.cpu_rfft", "n not a power of two", lambda: _cpu().cpu_rfft(T(3), 12), ValueError,
+    r"n must be a power of two, got 12")
+row("kernels.cpu.cpu_rfft", "n below 8", lambda: _cpu().cpu_rfft(T(3), 4), ValueError, r"n must be >= 8, got 4")
+row("kernels.cpu.cpu_rfft", "rows longer than n/2", lambda: _cpu().cpu_rfft(T(2, 5), 8), ValueError,
+    r"x must have 1 <= x.shape\[-1\] <= n/2 = 4 .*got shape \(2, 5\)")
+row("kernels.cpu.cpu_rfft", "0-D", lambda: _cpu().cpu_rfft(torch.tensor(1.0), 8), ValueError,
+    r"x must have 1 <= x.shape\[-1\] <= n/2 = 4 .*got shape \(\)")
+row("kernels.cpu.cpu_rfft", "int64", lambda: _cpu().cpu_rfft(torch.arange(3), 8), TypeError,
+    r"x must have dtype torch.float32 or torch.float64, got torch.int64")
+row("kernels.cpu.cpu_rfft", "on meta", lambda: _cpu().cpu_rfft(T(3).to("meta"), 8), ValueError, r"x .*meta")
+row("kernels.cpu.kernel_spectrum", "L 0", lambda: _cpu().kernel_spectrum(K, 0), ValueError, r"L must be >= 1, got 0")
+row("kernels.cpu.kernel_spectrum", "Lk > L", lambda: _cpu().kernel_spectrum(K, 4), ValueError,
+    r"k must have length 1 <= Lk <= L = 4, got Lk=8")
+row("kernels.cpu.kernel_spectrum", "k 1-D", lambda: _cpu().kernel_spectrum(T(8), 8), ValueError,
+    r"k must be 2-D \(H, Lk\)")
+row("kernels.cpu.kernel_spectrum", "k int", lambda: _cpu().kernel_spectrum(K.long(), 8), TypeError,
+    r"k must have dtype torch.float32 or torch.float64, got torch.int64")
+row("kernels.cpu.stage_plan", "L 0", lambda: _cpu().stage_plan(0), ValueError, r"L must be >= 1, got 0")
+row("kernels.cpu.stage_plan", "L True", lambda: _cpu().stage_plan(True), TypeError, r"L must be an int, got bool True")
+row("kernels.cpu.profile_row", "L 0", lambda: _cpu().profile_row(0), ValueError, r"L must be >= 1, got 0")
+row("kernels.cpu.profile_row", "repeats 0", lambda: _cpu().profile_row(64, repeats=0), ValueError,
+    r"repeats must be >= 1, got 0")
+row("kernels.cpu.profile_row", "dtype junk (was a bare NumPy TypeError)", lambda: _cpu().profile_row(64, dtype="junk"),
+    ValueError, r"dtype must be 'float32' or 'float64', got 'junk'")
 
 
 # ----------------------------------------------------------------------------- kernels/trace.py

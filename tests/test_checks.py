@@ -169,3 +169,14 @@ def test_available_bytes_and_format_bytes():
     assert C.available_bytes() > 0
     assert [C.format_bytes(n) for n in (5, 1536, 3 * 2 ** 30, 2 ** 50 * 144)] == ["5 B", "1.5 KiB", "3 GiB",
                                                                                    "144 PiB"]
+
+
+def test_check_no_grad_refuses_only_a_tensor_that_needs_a_gradient():
+    x = torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"^x requires grad, but f\(jit=True\) is compiled by Numba and runs "
+                                         r"outside autograd: its result would carry no gradient to x\. Use "
+                                         r"jit=False \(autograd works\), or pass x.detach\(\)"):
+        C.check_no_grad("f(jit=True)", y=torch.zeros(3), x=x)
+    C.check_no_grad("f", x=x.detach(), y=torch.zeros(3))
+    with torch.no_grad():
+        C.check_no_grad("f", x=x)                       # no graph is being built: nothing is cut
