@@ -1,7 +1,9 @@
-"""The bad-input table: for every public function of the rungs floor, the inputs it must refuse,
+"""The bad-input table: for every public function of the rungs floor (and of the lab's models,
+checkpoints, training loop and plots, and the course's animations), the inputs it must refuse,
 the exception type, and the message (a regex) it must give -- in the spirit of torch's OpInfo
 ``error_inputs``. A meta-test fails when a public function has no row, so a new function must
-add its rows here. Kernels enter through the dispatch registry (their public entry points).
+add its rows here; every module of the package is either in ``RUNG_MODULES`` or says in
+``ELSEWHERE`` where its bad inputs are tested. Kernels enter through the dispatch registry too.
 
 Also here: odd but valid layouts (non-contiguous, stride-0, empty batches) give the oracle's
 answer for every backend, and NaN propagates instead of vanishing.
@@ -9,6 +11,7 @@ answer for every backend, and NaN propagates instead of vanishing.
 
 import importlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +35,34 @@ RUNG_MODULES = [
     "timing",
     "kernels.cpu",
     "kernels.trace",
+    # floors 2 and 3
+    "lab.models",
+    "lab.checkpoints",
+    "lab.train",
+    "lab.viz",
+    "course.animations",
 ]
+# the modules whose bad inputs are tested elsewhere, each with where and why (every module of the
+# package is in one list or the other: test_every_module_is_in_the_table_or_says_why_not)
+ELSEWHERE = {
+    "_checks": "the checks themselves: tests/test_checks.py",
+    "kernels": "a package docstring, no functions",
+    "kernels.cuda": "GPU kernel tooling (cuda_conv's rows are here); tests/test_kernels_cuda*.py",
+    "kernels.ptx": "ptxas/nvdisasm tooling: tests/test_kernels_cuda.py",
+    "kernels.perf_model": "the GPU performance model: tests/test_kernels_cuda.py",
+    "kernels.cuda_check": "the GPU check script (a command line): tests/test_kernels_cuda.py",
+    "lab": "a package docstring, no functions",
+    "lab.data": "datasets and atomic writes: tests/test_data.py (test_bad_input)",
+    "lab.experiments": "the experiments' tables: tests/test_train.py",
+    "lab.distributed": "DDP plumbing the training loop calls: tests/test_ddp.py",
+    "lab.bench": "a command line: every option's error in tests/test_bench.py",
+    "lab.cli": "a command line: tests/test_train.py (test_cli_bad_names_list_the_valid_ones)",
+    "course": "a package docstring, no functions",
+    "course.widgets": "slider callbacks that clamp instead of raising: tests/test_widgets.py",
+    "course.exercises": "the exercise registry and checkers: tests/test_exercises.py",
+    "course.exercises.*": "one module per rung registering exercises: tests/test_exercises.py",
+    "__main__": "the command line's dispatcher: tests/test_bench.py, tests/test_train.py",
+}
 # public names that are data or plain records, not functions taking input (nothing to refuse)
 NOT_FUNCTIONS = {
     "fft.COMPLEX_OF": "a dict constant",
@@ -47,6 +77,19 @@ NOT_FUNCTIONS = {
     "kernels.trace.CountingArray": "the array type the tracer hands a kernel (not called by users)",
     "kernels.trace.SECTOR_BYTES": "an int constant",
     "kernels.trace.WARP": "an int constant",
+    "lab.models.MODELS": "a tuple constant",
+    "lab.models.REGULARIZERS": "a dict constant",
+    "lab.checkpoints.CHECKPOINT_FORMAT": "a str constant",
+    "lab.checkpoints.CheckpointError": "the exception class load_checkpoint raises",
+    "lab.train.CHECKPOINT_NAME": "a str constant",
+    "lab.train.METRICS_NAME": "a str constant",
+    "lab.train.KERNELS_NAME": "a str constant",
+    "lab.train.MODEL_FIELDS": "a tuple constant",
+    "lab.viz.COURSE_STYLE": "a dict constant",
+    "lab.viz.PNG_COLOURS": "an int constant",
+    "lab.viz.use_course_style": "takes no input",
+    "lab.viz.as_numpy": "converts anything NumPy can (plots check the result)",
+    "course.animations.DPI": "an int constant",
 }
 
 ROWS: list[tuple[str, str, object, type, str]] = []
@@ -1385,6 +1428,172 @@ row("kernels.cuda.cuda_conv", "k on another device", lambda: _kc().cuda_conv(U, 
     ValueError, r"k is on device meta but u is on device cpu")
 
 
+# ============================================================================ floors 2 and 3
+# The lab's and the course's public functions that take input from a user or a notebook.
+def _lab():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from longconv_edu.course import animations
+    from longconv_edu.lab import checkpoints, models, train, viz
+    return models, checkpoints, train, viz, animations
+
+
+_models, _ckpt, _train, _viz, _anim = _lab()
+_NET = _models.build_model(l_max=8, d_model=4, n_layers=1)
+
+# ----------------------------------------------------------------------------- lab/models.py
+row("lab.models.ModelConfig", "d_model 0", lambda: _models.ModelConfig(d_model=0), ValueError, r"d_model must be >= 1, got 0")
+row("lab.models.ModelConfig", "model 'rnn'", lambda: _models.ModelConfig(model="rnn"), ValueError,
+    r"model must be one of 'longconv', 'ssm', 'transformer'; got 'rnn'")
+row("lab.models.SequenceClassifier", "cfg a dict (was AttributeError 'seed')",
+    lambda: _models.SequenceClassifier({"d_model": 4}), TypeError, r"cfg must be a ModelConfig, got dict")
+row("lab.models.SequenceClassifier", "integer input", lambda: _NET(torch.ones(2, 8, 1, dtype=torch.long)), TypeError,
+    r"x must hold floats \(the model's own dtype is torch.float32\), got torch.int64")
+row("lab.models.SequenceClassifier", "longer than l_max", lambda: _NET(T(2, 9, 1)), ValueError,
+    r"x has length L=9 but the model was built for l_max=8")
+row("lab.models.SequenceClassifier", "2-D input", lambda: _NET(T(2, 8)), ValueError, r"x must be \(B, L, C=1\), got \(2, 8\)")
+row("lab.models.build_model", "cfg a dict (was AttributeError 'seed')", lambda: _models.build_model({"d_model": 4}),
+    TypeError, r"cfg must be a ModelConfig or None \(settings go in as keywords")
+row("lab.models.build_model", "cfg and keywords", lambda: _models.build_model(_models.ModelConfig(), d_model=8),
+    TypeError, r"build_model takes a ModelConfig or keyword settings, not both; got cfg and \['d_model'\]")
+row("lab.models.build_model", "n_classes 1", lambda: _models.build_model(n_classes=1), ValueError, r"n_classes must be >= 2, got 1")
+row("lab.models.count_parameters", "an int (was AttributeError)", lambda: _models.count_parameters(3), TypeError,
+    r"model must be a torch.nn.Module, got int")
+row("lab.models.long_conv_layers", "an int (was AttributeError)", lambda: _models.long_conv_layers(3), TypeError,
+    r"model must be a torch.nn.Module, got int")
+
+# ----------------------------------------------------------------------------- lab/checkpoints.py
+row("lab.checkpoints.save_checkpoint", "state a list (was 'not a mapping')",
+    lambda: _ckpt.save_checkpoint("never-written.pt", [1]), TypeError, r"state must be a dict \(a checkpoint's content\), got list")
+row("lab.checkpoints.load_checkpoint", "config not a dict", lambda: _ckpt.load_checkpoint("missing.pt", config=3),
+    TypeError, r"config must be a dict \(RunConfig.as_dict\(\)\) or None, got int")
+row("lab.checkpoints.load_checkpoint", "world_size 0", lambda: _ckpt.load_checkpoint("missing.pt", world_size=0),
+    ValueError, r"world_size must be an int >= 1 or None, got 0")
+row("lab.checkpoints.load_checkpoint", "not a file", lambda: _ckpt.load_checkpoint(__file__), _ckpt.CheckpointError,
+    r"checkpoint .*test_bad_inputs.py could not be read .*it may be truncated or corrupted")
+row("lab.checkpoints.state_digest", "an int (was AttributeError)", lambda: _ckpt.state_digest(3), TypeError,
+    r"state must be a dict \(a checkpoint's content\), got int")
+row("lab.checkpoints.param_digest", "an int (was AttributeError)", lambda: _ckpt.param_digest(3), TypeError,
+    r"model must be a torch.nn.Module, got int")
+
+# ----------------------------------------------------------------------------- lab/train.py
+row("lab.train.RunConfig", "lr -1", lambda: _train.RunConfig(lr=-1), ValueError, r"lr must be > 0.0, got -1.0")
+row("lab.train.RunConfig", "net a dict", lambda: _train.RunConfig(net={"d_model": 4}), TypeError,
+    r"net must be a models.ModelConfig, got dict")
+row("lab.train.fit", "cfg a dict", lambda: _train.fit({}, "never-made"), TypeError, r"cfg must be a RunConfig, got dict")
+row("lab.train.fit", "out_dir under a file (checked before any work)",
+    lambda: _train.fit(_train.RunConfig(), Path(__file__) / "run", progress=False), ValueError,
+    r"out_dir '.*test_bad_inputs.py/run' is not a writable folder")
+row("lab.train.evaluate", "batch_size 0 (was 'range() arg 3')", lambda: _train.evaluate(_NET, [], batch_size=0),
+    ValueError, r"batch_size must be >= 1, got 0")
+row("lab.train.evaluate", "empty dataset (was ZeroDivisionError)", lambda: _train.evaluate(_NET, []), ValueError,
+    r"ds must hold at least one example to evaluate on, got an empty dataset")
+row("lab.train.cosine_with_warmup", "total_steps 0",
+    lambda: _train.cosine_with_warmup(torch.optim.SGD([torch.nn.Parameter(T(1))], lr=1.0), 0, 0), ValueError,
+    r"total_steps must be >= 1, got 0")
+row("lab.train.lr_factor", "step -1 (was a silent 0.0)", lambda: _train.lr_factor(-1, 2, 10), ValueError,
+    r"step must be >= 0, got -1")
+row("lab.train.lr_factor", "total_steps 0", lambda: _train.lr_factor(0, 0, 0), ValueError, r"total_steps must be >= 1, got 0")
+row("lab.train.make_optimizer", "cfg a dict (was AttributeError 'lr')", lambda: _train.make_optimizer(_NET, {}),
+    TypeError, r"cfg must be a RunConfig, got dict")
+row("lab.train.load_data", "cfg a dict (was AttributeError 'task')", lambda: _train.load_data({}), TypeError,
+    r"cfg must be a RunConfig, got dict")
+row("lab.train.kernel_report", "an int (was AttributeError)", lambda: _train.kernel_report(3), TypeError,
+    r"model must be a torch.nn.Module, got int")
+
+# ----------------------------------------------------------------------------- lab/viz.py
+_PNG_TEXT = Path(__file__)                       # a file that is not an image
+row("lab.viz.compact_png", "an int", lambda: _viz.compact_png(123), TypeError,
+    r"fig must be a matplotlib Figure or the path of a PNG file, got int")
+row("lab.viz.compact_png", "a missing file", lambda: _viz.compact_png("missing.png"), ValueError, r"'missing.png' is not a file")
+row("lab.viz.compact_png", "a file that is no image (was PIL's UnidentifiedImageError)",
+    lambda: _viz.compact_png(_PNG_TEXT), ValueError, r"test_bad_inputs.py' is not an image")
+row("lab.viz.new_figure", "no columns", lambda: _viz.new_figure(0), ValueError,
+    r"Number of columns must be a positive integer, not 0")
+row("lab.viz.plot_kernels", "a list (was AttributeError)", lambda: _viz.plot_kernels([1, 2]), TypeError,
+    r"kernels must be a dict mapping a name to a 1-D kernel, got list")
+row("lab.viz.plot_matrix", "1-D (was matplotlib's 'Invalid shape')", lambda: _viz.plot_matrix(np.arange(4)), ValueError,
+    r"M must be a non-empty 2-D matrix, got shape \(4,\)")
+row("lab.viz.plot_signals", "a list", lambda: _viz.plot_signals([1, 2, 3]), TypeError, r"signals must be a dict")
+row("lab.viz.plot_spectrum", "an array", lambda: _viz.plot_spectrum(np.ones(3)), TypeError, r"spectra must be a dict")
+row("lab.viz.plot_timings", "a list", lambda: _viz.plot_timings([(16, 1.0)]), TypeError, r"results must be a dict")
+row("lab.viz.plot_timings", "unknown crossover key", lambda: _viz.plot_timings({"a": {16: 1.0, 32: 2.0}}, crossover=("a", "b")),
+    ValueError, r"crossover must be a pair \(slow, fast\) of keys of results")
+row("lab.viz.plot_io_model", "traffics an int (was AttributeError)",
+    lambda: _viz.plot_io_model([8, 16], 3, bandwidth=1e9, peak_flops=1e12), TypeError,
+    r"traffics must be a dict mapping a name to a list of io_model.Traffic")
+row("lab.viz.plot_io_model", "one Traffic short", lambda: _viz.plot_io_model(
+    [8, 16], {"fused": [io_model.fused_conv(1, 1, 8)]}, bandwidth=1e9, peak_flops=1e12), ValueError,
+    r"traffics\['fused'\] must be a list of 2 io_model.Traffic, one per length, got list of 1")
+row("lab.viz.plot_dft_matrix", "a number (was 'Invalid shape ()')", lambda: _viz.plot_dft_matrix(0), ValueError,
+    r"F must be a non-empty 2-D matrix, got shape \(\)")
+row("lab.viz.plot_butterfly_diagram", "N = 3 (drew a wrong graph)", lambda: _viz.plot_butterfly_diagram([0, 1, 2]),
+    ValueError, r"perm must be a permutation of 0..N-1 with N a power of two >= 2 .*got \[0, 1, 2\]")
+row("lab.viz.plot_butterfly_diagram", "not a permutation", lambda: _viz.plot_butterfly_diagram([0, 0, 1, 1]),
+    ValueError, r"perm must be a permutation")
+row("lab.viz.plot_factor_patterns", "fewer titles (one was dropped silently)",
+    lambda: _viz.plot_factor_patterns([np.eye(2), np.eye(2)], ["a"]), ValueError,
+    r"mats and titles must be lists of the same length, got list and list of 2 and 1")
+row("lab.viz.plot_factor_patterns", "mats an int", lambda: _viz.plot_factor_patterns(3, 3), ValueError,
+    r"mats and titles must be lists of the same length, got int and int")
+row("lab.viz.plot_fft_stage", "stage beyond log2 N (drew nothing, silently)",
+    lambda: _viz.plot_fft_stage([0, 2, 1, 3], 5, np.zeros(4)), ValueError,
+    r"stage must be an int from 0 \(after bit reversal\) to log2 N = 2, got 5")
+row("lab.viz.plot_fft_stage", "values of another length", lambda: _viz.plot_fft_stage([0, 2, 1, 3], 1, np.zeros(3)),
+    ValueError, r"values must hold one value per row, 4 \(len\(perm\)\), got 3")
+row("lab.viz.plot_four_step", "an int (was 'has no len()')", lambda: _viz.plot_four_step(3), TypeError,
+    r"steps must be a non-empty list of \(title, 2-D array\) pairs, got 3")
+row("lab.viz.plot_four_step", "a 1-D step", lambda: _viz.plot_four_step([("x", np.ones(4))]), ValueError,
+    r"steps\[0\]\[1\] must be a non-empty 2-D matrix, got shape \(4,\)")
+row("lab.viz.plot_butterfly_schedule", "an int (was 'has no len()')", lambda: _viz.plot_butterfly_schedule(3, 8),
+    TypeError, r"stages must be a non-empty list of \(label, \[\(thread, top, bottom\), ...\]\)")
+row("lab.viz.plot_butterfly_schedule", "n 0", lambda: _viz.plot_butterfly_schedule([("s", [(0, 0, 1)])], 0),
+    ValueError, r"n must be the tile length, an int >= 2, got 0")
+row("lab.viz.plot_memory_traffic", "an int (was 'not iterable')", lambda: _viz.plot_memory_traffic(3), TypeError,
+    r"measured must be a dict mapping a name to a \(bytes_read, bytes_written\) pair, got int")
+row("lab.viz.plot_memory_traffic", "a single number", lambda: _viz.plot_memory_traffic({"fused": 10}), ValueError,
+    r"measured\['fused'\] must be a \(bytes_read, bytes_written\) pair, got 10")
+row("lab.viz.plot_benchmark", "an empty dict (was KeyError 'results')", lambda: _viz.plot_benchmark({}), TypeError,
+    r"report must be a benchmark report \(a dict with 'results' and 'config'.* with keys \[\]")
+row("lab.viz.plot_benchmark_file", "missing", lambda: _viz.plot_benchmark_file("missing.json"), ValueError,
+    r"path must be a benchmark JSON file, got 'missing.json' \(not found\)")
+row("lab.viz.plot_spectra", "a list (was AttributeError)", lambda: _viz.plot_spectra([1]), TypeError,
+    r"kernels must be a dict mapping a name to a 1-D kernel, got list")
+row("lab.viz.plot_kernel_comparison", "empty kernels (was numpy's 'Invalid number of FFT data points')",
+    lambda: _viz.plot_kernel_comparison([], []), ValueError, r"before and after must be non-empty kernels, got 0 and 0 taps")
+row("lab.viz.plot_training_curves", "an empty dict (was KeyError 'rows')", lambda: _viz.plot_training_curves({}),
+    TypeError, r"summary must be an experiment summary .* with keys \[\]")
+row("lab.viz.plot_kernel_gallery", "an int (was 'not iterable')", lambda: _viz.plot_kernel_gallery(3), TypeError,
+    r"kernels must be a dict mapping a name to a \(rows, L\) kernel array, got int")
+row("lab.viz.plot_kernel_gallery", "no kernels of that layer",
+    lambda: _viz.plot_kernel_gallery({"a/layer1": np.ones((2, 8))}), ValueError,
+    r"kernels has no key ending in '/layer0' \(layer='layer0'\); its keys: \['a/layer1'\]")
+row("lab.viz.plot_learned_blocks", "block counts differ (a row was left blank)",
+    lambda: _viz.plot_learned_blocks([np.eye(2)], [np.eye(2), np.eye(4)]), ValueError,
+    r"learned and exact must hold the same number of blocks \(at least one\), got 1 and 2")
+row("lab.viz.plot_learned_blocks", "a 1-D block", lambda: _viz.plot_learned_blocks([np.ones(2)], [np.eye(2)]),
+    ValueError, r"learned\[0\] must be a non-empty 2-D matrix, got shape \(2,\)")
+
+# ----------------------------------------------------------------------------- course/animations.py
+row("course.animations.to_html", "an int", lambda: _anim.to_html(3), TypeError,
+    r"anim must be a matplotlib FuncAnimation, got int")
+row("course.animations.sliding_convolution_animation", "L 65", lambda: _anim.sliding_convolution_animation(L=65),
+    ValueError, r"L must be <= 64, got 65")
+row("course.animations.sliding_convolution_animation", "u 2-D",
+    lambda: _anim.sliding_convolution_animation(torch.zeros(2, 3), torch.zeros(1)), ValueError,
+    r"u and k must be 1-D, got shapes \(2, 3\) and \(1,\)")
+row("course.animations.butterfly_animation", "n 6", lambda: _anim.butterfly_animation(n=6), ValueError,
+    r"n must be a power of two, got 6")
+row("course.animations.butterfly_animation", "x 2-D", lambda: _anim.butterfly_animation(torch.zeros(2, 4)), ValueError,
+    r"x must be 1-D, got shape \(2, 4\)")
+row("course.animations.traffic_by_launch", "L 0", lambda: _anim.traffic_by_launch(0), ValueError, r"L must be >= 1, got 0")
+row("course.animations.traffic_by_launch", "L float", lambda: _anim.traffic_by_launch(4.0), TypeError,
+    r"L must be an int, got float 4.0")
+row("course.animations.memory_traffic_animation", "L 0", lambda: _anim.memory_traffic_animation(L=0), ValueError,
+    r"L must be >= 1, got 0")
+
+
 # ============================================================================ the tests
 @pytest.mark.parametrize("fn_name, label, call, exc, match", ROWS, ids=[f"{r[0]}: {r[1]}" for r in ROWS])
 def test_bad_input(fn_name, label, call, exc, match):
@@ -1412,6 +1621,20 @@ def test_every_public_function_of_the_rungs_has_rows():
     for name in NOT_FUNCTIONS:
         m, n = name.rsplit(".", 1)
         assert n in importlib.import_module(f"longconv_edu.{m}").__all__, name
+
+
+def test_every_module_is_in_the_table_or_says_why_not():
+    import pkgutil
+
+    import longconv_edu
+
+    found = {m.name.removeprefix("longconv_edu.") for m in
+             pkgutil.walk_packages(longconv_edu.__path__, "longconv_edu.")}
+    listed = set(RUNG_MODULES) | set(ELSEWHERE)
+    families = tuple(k[:-1] for k in ELSEWHERE if k.endswith(".*"))
+    missing = sorted(m for m in found - listed if not m.startswith(families))
+    assert missing == [], f"modules neither in RUNG_MODULES nor in ELSEWHERE: {missing}"
+    assert set(RUNG_MODULES) & set(ELSEWHERE) == set()
 
 
 def test_table_size():

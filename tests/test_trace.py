@@ -227,7 +227,7 @@ def test_fused_radix2_is_coalesced_and_the_three_pass_outer_passes_are_not():
     assert fused.total.coalescing == 1.0                 # every array read and written in order
     tp = trace_conv(u, k, threads=32, smem_bytes=128)    # tiles of 16: N = 256 = 16 x 16
     assert (tp.plan.outer, tp.plan.inner) == (16, 16)
-    m = io_model.three_pass_conv(1, 1, 128, dtype_bytes=4)
+    m = io_model.three_pass_traffic(1, 1, 128, dtype_bytes=4)
     assert (tp.total.global_read, tp.total.global_write) == (m.bytes_read, m.bytes_written)
     p1, p2, p3 = tp.launches
     # passes 1 and 3: lane t of a column block touches element t * inner: 64 bytes apart, so

@@ -57,6 +57,7 @@ import time
 from pathlib import Path
 
 from .._checks import available_bytes, check_choice
+from ..fft import fft_size
 from ..io_model import fft_flops
 from ..timing import time_call
 
@@ -302,7 +303,7 @@ def measure_backend(name, *, lengths, rows, batch, channels, dtype, repeats, tim
         best = min(med, key=med.get)
         out_bytes = u.numel() * u.element_size()
         gflops = conv_flops(rows, L) / sec / 1e9
-        M = max(8, _fft_size(L)) // 2
+        M = max(8, fft_size(L)) // 2
         row = {"backend": name, "L": L, "status": "ok", "seconds": sec, "seconds_all": t_b,
                "peer_seconds": med, "peer_seconds_all": t_p, "fftw_plan_seconds": plan_s,
                "speedup": {p: med[p] / sec for p in med},
@@ -356,11 +357,6 @@ def _fwd_bwd_times(fn, ref, u, k, repeats):
     return ta, tb
 
 
-def _fft_size(L: int) -> int:
-    from ..fft import fft_size
-    return fft_size(L)
-
-
 def machine_l2_bytes() -> int:
     """This machine's L2 size per core (sysfs; 1 MiB when it cannot be read)."""
     try:
@@ -400,7 +396,8 @@ def make_peers(B: int, H: int, L: int, dtype: str, threads: int):
 
     from ..conv import fft_conv
 
-    N = _fft_size(L)
+    check_choice(dtype, "dtype", ["float32", "float64"])
+    N = fft_size(L)
     peers = {"torch.fft": fft_conv}
 
     def scipy_conv(u, k):

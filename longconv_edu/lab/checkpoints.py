@@ -48,6 +48,8 @@ def _feed(h, obj) -> None:
 
 def state_digest(state: dict) -> str:
     """SHA-256 (hex) of everything in ``state`` except its own "digest" entry."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (a checkpoint's content), got {type(state).__name__}")
     h = hashlib.sha256()
     _feed(h, {k: v for k, v in state.items() if k != "digest"})
     return h.hexdigest()
@@ -55,6 +57,8 @@ def state_digest(state: dict) -> str:
 
 def param_digest(model: torch.nn.Module) -> str:
     """A short digest of a model's weights (to check that DDP ranks hold identical weights)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     h = hashlib.sha256()
     _feed(h, model.state_dict())
     return h.hexdigest()[:16]
@@ -63,6 +67,8 @@ def param_digest(model: torch.nn.Module) -> str:
 def save_checkpoint(path, state: dict) -> None:
     """Write ``state`` with its format and digest atomically (a killed writer leaves the previous
     checkpoint intact)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict (a checkpoint's content), got {type(state).__name__}")
     state = {"format": CHECKPOINT_FORMAT, **state}
     state["digest"] = state_digest(state)
     atomic_save(state, Path(path))
@@ -77,6 +83,11 @@ def load_checkpoint(path, config: dict | None = None, world_size: int | None = N
     not a checkpoint of this library, fails its digest, or was written with another configuration
     or number of processes.
     """
+    if config is not None and not isinstance(config, dict):
+        raise TypeError(f"config must be a dict (RunConfig.as_dict()) or None, got {type(config).__name__}")
+    if world_size is not None and (isinstance(world_size, bool) or not isinstance(world_size, int)
+                                   or world_size < 1):
+        raise ValueError(f"world_size must be an int >= 1 or None, got {world_size!r}")
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

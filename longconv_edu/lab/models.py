@@ -171,6 +171,8 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         # every weight is drawn from cfg.seed, without touching the caller's random state
         with torch.random.fork_rng(devices=[]):
@@ -216,16 +218,30 @@ class SequenceClassifier(nn.Module):
 
 def build_model(cfg: ModelConfig | None = None, **kwargs) -> SequenceClassifier:
     """``SequenceClassifier(ModelConfig(**kwargs))`` (or of the given config)."""
-    return SequenceClassifier(cfg if cfg is not None else ModelConfig(**kwargs))
+    if cfg is None:
+        return SequenceClassifier(ModelConfig(**kwargs))
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"cfg must be a ModelConfig or None (settings go in as keywords: "
+                        f"build_model(d_model=64)), got {type(cfg).__name__}")
+    if kwargs:
+        raise TypeError(f"build_model takes a ModelConfig or keyword settings, not both; got cfg and "
+                        f"{sorted(kwargs)} (use dataclasses.replace(cfg, ...))")
+    return SequenceClassifier(cfg)
+
+
+def _check_module(model, name: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return sum(p.numel() for p in _check_module(model).parameters() if p.requires_grad)
 
 
 def long_conv_layers(model: nn.Module) -> list:
     """The model's LongConv layers, in order (empty for the transformer)."""
     from ..layers import LongConv
 
-    return [m for m in model.modules() if isinstance(m, LongConv)]
+    return [m for m in _check_module(model).modules() if isinstance(m, LongConv)]

@@ -138,6 +138,8 @@ class RunConfig:
 
 def load_data(cfg: RunConfig, cache_dir=None) -> dict:
     """{"train", "val", "test"} SequenceDatasets for the run's task."""
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"cfg must be a RunConfig, got {type(cfg).__name__}")
     if cfg.task == "digits":
         kw = dict(seed=cfg.data_seed, size=cfg.size, permute=cfg.permute, cache_dir=cache_dir)
     else:
@@ -151,6 +153,9 @@ def load_data(cfg: RunConfig, cache_dir=None) -> dict:
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     """The schedule's multiplier at ``step`` (0-based): (step + 1) / (warmup_steps + 1) while
     warming up, then half a cosine from 1 down to 0 at ``total_steps``."""
+    step = check_int(step, "step", min=0)
+    warmup_steps = check_int(warmup_steps, "warmup_steps", min=0)
+    total_steps = check_int(total_steps, "total_steps", min=1)
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -173,6 +178,9 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig):
     """AdamW over the layers' own parameter groups (kernels: their lr, no weight decay)."""
     from ..params import param_groups
 
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"cfg must be a RunConfig, got {type(cfg).__name__}")
+
     return torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay))
 
 
@@ -183,6 +191,7 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig):
 @torch.no_grad()
 def evaluate(model, ds, *, batch_size: int = 128, dist_info: dist_.Dist | None = None) -> dict:
     """Mean cross-entropy and accuracy of ``model`` on dataset ``ds`` (sharded over DDP ranks)."""
+    batch_size = check_int(batch_size, "batch_size", min=1)
     d = dist_info or dist_.Dist()
     was = model.training
     model.eval()
@@ -196,6 +205,8 @@ def evaluate(model, ds, *, batch_size: int = 128, dist_info: dist_.Dist | None =
         correct += float((logits.argmax(-1) == y).sum())
     model.train(was)
     loss_sum, correct, n = dist_.all_sum([loss_sum, correct, float(len(idx))], d)
+    if n == 0:
+        raise ValueError("ds must hold at least one example to evaluate on, got an empty dataset")
     return {"loss": loss_sum / n, "acc": correct / n}
 
 

@@ -270,9 +270,15 @@ def plot_io_model(lengths, traffics: dict, *, bandwidth: float, peak_flops: floa
     Left: slow-memory bytes vs L. Middle: FLOPs vs L. Right: the roofline, attainable flop/s
     = min(peak, intensity * bandwidth), with each schedule's (intensity, attainable) points.
     """
+    _check_named(traffics, "traffics", "a list of io_model.Traffic (one per length)")
+    L = np.asarray(lengths, float).ravel()
+    for name, tr in traffics.items():
+        if not isinstance(tr, (list, tuple)) or len(tr) != L.size:
+            raise ValueError(f"traffics[{name!r}] must be a list of {L.size} io_model.Traffic, one per "
+                             f"length, got {type(tr).__name__}"
+                             + (f" of {len(tr)}" if isinstance(tr, (list, tuple)) else ""))
     fig, axes = new_figure(3, width=4.0, height=3.1)
     ax_b, ax_f, ax_r = axes[0]
-    L = np.asarray(lengths, float)
     for name, tr in traffics.items():
         ax_b.loglog(L, [t.bytes for t in tr], "o-", ms=3, label=name)
         ax_f.loglog(L, [t.flops for t in tr], "o-", ms=3, label=name)
@@ -356,7 +362,12 @@ def plot_butterfly_diagram(perm, *, stage: int | None = None, ax=None, twiddle_l
 
 def plot_factor_patterns(mats, titles, *, ncols: int | None = None):
     """Where each matrix is non-zero (black), with its non-zero count: butterfly factor sparsity."""
-    mats = [as_numpy(M) for M in mats]
+    if not isinstance(mats, (list, tuple)) or not isinstance(titles, (list, tuple)) or len(mats) != len(titles):
+        raise ValueError(f"mats and titles must be lists of the same length, got {type(mats).__name__} "
+                         f"and {type(titles).__name__}"
+                         + (f" of {len(mats)} and {len(titles)}" if isinstance(mats, (list, tuple))
+                            and isinstance(titles, (list, tuple)) else ""))
+    mats = [_matrix(M, f"mats[{i}]") for i, M in enumerate(mats)]
     ncols = ncols or len(mats)
     nrows = -(-len(mats) // ncols)
     fig, axes = new_figure(ncols, nrows, width=2.3, height=2.4)
@@ -374,7 +385,13 @@ def plot_factor_patterns(mats, titles, *, ncols: int | None = None):
 def plot_fft_stage(perm, stage: int, values):
     """One step of the iterative FFT: the flow graph with ``stage`` highlighted (0 = after the
     bit-reversal permutation), and the N complex values held after that stage."""
-    values = as_numpy(values)
+    values = as_numpy(values).ravel()
+    n = len(as_numpy(perm).ravel())
+    if values.size != n:
+        raise ValueError(f"values must hold one value per row, {n} (len(perm)), got {values.size}")
+    if isinstance(stage, bool) or not isinstance(stage, (int, np.integer)) or not 0 <= stage < max(n, 2).bit_length():
+        raise ValueError(f"stage must be an int from 0 (after bit reversal) to log2 N = "
+                         f"{max(n, 2).bit_length() - 1}, got {stage!r}")
     fig, axes = new_figure(2, width=4.6, height=0.28 * len(values) + 1.6)
     plot_butterfly_diagram(perm, stage=stage if stage > 0 else None, ax=axes[0, 0])
     ax = axes[0, 1]
@@ -392,9 +409,12 @@ def plot_four_step(steps):
     """The four-step (Monarch) DFT as pictures: a list of (title, 2-D complex array) shown left to
     right as heatmaps of the real part (the twiddles only rotate phases, which |.| would hide),
     e.g. reshape -> matmul -> twiddle -> matmul -> transpose."""
+    if not isinstance(steps, (list, tuple)) or not steps or not all(
+            isinstance(st, (list, tuple)) and len(st) == 2 for st in steps):
+        raise TypeError(f"steps must be a non-empty list of (title, 2-D array) pairs, got {steps!r:.80}")
     fig, axes = new_figure(len(steps), width=2.5, height=2.6)
-    for ax, (t, A) in zip(axes[0], steps):
-        A = as_numpy(A)
+    for i, (ax, (t, A)) in enumerate(zip(axes[0], steps)):
+        A = _matrix(A, f"steps[{i}][1]")
         vmax = float(np.max(np.abs(A.real))) or 1.0
         ax.imshow(A.real, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_title(t, fontsize=9)
@@ -414,6 +434,12 @@ def plot_butterfly_schedule(stages, n: int, *, title: str = ""):
     ``cuda.syncthreads()``), rows are shared-memory positions 0..n-1; each butterfly is drawn as
     the two lines joining its positions, coloured by the thread that computes it.
     """
+    if not isinstance(stages, (list, tuple)) or not stages or not all(
+            isinstance(st, (list, tuple)) and len(st) == 2 for st in stages):
+        raise TypeError(f"stages must be a non-empty list of (label, [(thread, top, bottom), ...]) as "
+                        f"kernels.trace.butterfly_schedule returns, got {stages!r:.80}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be the tile length, an int >= 2, got {n!r}")
     fig, axes = new_figure(1, width=min(1.0 + 0.75 * len(stages), 11), height=3.6)
     ax = axes[0, 0]
     threads = sorted({t for _, pairs in stages for t, _, _ in pairs})
@@ -445,6 +471,13 @@ def plot_memory_traffic(measured: dict, model: dict | None = None, *, unit: str 
     measured: {schedule: (bytes_read, bytes_written)} (e.g. from the tracer); model: the same
     keys (or a subset) with the IO model's prediction, drawn as black outlines over the bars.
     """
+    _check_named(measured, "measured", "a (bytes_read, bytes_written) pair")
+    if model is not None:
+        _check_named(model, "model", "a (bytes_read, bytes_written) pair")
+    for what, d in (("measured", measured), ("model", model or {})):
+        for k, v in d.items():
+            if not (isinstance(v, (list, tuple)) and len(v) == 2):
+                raise ValueError(f"{what}[{k!r}] must be a (bytes_read, bytes_written) pair, got {v!r}")
     fig, axes = new_figure(1, width=6.0, height=3.2)
     ax = axes[0, 0]
     names = list(measured)
@@ -482,9 +515,13 @@ def plot_benchmark_file(path, *, title: str = ""):
     if not path.is_file():
         raise ValueError(f"path must be a benchmark JSON file, got {str(path)!r} (not found)")
     report = json.loads(path.read_text())
-    if not isinstance(report, dict) or "results" not in report or "config" not in report:
+    if not _is_report(report):
         raise ValueError(f"path {str(path)!r} is not a benchmark report (needs 'results', 'config')")
     return plot_benchmark(report, title=title), report
+
+
+def _is_report(report) -> bool:
+    return isinstance(report, dict) and isinstance(report.get("results"), list) and "config" in report
 
 
 def plot_benchmark(report: dict, *, title: str = ""):
@@ -494,6 +531,10 @@ def plot_benchmark(report: dict, *, title: str = ""):
     scipy.fft (all cores) as dashed references (medians of their interleaved timings). Right: the
     speedup over fft_conv measured in the same process, with 1x and the 2x target marked.
     """
+    if not _is_report(report):
+        raise TypeError(f"report must be a benchmark report (a dict with 'results' and 'config', as "
+                        f"plot_benchmark_file reads it), got {type(report).__name__}"
+                        + (f" with keys {sorted(report)}" if isinstance(report, dict) else ""))
     rows = [r for r in report["results"] if r["status"] == "ok"]
     fig, axes = new_figure(2, width=4.6, height=3.3)
     ax_t, ax_s = axes[0]
@@ -536,6 +577,7 @@ def plot_benchmark(report: dict, *, title: str = ""):
 def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | None = None):
     """Magnitude spectra |rfft(k)| (log scale) of named 1-D kernels against frequency in cycles
     per tap (0 .. 0.5); an optional dashed line marks a cutoff frequency."""
+    _check_named(kernels, "kernels", "a 1-D kernel")
     fig, ax = _figure_and_axis(ax)
     drew = False
     for name, k in kernels.items():
@@ -562,8 +604,10 @@ def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: 
                            cutoff: float | None = None, zoom: int | None = None):
     """Two panels: a kernel before/after an operator against the tap index (the first ``zoom``
     taps if given), and both magnitude spectra. Returns the Figure."""
-    fig, axes = new_figure(2, width=4.6, height=2.9)
     b, a = as_numpy(before).ravel(), as_numpy(after).ravel()
+    if b.size == 0 or a.size == 0:
+        raise ValueError(f"before and after must be non-empty kernels, got {b.size} and {a.size} taps")
+    fig, axes = new_figure(2, width=4.6, height=2.9)
     n = b.size if zoom is None else max(1, min(int(zoom), b.size))
     plot_kernels({labels[0]: b[:n], labels[1]: a[:n]}, ax=axes[0, 0],
                  title="kernel" + (f" (first {n} taps)" if n < b.size else ""))
