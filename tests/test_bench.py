@@ -58,6 +58,7 @@ def check_report(report, backends, lengths, rows=4):
     assert "transforms the kernel on every call" in report["peer_note"]
 
 
+@pytest.mark.slow                    # measures roofs, compiles the numba backend, times fwd+bwd (~1 min)
 def test_in_process_run_writes_json_and_png(tmp_path, capsys):
     rc = main(["bench", "--lengths", "16", "8", "--rows", "4", "--batch", "2", "--repeats", "2",
                "--backends", "fft", "numba", "toeplitz", "--out", str(tmp_path), "--name", "t",
@@ -75,6 +76,7 @@ def test_in_process_run_writes_json_and_png(tmp_path, capsys):
     assert "best peer" in out and "fftw ms" in out and "ducc0 ms" in out and "t.json" in out
 
 
+@pytest.mark.slow                    # measures the roofs first (15-20 s on 2 shared cores)
 def test_slow_pairs_are_skipped_and_say_why(tmp_path):
     rc = main(["bench", "--lengths", "128", "256", "--rows", "4", "--repeats", "1",
                "--backends", "direct", "--time-limit", "1e-9", "--out", str(tmp_path),
@@ -114,6 +116,7 @@ def test_bad_options_are_clear_errors(argv, needle, tmp_path, capsys):
     assert not (tmp_path / "bench.json").exists()
 
 
+@pytest.mark.slow                    # a real subprocess per backend
 def test_command_line_subprocess_isolates_each_backend(tmp_path):
     cmd = [sys.executable, "-m", "longconv_edu", "bench", "--lengths", "32", "--rows", "4",
            "--repeats", "1", "--backends", "numba", "--out", str(tmp_path), "--no-progress"]

@@ -282,6 +282,8 @@ _FORK = """
 """
 
 
+# the next three start Python processes of their own (each imports torch and loads the kernel)
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["", "workqueue", "omp"])
 def test_two_python_threads_do_not_abort(layer):
     """Issue 15 #8: under 'workqueue' two threads aborted the process ("Concurrent access")."""
@@ -289,6 +291,7 @@ def test_two_python_threads_do_not_abort(layer):
     assert r.returncode == 0 and "ok False" in r.stdout, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["", "workqueue"])
 def test_forked_child_is_not_killed(layer):
     """Issue 15 #8: a fork()ed child of a process that used the backend was killed (GNU OpenMP).
@@ -299,6 +302,7 @@ def test_forked_child_is_not_killed(layer):
         r.stdout + r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_gnu_openmp_chosen_by_the_user_warns_before_a_fork_kills():
     """A user who picks 'omp' keeps it (GNU OpenMP kills the child at the fork itself, before
     any Python runs there), but is told so at the first call."""

@@ -319,6 +319,7 @@ def test_lr_schedule_exercise(capsys):
     assert "is wrong" in capsys.readouterr().out
 
 
+@pytest.mark.slow                    # trains four arms of rung 8's study (12-25 s)
 def test_learned_butterfly_study_runs_from_the_train_command(tmp_path, cache):
     # rung 8's study is an EXPERIMENTS entry like the tables: one seed, one epoch, all three arms
     out, runs = tmp_path / "learned", tmp_path / "runs"
