@@ -53,7 +53,9 @@ def test_traffic_matches_the_byte_formulas():
     (lambda: A.butterfly_animation(n=6), ValueError, "n"),
     (lambda: A.butterfly_animation(torch.zeros(2, 4)), ValueError, "x must be 1-D"),
     (lambda: A.sliding_convolution_animation(torch.zeros(3), torch.zeros(4)), ValueError,
-     r"len\(k\) <= len\(u\)"),
+     r"k must have length 1 <= Lk <= L = 3, got Lk=4 \(shape \(4,\)\)"),
+    (lambda: A.sliding_convolution_animation(torch.zeros(65), torch.zeros(4)), ValueError,
+     r"len\(u\) must be <= 64, got 65"),
     (lambda: A.traffic_by_launch(0), ValueError, "L"),
 ])
 def test_bad_input(call, exc, match):

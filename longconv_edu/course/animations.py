@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from matplotlib.animation import FuncAnimation, HTMLWriter
 
-from .._checks import check_int
+from .._checks import check_int, check_kernel_length
 
 __all__ = ["DPI", "to_html", "sliding_convolution_animation", "butterfly_animation",
            "traffic_by_launch", "memory_traffic_animation"]
@@ -102,9 +102,8 @@ def sliding_convolution_animation(u=None, k=None, *, L: int = 10) -> FuncAnimati
     k = torch.as_tensor(k, dtype=torch.float64)
     if u.ndim != 1 or k.ndim != 1:
         raise ValueError(f"u and k must be 1-D, got shapes {tuple(u.shape)} and {tuple(k.shape)}")
-    L, Lk = len(u), len(k)
-    if not 1 <= Lk <= L or L > 64:
-        raise ValueError(f"need 1 <= len(k) <= len(u) <= 64, got len(k)={Lk}, len(u)={L}")
+    L = check_int(len(u), "len(u)", min=1, max=64)
+    Lk = check_kernel_length(len(k), L, "k", tuple(k.shape))
     y = direct_conv(u[None, None], k[None])[0, 0].numpy()
     un, kn = u.numpy(), k.numpy()
     t_axis = np.arange(L)
@@ -148,6 +147,7 @@ def butterfly_animation(x=None, *, n: int = 8) -> FuncAnimation:
     ``fft.bit_reversal_permutation`` and ``fft.butterfly_stage``.
     """
     from ..fft import bit_reversal_permutation, butterfly_stage
+    from ..lab.viz import plot_butterfly_diagram
 
     if x is None:
         n = check_int(n, "n", min=2, max=16, power_of_two=True)
@@ -170,7 +170,9 @@ def butterfly_animation(x=None, *, n: int = 8) -> FuncAnimation:
     def draw(stage):
         ax_g.clear()
         ax_v.clear()
-        _flow_graph(ax_g, perm_list, stage)
+        plot_butterfly_diagram(perm_list, stage=stage, ax=ax_g, twiddle_labels=n <= 8)
+        ax_g.set_xlabel("stage s joins rows 2^(s-1) apart")
+        ax_g.set_title(f"radix-2 flow graph, N = {n}")
         rows = np.arange(n)
         ax_v.barh(rows - 0.2, vals[stage].real, height=0.4, label="real part")
         ax_v.barh(rows + 0.2, vals[stage].imag, height=0.4, label="imaginary part")
@@ -182,37 +184,6 @@ def butterfly_animation(x=None, *, n: int = 8) -> FuncAnimation:
         return []
 
     return FuncAnimation(fig, draw, frames=range(S + 1), interval=_INTERVAL_MS * 2, blit=False)
-
-
-def _flow_graph(ax, perm, stage):
-    """The decimation-in-time flow graph on ``ax`` with ``stage`` (1..log2 n) in colour."""
-    n = len(perm)
-    S = n.bit_length() - 1
-    for s in range(1, S + 1):
-        m, hot = 1 << s, s == stage
-        for start in range(0, n, m):
-            for j in range(m // 2):
-                top, bot = start + j, start + j + m // 2
-                for src in (top, bot):
-                    for dst in (top, bot):
-                        ax.plot([s - 1, s], [src, dst], color="C3" if hot else "0.8",
-                                lw=1.5 if hot else 0.7, zorder=1)
-                if hot and n <= 8 and s < S:
-                    ax.text(s - 0.6, bot + 0.15, f"$w_{{{m}}}^{{{j}}}$" if j else "1",
-                            fontsize=8, color="C0")
-    for s in range(S + 1):
-        ax.scatter([s] * n, range(n), s=14, zorder=2,
-                   color="C3" if stage and s in (stage - 1, stage) else "k")
-    for i, p in enumerate(perm):
-        ax.text(-0.12, i, f"x[{p}]", ha="right", va="center", fontsize=8)
-    ax.set_xlim(-0.9, S + 0.3)
-    ax.set_ylim(n - 0.5, -0.8)
-    ax.set_xticks(range(S + 1), ["bit-rev"] + [f"stage {s}" for s in range(1, S + 1)])
-    ax.set_yticks([])
-    ax.set_xlabel("stage s joins rows 2^(s-1) apart")
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(f"radix-2 flow graph, N = {n}")
 
 
 # ----------------------------------------------------------------------------- rungs 4-5
