@@ -20,6 +20,13 @@ and is the oracle for the rung-5 kernels):
                                        independent inner FFT convolutions of length N / outer, and
                                        an outer pass back.
 
+One formula, four transforms: ``conv.fft_conv`` (torch.fft, half spectrum), ``radix2_conv`` below
+(rung 3's FFT), ``butterfly_conv`` (the Monarch form) and ``learned.learned_butterfly_conv``
+(trainable Monarch blocks) each compute pad -> transform u and k -> multiply -> inverse -> first
+L. They stay four short functions rather than instances of one ``spectral_conv(u, k, transform)``:
+each lesson prints its own function's source, and what each validates and precomputes differs
+(an rfft's half spectrum, a cached ``k_f``, per-channel blocks and their tied inverse).
+
 FFT size: N = the smallest power of two >= 2L by default (2L when L is a power of two, as in
 fft_conv); with ``factors=`` given, N = their product (any integers, e.g. (3, 5)), which must be
 >= L + Lk - 1 so that nothing wraps around. Kernel spectrum layout (``butterfly_kernel_spectrum``,
