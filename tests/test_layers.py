@@ -321,3 +321,18 @@ def test_double_exp_init_layer_matches_numpy_reference():
     u = torch.randn(2, 3, 50, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(layer(u).numpy(), layer_np(layer, u.numpy())) < 1e-10
+
+
+@pytest.mark.parametrize("backend", ["fft", "numba", "butterfly"])
+@pytest.mark.parametrize("B", [0, 2])
+def test_empty_batch_through_the_layer(backend, B):
+    """Issue 15 #5, through LongConv: B = 0 failed inside the fft backend (MKL's "Inconsistent
+    configuration parameters"); the layer must give the (B, H, L) output, empty or not, with
+    gradients reaching the input and the kernel (values: test_forward_matches_numpy_reference)."""
+    layer = LongConv(3, 16, backend=backend, seed=0).double().eval()
+    u = torch.randn(B, 3, 16, dtype=torch.float64, requires_grad=True)
+    y = layer(u)
+    assert y.shape == (B, 3, 16)
+    y.sum().backward()
+    assert u.grad.shape == u.shape
+    assert layer.raw_kernel.grad is not None and torch.isfinite(layer.raw_kernel.grad).all()

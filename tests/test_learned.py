@@ -355,3 +355,10 @@ def test_learned_layer_double_is_float64_accurate():
     layer = learned_long_conv(2, 64, seed=0).double().eval()
     blocks = layer.conv.blocks()
     assert all(np.abs(b.detach().numpy() - dft_matrix_np(b.shape[-1])).max() < 1e-14 for b in blocks)
+
+
+def test_learned_layer_has_no_length_ceiling():
+    """Issue 15 #6, through the layer: learned_long_conv refused l_max > 2^17 ("raise max_factor",
+    an option it does not take); now its Monarch factors grow past 64."""
+    layer = learned_long_conv(1, 2 ** 18)
+    assert layer.conv.factors == (128, 64, 64) and layer.conv.fft_size == 2 ** 19

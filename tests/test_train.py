@@ -246,12 +246,35 @@ def test_corrupted_tensor_fails_the_digest(tmp_path):
     assert str(path) in str(e.value) and "left in place" in str(e.value)
 
 
-def test_unwritable_out_is_refused_before_any_training(tmp_path):
+def test_unwritable_out_is_refused_before_any_training(tmp_path, monkeypatch):
+    """Issue 15 #7: an unwritable --out failed with a traceback after epoch 1 had trained. Now it
+    is refused before any data is loaded (load_data must never be reached)."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
+    work = []
+    monkeypatch.setattr(train, "load_data", lambda *a, **kw: work.append("data") or 1 / 0)
+    monkeypatch.setattr(train, "build_model", lambda *a, **kw: work.append("model") or 1 / 0)
     with pytest.raises(ValueError, match="out_dir .* is not a writable folder"):
         train.fit(train.RunConfig.from_flat(**TINY), blocker / "run", progress=False)
     assert main(["train", "--out", str(blocker / "run"), "--epochs", "1"]) == 2
+    assert work == []
+
+
+def test_kernel_report_of_a_diverged_kernel_is_nan_not_smooth():
+    """Issue 15 #3, through the training report: one NaN tap makes its layer's metrics NaN (they
+    were 0.0, "perfectly smooth"); the other layer's stay finite and match smoothness_metrics."""
+    from longconv_edu.regularize import smoothness_metrics
+
+    model = build_model(l_max=32, d_model=4, n_layers=2, reg="none")
+    layers = long_conv_layers(model)
+    with torch.no_grad():
+        layers[0].raw_kernel[0, 1, 5] = float("nan")
+    report, kernels = train.kernel_report(model)
+    bad, good = report["per_layer"]
+    assert all(bad[m] != bad[m] for m in ("total_variation", "high_freq_fraction", "spectral_decay"))
+    rows = [smoothness_metrics(row) for row in layers[1].kernel().detach().reshape(-1, 32)]
+    assert good["total_variation"] == pytest.approx(sum(r["total_variation"] for r in rows) / len(rows), rel=1e-12)
+    assert report["total_variation"] != report["total_variation"]         # the model's summary too
 
 
 def test_help_prints_the_real_defaults(capsys):
