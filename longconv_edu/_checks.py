@@ -175,6 +175,8 @@ def is_power_of_two(n: int) -> bool:
 # ----------------------------------------------------------------------------- cost guards
 #: Work a single call may be estimated to need before it is refused up front (see check_cost).
 MAX_SECONDS = 600.0
+#: Memory estimates below this are never checked: reading /proc/meminfo would cost more than they risk.
+CHECKED_BYTES = 2 ** 28
 
 
 def available_bytes() -> int:
@@ -203,12 +205,13 @@ def check_cost(what: str, *, seconds: float | None = None, nbytes: float | None 
                how: str = "", hint: str = "") -> None:
     """Refuse, before any work, a call estimated to run longer than ``MAX_SECONDS`` or to need
     more memory than is available. ``how`` says how the estimate was made; ``hint`` what to use
-    instead. The estimate is a model (an order of magnitude), which is all a refusal needs."""
+    instead. The estimate is a model (an order of magnitude), which is all a refusal needs.
+    Estimates under ``CHECKED_BYTES`` (256 MiB) are let through without looking."""
     if seconds is not None and seconds > MAX_SECONDS:
         raise ValueError(f"{what} would take ~{seconds:.3g} s{' (' + how + ')' if how else ''}, "
                          f"over the {MAX_SECONDS:g} s limit (longconv_edu._checks.MAX_SECONDS); "
                          f"refused before starting{'; ' + hint if hint else ''}")
-    if nbytes is not None:
+    if nbytes is not None and nbytes >= CHECKED_BYTES:
         free = available_bytes()
         if nbytes > free:
             raise ValueError(f"{what} would need ~{format_bytes(nbytes)} of memory"

@@ -177,6 +177,11 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor, *, fft_size: int | None = None) -
             raise ValueError(f"fft_size must be >= L + Lk - 1 = {need} for a causal convolution "
                              f"without wrap-around, got {n} (for the periodic result on purpose "
                              f"use circular_conv)")
+        if u.device.type == "cpu":          # spectra of u and k, their product, the inverse
+            check_cost(f"fft_conv with B={B}, H={H}, fft_size={n}",
+                       nbytes=(3 * B * H + H) * (n + 2) * u.element_size(),
+                       how="complex spectra of u, k, their product and the inverse, each of fft_size",
+                       hint="an fft_size of L + Lk - 1 (or the default 2L) is enough")
     if u.numel() == 0:
         return _empty_result(u, k)
     u_f = torch.fft.rfft(u, n=n)

@@ -38,7 +38,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_bool, check_int, check_no_grad, check_tensor, is_power_of_two
+from ._checks import check_bool, check_cost, check_int, check_no_grad, check_tensor, is_power_of_two
 
 __all__ = ["dft_matrix", "twiddles", "twiddle_grid", "bit_reversal_permutation",
            "fft_recursive", "butterfly_stage", "fft_iterative", "butterfly_factors",
@@ -94,6 +94,12 @@ def _check_signal(x, name: str = "x", *, pow2: bool = False, min_ndim: int = 1) 
 
 
 # ----------------------------------------------------------------------------- building blocks
+def _check_dense(what: str, entries: int, hint: str) -> None:
+    """Refuse a dense complex table too large for memory before NumPy or torch try to allocate it
+    (~48 bytes an entry while it is built: int64 exponents, float64 angles, complex128 values)."""
+    check_cost(what, nbytes=48 * entries, how=f"{entries:,} complex entries built in float64", hint=hint)
+
+
 @functools.lru_cache(maxsize=256)
 def _roots(n: int, m: int, N: int, inverse: bool, dtype: torch.dtype) -> torch.Tensor:
     """(n, m) grid of w_N^{c b} = exp(-+2 pi i (c * b mod N) / N), computed in float64."""
@@ -112,6 +118,7 @@ def dft_matrix(n: int, *, inverse: bool = False, dtype: torch.dtype = torch.comp
     n = check_int(n, "n", min=1)
     check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
+    _check_dense(f"dft_matrix({n})", n * n, "keep n small: it is dense; monarch_dft(x, factors) applies it")
     F = _roots(n, n, n, inverse, torch.complex128)
     return (F / n if inverse else F.clone()).to(dtype)        # a fresh tensor, never the cached one
 
@@ -140,6 +147,7 @@ def twiddle_grid(n1: int, n2: int, *, inverse: bool = False,
     n2 = check_int(n2, "n2", min=1)
     check_bool(inverse, "inverse")
     dtype = _complex_dtype(dtype)
+    _check_dense(f"twiddle_grid({n1}, {n2})", n1 * n2, "n1 * n2 is the transform length N")
     return _roots(n1, n2, n1 * n2, inverse, torch.complex128).clone().to(dtype)
 
 
@@ -281,6 +289,8 @@ def butterfly_factors(n: int, *, inverse: bool = False) -> tuple[list[torch.Tens
     """
     n = check_int(n, "n", min=1, power_of_two=True)
     check_bool(inverse, "inverse")
+    _check_dense(f"butterfly_factors({n})", n * n * n.bit_length(),
+                 "keep n small: the factors are dense n x n matrices, one per stage")
     P = torch.zeros(n, n, dtype=torch.complex128)
     P[torch.arange(n), bit_reversal_permutation(n)] = 1
     factors = []

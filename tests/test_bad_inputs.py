@@ -1281,6 +1281,15 @@ row("timing.crossover", "NaN seconds (was a silent None)",
     r"the seconds of fast must all be positive and finite .*got \[nan\]")
 row("timing.crossover", "length 0", lambda: timing.crossover({0: 1.0, 16: 1.0}, {0: 2.0, 16: 0.5}), ValueError,
     r"the lengths of slow and fast must all be positive")
+row("conv.fft_conv", "fft_size 2^40 (was the allocator's 'can't allocate 52776558133248 bytes')",
+    lambda: conv.fft_conv(U, K, fft_size=2**40), ValueError,
+    r"fft_conv with B=2, H=3, fft_size=1099511627776 would need ~\d+ TiB of memory .*refused before allocating")
+row("fft.dft_matrix", "n 2^20 (was NumPy's MemoryError)", lambda: fft.dft_matrix(2**20), ValueError,
+    r"dft_matrix\(1048576\) would need ~48 TiB of memory .*refused before allocating; keep n small")
+row("fft.twiddle_grid", "2^20 x 2^20 (was NumPy's MemoryError)", lambda: fft.twiddle_grid(2**20, 2**20), ValueError,
+    r"twiddle_grid\(1048576, 1048576\) would need ~48 TiB of memory")
+row("fft.butterfly_factors", "n 2^20 (was the allocator's error)", lambda: fft.butterfly_factors(2**20), ValueError,
+    r"butterfly_factors\(1048576\) would need ~.* of memory .*one per stage")
 _GRAD = r"requires grad, but {} is compiled by Numba and runs outside autograd: its result would carry no gradient"
 row("conv.direct_conv", "jit=True, u requires grad (the gradient was silently cut)",
     lambda: conv.direct_conv(U.clone().requires_grad_(True), K, jit=True), ValueError,
