@@ -223,7 +223,9 @@ def accuracy_table(Ls=(1024, 2048, 4096, 8192, 16384, 32768, 65536), *,
                    seed: int = 0, scale: float = 1.0) -> list[dict]:
     """Relative errors of ``emulated_fft_conv`` against a float64 FFT convolution (numpy), one
     row per (L, fmt): ``rel_l2`` = ||y - y64|| / ||y64|| over all B*H rows, ``rel_max`` =
-    max|y - y64| / max|y64|. Data: u = scale * N(0, 1) (float32), k[h, t] = N(0, 1) *
+    max|y - y64| / max|y64|; ``max_abs_u`` and ``max_abs_product`` (the largest real or
+    imaginary part of (U u) * K, float64, the values the inverse transform rounds first) say
+    whether fp16's range was left. Data: u = scale * N(0, 1) (float32), k[h, t] = N(0, 1) *
     exp(-4 t / L) (float32, Lk = L), from numpy's default_rng(seed). ``scale`` moves u's values
     through fp16's range: 1e-6 and 1e4 show what its 5 exponent bits cost (NaN: an overflow)."""
     if isinstance(Ls, (int, np.integer)) or not isinstance(Ls, (list, tuple)) or not Ls:
@@ -242,7 +244,11 @@ def accuracy_table(Ls=(1024, 2048, 4096, 8192, 16384, 32768, 65536), *,
         u = (scale * rng.standard_normal((B, H, L))).astype(np.float32)
         k = (rng.standard_normal((H, L)) * np.exp(-4.0 * np.arange(L) / L)).astype(np.float32)
         N = fft_size(L)
-        ref = np.fft.irfft(np.fft.rfft(u.astype(np.float64), N) * np.fft.rfft(k.astype(np.float64), N), N)[..., :L]
+        U64, K64 = np.fft.rfft(u.astype(np.float64), N), np.fft.rfft(k.astype(np.float64), N)
+        ref = np.fft.irfft(U64 * K64, N)[..., :L]
+        prod = U64 * K64 / math.sqrt(N)                 # what the inverse transform's first matmul rounds
+        sizes = {"max_abs_u": float(np.max(np.abs(u))),
+                 "max_abs_product": float(max(np.max(np.abs(prod.real)), np.max(np.abs(prod.imag))))}
         for fmt in fmts:
             y = emulated_fft_conv(torch.from_numpy(u), torch.from_numpy(k), fmt=fmt, block=block).numpy()
             with np.errstate(invalid="ignore"):
@@ -251,7 +257,7 @@ def accuracy_table(Ls=(1024, 2048, 4096, 8192, 16384, 32768, 65536), *,
                          "factors": list(_factors(N, block)),
                          "unit_roundoff": FORMATS[fmt][1],
                          "rel_l2": float(np.linalg.norm(d) / np.linalg.norm(ref)),
-                         "rel_max": float(np.max(np.abs(d)) / np.max(np.abs(ref)))})
+                         "rel_max": float(np.max(np.abs(d)) / np.max(np.abs(ref))), **sizes})
     return rows
 
 
