@@ -35,6 +35,7 @@ RUNG_MODULES = [
     "timing",
     "kernels.cpu",
     "kernels.trace",
+    "tensorcore",
     # floors 2 and 3
     "lab.models",
     "lab.checkpoints",
@@ -77,6 +78,7 @@ NOT_FUNCTIONS = {
     "kernels.trace.CountingArray": "the array type the tracer hands a kernel (not called by users)",
     "kernels.trace.SECTOR_BYTES": "an int constant",
     "kernels.trace.WARP": "an int constant",
+    "tensorcore.FORMATS": "a dict constant",
     "lab.models.MODELS": "a tuple constant",
     "lab.models.REGULARIZERS": "a dict constant",
     "lab.checkpoints.CHECKPOINT_FORMAT": "a str constant",
@@ -1407,6 +1409,77 @@ def _trace_rows():
 
 
 _trace_rows()
+
+
+# ----------------------------------------------------------------------------- tensorcore.py
+def _tensorcore_rows():
+    from longconv_edu import tensorcore as tc
+
+    x16 = T(16)
+    row("tensorcore.round_to_format", "float64 x", lambda: tc.round_to_format(T(4, dtype=torch.float64), "fp16"),
+        TypeError, r"x must have dtype torch.float32, got torch.float64")
+    row("tensorcore.round_to_format", "a NumPy array", lambda: tc.round_to_format(np.ones(4, np.float32), "fp16"),
+        TypeError, r"x must be a torch.Tensor, got ndarray .*torch.from_numpy")
+    row("tensorcore.round_to_format", "fmt 'fp8'", lambda: tc.round_to_format(x16, "fp8"), ValueError,
+        r"fmt must be one of 'fp16', 'bf16', 'tf32', 'tf32-trunc', 'fp32'; got 'fp8'")
+    row("tensorcore.round_to_format", "fmt a dtype", lambda: tc.round_to_format(x16, torch.float16), TypeError,
+        r"fmt must be a string, one of 'fp16'")
+    row("tensorcore.emulated_dft", "N = 12", lambda: tc.emulated_dft(T(12)), ValueError,
+        r"x must have a power-of-two length along its last axis, got N=12 .*zero-pad it to 16")
+    row("tensorcore.emulated_dft", "0-D x", lambda: tc.emulated_dft(torch.tensor(1.0)), ValueError,
+        r"x must have at least 1 dimension")
+    row("tensorcore.emulated_dft", "int x", lambda: tc.emulated_dft(torch.arange(16)), TypeError,
+        r"x must have dtype")
+    row("tensorcore.emulated_dft", "block 12", lambda: tc.emulated_dft(x16, block=12), ValueError,
+        r"block must be a power of two, got 12")
+    row("tensorcore.emulated_dft", "block 128", lambda: tc.emulated_dft(x16, block=128), ValueError,
+        r"block must be <= 64, got 128")
+    row("tensorcore.emulated_dft", "block 1", lambda: tc.emulated_dft(x16, block=1), ValueError,
+        r"block must be >= 2, got 1")
+    row("tensorcore.emulated_dft", "inverse 1", lambda: tc.emulated_dft(x16, inverse=1), TypeError,
+        r"inverse must be True or False, got int 1")
+    row("tensorcore.emulated_dft", "fmt 'half'", lambda: tc.emulated_dft(x16, fmt="half"), ValueError,
+        r"fmt must be one of .*got 'half'")
+    row("tensorcore.emulated_fft_conv", "k on meta", lambda: tc.emulated_fft_conv(U, K.to("meta")), ValueError,
+        r"k is on device meta but u is on device cpu")
+    row("tensorcore.emulated_fft_conv", "mixed dtypes", lambda: tc.emulated_fft_conv(U, K64), TypeError,
+        r"k has dtype torch.float64 but u has dtype torch.float32")
+    row("tensorcore.emulated_fft_conv", "Lk > L", lambda: tc.emulated_fft_conv(U, T(3, 9)), ValueError,
+        r"k must have length 1 <= Lk <= L = 8, got Lk=9")
+    row("tensorcore.emulated_fft_conv", "u 2-D", lambda: tc.emulated_fft_conv(U[0], K), ValueError,
+        r"u must be 3-D \(B, H, L\)")
+    row("tensorcore.emulated_fft_conv", "fmt 'bfloat16'", lambda: tc.emulated_fft_conv(U, K, fmt="bfloat16"),
+        ValueError, r"fmt must be one of .*got 'bfloat16'")
+    row("tensorcore.emulated_fft_conv", "block 16.0", lambda: tc.emulated_fft_conv(U, K, block=16.0), TypeError,
+        r"block must be an int, got float")
+    row("tensorcore.emulated_fft_conv", "H = 1024, L = 2^20 (stride-0 input)",
+        lambda: tc.emulated_fft_conv(torch.zeros(1, 1, 1).expand(1, 1024, 2**20), torch.zeros(1, 1).expand(1024, 2**20)),
+        ValueError, r"emulated_fft_conv would need ~.* of memory")
+    row("tensorcore.accuracy_table", "Ls an int", lambda: tc.accuracy_table(1024), TypeError,
+        r"Ls must be a non-empty list or tuple of sequence lengths, got 1024")
+    row("tensorcore.accuracy_table", "Ls empty", lambda: tc.accuracy_table(()), TypeError,
+        r"Ls must be a non-empty list")
+    row("tensorcore.accuracy_table", "L = 0", lambda: tc.accuracy_table((0,)), ValueError,
+        r"Ls\[0\] must be >= 1, got 0")
+    row("tensorcore.accuracy_table", "fmts a string", lambda: tc.accuracy_table((8,), fmts="fp16"), TypeError,
+        r"fmts must be a non-empty list or tuple of formats")
+    row("tensorcore.accuracy_table", "scale 0", lambda: tc.accuracy_table((8,), scale=0), ValueError,
+        r"scale must be > 0.0, got 0.0")
+    row("tensorcore.accuracy_table", "scale nan", lambda: tc.accuracy_table((8,), scale=float("nan")), ValueError,
+        r"scale must be finite, got nan")
+    row("tensorcore.accuracy_table", "B 0", lambda: tc.accuracy_table((8,), B=0), ValueError,
+        r"B must be >= 1, got 0")
+    row("tensorcore.block_step_errors", "block 3", lambda: tc.block_step_errors(block=3), ValueError,
+        r"block must be a power of two, got 3")
+    row("tensorcore.block_step_errors", "rows 0", lambda: tc.block_step_errors(rows=0), ValueError,
+        r"rows must be >= 1, got 0")
+    row("tensorcore.block_step_errors", "fmts with a typo", lambda: tc.block_step_errors(fmts=("fp16", "tf23")),
+        ValueError, r"fmt must be one of .*got 'tf23'")
+    row("tensorcore.block_step_errors", "seed -1", lambda: tc.block_step_errors(seed=-1), ValueError,
+        r"seed must be >= 0, got -1")
+
+
+_tensorcore_rows()
 
 
 # ----------------------------------------------------------------------------- the CUDA kernel's own limits

@@ -123,6 +123,17 @@ def test_noisy_digits_hold_the_digit_then_noise(cache):
     assert len(data.noisy_digits("test", **kw)) == 100
 
 
+def test_noisy_digits_with_the_digit_last(cache):
+    """``digit_at="end"`` holds the same digit and the same noise draws as the default placement,
+    moved: noise first, the digit in the last size**2 steps (oracle: the default placement)."""
+    kw = dict(length=300, size=8, noise=0.5, n_val=50, n_test=50, cache_dir=cache)
+    first = data.noisy_digits("val", **kw)
+    last = data.noisy_digits("val", digit_at="end", **kw)
+    assert torch.equal(last.y, first.y) and last.meta["digit_at"] == "end"
+    assert torch.equal(last.x[:, -64:], first.x[:, :64])            # the digit, moved to the end
+    assert torch.equal(last.x[:, :-64], first.x[:, 64:])            # the same noise, moved first
+
+
 @pytest.mark.slow
 def test_noisy_digits_are_learnable_by_the_ssm_reference(cache):
     """A task nobody can learn is a bug: a one-block SSM model (the paper's strong baseline),
@@ -190,6 +201,7 @@ def test_subset_and_repr(cache):
     (lambda: data.noisy_digits(size=4), ValueError, ["size", ">= 8"]),
     (lambda: data.noisy_digits(noise=-0.1), ValueError, ["noise", ">= 0"]),
     (lambda: data.noisy_digits(n_val=0), ValueError, ["n_val", ">= 1"]),
+    (lambda: data.noisy_digits(digit_at="middle"), ValueError, ["digit_at", "'start'", "'end'", "'middle'"]),
 ])
 def test_bad_input(call, exc, names):
     with pytest.raises(exc) as e:

@@ -134,7 +134,7 @@ RUNG_RANK = {
     "conv": 1, "timing": 1,
     "fft": 2,
     "butterfly": 3, "io_model": 3,
-    "kernels": 4,
+    "kernels": 4, "tensorcore": 4,
     "regularize": 5, "params": 5, "dispatch": 5,
     "layers": 6,
     "learned": 7,

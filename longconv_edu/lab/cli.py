@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .._checks import check_int
-from .data import TASKS
+from .data import DIGIT_PLACES, TASKS
 from .experiments import EXPERIMENTS, results_table, run_experiment
 from .models import MODELS, REGULARIZERS, ModelConfig
 from .train import METRICS_NAME, MODEL_FIELDS, RunConfig, fit
@@ -31,6 +31,7 @@ _HELP = {
     "warmup": "fraction of steps spent warming up",
     "size": "digits: image side, L = size**2 (any >= 8)",
     "length": "noisy-digits: sequence length L",
+    "digit_at": "noisy-digits: the digit first (start) or last (end), noise elsewhere",
     "data_seed": "seed of the data split / generator",
     "n_train": "training examples (0: all; else the first n of the train split)",
     "permute": "digits: read pixels in one fixed random order",
@@ -43,7 +44,7 @@ _HELP = {
     "kernel_lr": "peak learning rate of the kernels (weight decay 0)",
     "learned_butterfly": "rung 8: learn the Monarch DFT blocks of every LongConv (start: the DFT)",
 }
-_CHOICES = {"task": list(TASKS), "model": list(MODELS), "reg": list(REGULARIZERS)}
+_CHOICES = {"task": list(TASKS), "digit_at": list(DIGIT_PLACES), "model": list(MODELS), "reg": list(REGULARIZERS)}
 
 
 def _settings() -> list[tuple[str, object]]:

@@ -8,9 +8,11 @@
   The train/validation/test split is fixed by ``seed`` (default 0), independent of the seed that
   initialises a model, so runs with different model seeds see the same split.
 
-* **Noisy digits** (``noisy_digits``) — a 16x16 digit read as its first 256 steps, then Gaussian
-  noise up to L: the label lives in a short stretch, so the distant taps of a kernel as long as
-  the sequence can only fit noise — the regime of the paper's regularisation claim.
+* **Noisy digits** (``noisy_digits``) — a 16x16 digit read as 256 steps, padded with Gaussian
+  noise to L, the digit first (``digit_at="start"``) or last (``"end"``): the label lives in a
+  short stretch. With the digit last, the taps of a causal kernel as long as the sequence that
+  reach further back than 256 steps see only noise, for every output — the regime of the
+  paper's regularisation claim; with the digit first they carry the digit to later outputs.
 
 Each returns a :class:`SequenceDataset` (a ``torch.utils.data.Dataset`` of ``(x, y)`` pairs,
 ``x`` of shape (L, 1), float32, ``y`` an int64 class) and is deterministic for a given seed.
@@ -32,13 +34,14 @@ from torch.utils.data import Dataset
 
 from .._checks import check_bool, check_choice, check_float, check_int
 
-__all__ = ["SequenceDataset", "TASKS", "SPLITS", "default_cache_dir", "load_task", "noisy_digits",
+__all__ = ["SequenceDataset", "TASKS", "SPLITS", "DIGIT_PLACES", "default_cache_dir", "load_task", "noisy_digits",
            "atomic_write", "atomic_save", "write_json",
            "sequential_digits"]
 
 SPLITS = ("train", "val", "test")
 DATA_VERSION = 2            # bump when a generator changes, so stale cache files are not reused
 PERMUTATION_SEED = 2302     # the one fixed pixel permutation of permuted digits (arXiv 2302.06646)
+DIGIT_PLACES = ("start", "end")   # noisy_digits: where the digit sits in the sequence
 
 
 class SequenceDataset(Dataset):
@@ -209,19 +212,26 @@ def sequential_digits(split: str = "train", *, seed: int = 0, size: int = 32,
 # ---------------------------------------------------------------------------------------------
 
 def noisy_digits(split: str = "train", *, seed: int = 0, length: int = 1024, size: int = 16,
-                 noise: float = 0.5, n_val: int = 400, n_test: int = 400,
+                 noise: float = 0.5, n_val: int = 400, n_test: int = 400, digit_at: str = "start",
                  cache_dir=None) -> SequenceDataset:
-    """A digit upsampled to ``size`` x ``size`` and read as its size**2 pixels, then noise to ``length``.
+    """A digit upsampled to ``size`` x ``size`` and read as its size**2 pixels, padded with noise to ``length``.
 
-    Positions 0 .. size**2 - 1 hold the digit (bilinear upsampling of the 8x8 original, as in
-    ``sequential_digits``); the remaining ``length - size**2`` positions hold Gaussian noise with
-    the digit pixels' mean and ``noise`` times their standard deviation, drawn afresh for every
-    example (stream ``default_rng([seed, i])`` for image i). Everything the label depends on sits
-    in the first size**2 steps, so a kernel needs no more than size**2 taps; the taps of a
-    length-L kernel that reach further back than the digit can only fit noise, and the longer L,
-    the more of them there are. The split is fixed by ``seed``: ``n_test`` test images, ``n_val``
+    The digit (bilinear upsampling of the 8x8 original, as in ``sequential_digits``) fills the
+    first size**2 positions (``digit_at="start"``: digit, then noise) or the last ones
+    (``digit_at="end"``: noise, then digit); the other ``length - size**2`` positions hold
+    Gaussian noise with the digit pixels' mean and ``noise`` times their standard deviation, drawn
+    afresh for every example (stream ``default_rng([seed, i])`` for image i, the same draws in
+    both placements). The split is fixed by ``seed``: ``n_test`` test images, ``n_val``
     validation images, the remaining 1797 - n_val - n_test (997 by default) train (take fewer with
     ``SequenceDataset.subset``). x: (N, length, 1) float32; y: (N,) digit 0..9.
+
+    Where the digit sits decides what a causal kernel's distant taps can see. Output t of a
+    causal convolution reads input t - j through tap j. With the digit at the *end*, an input
+    t - j with j >= size**2 always lies before the digit, so every tap beyond size**2 reads
+    noise for every output: those taps can only fit noise, and the longer L, the more of them
+    there are (the regime of the paper's regularisation claim). With the digit at the *start*,
+    tap j carries the digit to outputs t in [j, j + size**2): every tap, the most distant too,
+    sees the digit at some output, and the classifier averages all outputs.
 
     Why 16x16 and noise 0.5: the classifier averages its features over all L positions, so a digit
     of only 64 pixels (the original 8x8) is diluted 16-fold at L = 1024 and in pilots no model
@@ -235,18 +245,22 @@ def noisy_digits(split: str = "train", *, seed: int = 0, length: int = 1024, siz
     noise = check_float(noise, "noise", min=0.0)
     n_val = check_int(n_val, "n_val", min=1, max=800)
     n_test = check_int(n_test, "n_test", min=1, max=800)
-    name = f"noisy-digits-L{length}-s{size}-n{noise:g}-seed{seed}-v{n_val}-t{n_test}"
+    digit_at = check_choice(digit_at, "digit_at", DIGIT_PLACES)
+    name = (f"noisy-digits-L{length}-s{size}-n{noise:g}-seed{seed}-v{n_val}-t{n_test}"
+            + ("" if digit_at == "start" else f"-{digit_at}"))
 
     def build():
         img, y = _digit_images(size)
         n_pix = size * size
         pix = img.reshape(len(img), n_pix)
         mean, std = float(pix.mean()), float(pix.std())
+        digit, pad = (slice(0, n_pix), slice(n_pix, length)) if digit_at == "start" else \
+            (slice(length - n_pix, length), slice(0, length - n_pix))
         x = torch.empty(len(y), length, 1)
-        x[:, :n_pix, 0] = pix
+        x[:, digit, 0] = pix
         for i in range(len(y)):
             z = np.random.default_rng([seed, i]).normal(mean, noise * std, length - n_pix)
-            x[i, n_pix:, 0] = torch.from_numpy(z.astype(np.float32))
+            x[i, pad, 0] = torch.from_numpy(z.astype(np.float32))
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
                  "train": order[n_test + n_val:]}
@@ -255,7 +269,7 @@ def noisy_digits(split: str = "train", *, seed: int = 0, length: int = 1024, siz
     data = _cached(name, cache_dir, build)[split]
     return SequenceDataset(data["x"], data["y"], 10, f"noisy-digits{length}/{split}",
                            {"task": "noisy-digits", "length": length, "size": size,
-                            "noise": noise, "seed": seed})
+                            "noise": noise, "seed": seed, "digit_at": digit_at})
 
 
 TASKS = {

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from .._checks import check_bool, check_choice, check_float, check_int
 from . import distributed as dist_
 from .checkpoints import load_checkpoint, param_digest, save_checkpoint
-from .data import TASKS, atomic_save, load_task, write_json
+from .data import DIGIT_PLACES, TASKS, atomic_save, load_task, write_json
 from .models import ModelConfig, build_model, count_parameters, long_conv_layers
 
 __all__ = ["RunConfig", "fit", "evaluate", "cosine_with_warmup", "lr_factor", "make_optimizer",
@@ -75,6 +75,7 @@ class RunConfig:
     warmup: float = 0.1                # fraction of all steps spent warming up linearly
     size: int = 32                     # digits: image side, L = size**2
     length: int = 1024                 # noisy-digits: sequence length L
+    digit_at: str = "start"            # noisy-digits: the digit first ("start") or last ("end")
     permute: bool = False              # digits only: fixed pixel permutation
     data_seed: int = 0                 # the train/val/test split (and the noise of noisy-digits)
     n_train: int = 0                   # 0: all; else the first n of the train split
@@ -90,6 +91,7 @@ class RunConfig:
         check_float(self.warmup, "warmup", min=0.0, max=1.0, max_inclusive=False)
         check_int(self.size, "size", min=8)
         check_int(self.length, "length", min=1)
+        check_choice(self.digit_at, "digit_at", DIGIT_PLACES)
         check_int(self.data_seed, "data_seed", min=0)
         check_int(self.n_train, "n_train", min=0)
         check_bool(self.permute, "permute")
@@ -97,6 +99,8 @@ class RunConfig:
             raise TypeError(f"net must be a models.ModelConfig, got {type(self.net).__name__}")
         if self.permute and self.task != "digits":
             raise ValueError(f"permute applies to task 'digits' only, got task={self.task!r}")
+        if self.digit_at != "start" and self.task != "noisy-digits":
+            raise ValueError(f"digit_at applies to task 'noisy-digits' only, got task={self.task!r}")
 
     @classmethod
     def from_flat(cls, **settings) -> RunConfig:
@@ -143,7 +147,7 @@ def load_data(cfg: RunConfig, cache_dir=None) -> dict:
     if cfg.task == "digits":
         kw = dict(seed=cfg.data_seed, size=cfg.size, permute=cfg.permute, cache_dir=cache_dir)
     else:
-        kw = dict(seed=cfg.data_seed, length=cfg.length, cache_dir=cache_dir)
+        kw = dict(seed=cfg.data_seed, length=cfg.length, digit_at=cfg.digit_at, cache_dir=cache_dir)
     out = {s: load_task(cfg.task, s, **kw) for s in ("train", "val", "test")}
     if cfg.n_train:
         out["train"] = out["train"].subset(min(cfg.n_train, len(out["train"])))
