@@ -88,14 +88,19 @@ class Experiment:
             from concurrent.futures import ProcessPoolExecutor
 
             load_data(cfgs[0], cache_dir)                       # build the data cache once, first
+            # the slowest mixers first, so the pool does not end on one long run with idle workers
+            order = sorted(range(len(cfgs)), key=lambda i: -_RELATIVE_COST[cfgs[i].net.model])
             with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(_fit_quietly, c, d, cache_dir) for c, d in zip(cfgs, dirs)]
+                futures = [pool.submit(_fit_quietly, cfgs[i], dirs[i], cache_dir) for i in order]
                 for i, f in enumerate(futures):
                     log(f"[{name} {i + 1}/{len(cfgs)}] finished {f.result()} "
                         f"({time.perf_counter() - t0:.0f}s elapsed)")
         return summarize_experiment(name, results_dir, runs_dir=runs_dir, overrides=overrides,
                                     seeds=seeds)
 
+
+#: Rough cost of a training step per mixer (CPU, L = 1024), to start the slowest runs first.
+_RELATIVE_COST = {"transformer": 30.0, "ssm": 3.0, "longconv": 1.0}
 
 _CONV_ROWS = (("longconv", "none"), ("longconv", "squash"), ("longconv", "smooth"),
               ("longconv", "squash+smooth"))
