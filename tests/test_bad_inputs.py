@@ -1651,6 +1651,13 @@ row("lab.viz.plot_kernel_gallery", "an int (was 'not iterable')", lambda: _viz.p
 row("lab.viz.plot_kernel_gallery", "no kernels of that layer",
     lambda: _viz.plot_kernel_gallery({"a/layer1": np.ones((2, 8))}), ValueError,
     r"kernels has no key ending in '/layer0' \(layer='layer0'\); its keys: \['a/layer1'\]")
+row("lab.viz.plot_tap_rms", "a list", lambda: _viz.plot_tap_rms([np.ones(8)]), TypeError,
+    r"kernels must be a dict mapping a name to a \(rows, L\) kernel array, got list")
+row("lab.viz.plot_tap_rms", "no kernels of that layer",
+    lambda: _viz.plot_tap_rms({"a/layer1": np.ones((2, 8))}), ValueError,
+    r"kernels has no key ending in '/layer0' \(layer='layer0'\); its keys: \['a/layer1'\]")
+row("lab.viz.plot_tap_rms", "window 0", lambda: _viz.plot_tap_rms({"a/layer0": np.ones((2, 8))}, window=0),
+    ValueError, r"window must be >= 1 taps, got 0")
 row("lab.viz.plot_learned_blocks", "block counts differ (a row was left blank)",
     lambda: _viz.plot_learned_blocks([np.eye(2)], [np.eye(2), np.eye(4)]), ValueError,
     r"learned and exact must hold the same number of blocks \(at least one\), got 1 and 2")

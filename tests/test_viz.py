@@ -174,3 +174,23 @@ def test_compact_png_of_a_figure_and_of_a_png_file(tmp_path):
     assert len(small.getpalette()) // 3 <= viz.PNG_COLOURS
     assert Image.open(io.BytesIO(viz.compact_png(fig))).mode == "P"
 
+
+
+def test_plot_tap_rms_draws_the_moving_rms_of_each_model():
+    """Oracle: the RMS over rows of k, averaged over a window, computed here by hand; exact
+    zeros (a squashed kernel) are drawn at a floor below the smallest non-zero value."""
+    rng = np.random.default_rng(0)
+    k = rng.normal(size=(4, 64))
+    sparse = np.zeros((4, 64))
+    sparse[:, :8] = 1.0
+    fig = viz.plot_tap_rms({"a/layer0": k, "b/layer0": sparse, "c/layer1": k}, boundary=32, window=4)
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines() if ln.get_label() in ("a", "b")]
+    assert [ln.get_label() for ln in lines] == ["a", "b"]          # only layer0's models
+    want = np.sqrt(np.convolve((k ** 2).mean(0), np.ones(4) / 4, mode="same"))
+    np.testing.assert_allclose(lines[0].get_ydata(), want, rtol=1e-12)
+    yb = lines[1].get_ydata()
+    assert np.all(yb[20:] == yb[20:].min()) and yb[20:].min() > 0 and yb[20:].min() < want.min()
+    assert any(list(ln.get_xdata()) == [32, 32] for ln in ax.get_lines())          # the boundary
+    assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close(fig)

@@ -21,7 +21,7 @@ __all__ = ["COURSE_STYLE", "PNG_COLOURS", "use_course_style", "compact_png", "as
            "plot_timings", "plot_io_model", "plot_dft_matrix", "plot_butterfly_diagram",
            "plot_factor_patterns", "plot_fft_stage", "plot_four_step", "plot_butterfly_schedule",
            "plot_memory_traffic", "plot_benchmark", "plot_benchmark_file", "plot_spectra",
-           "plot_kernel_comparison", "plot_training_curves", "plot_kernel_gallery",
+           "plot_kernel_comparison", "plot_training_curves", "plot_kernel_gallery", "plot_tap_rms",
            "plot_learned_blocks"]
 
 
@@ -670,6 +670,49 @@ def plot_kernel_gallery(kernels: dict, *, layer: str = "layer0", rows: int = 3, 
     axes[1, 0].set_ylabel("power", fontsize=9)
     return fig
 
+
+
+
+def plot_tap_rms(kernels: dict, *, layer: str = "layer0", boundary: int | None = None,
+                 window: int = 32, title: str = "", ax=None):
+    """How large a learned kernel is at each lag: for every model, the RMS of k[s] over its kernel
+    rows, averaged over ``window`` neighbouring taps, on a log scale against the tap s. A dotted
+    line at ``boundary`` marks where the taps that can only see noise begin (noisy digits, digit
+    last: 256). Exactly-zero stretches (Squash) are drawn at the bottom of the axis.
+
+    kernels: {"label/layerN": array (rows, L)} as in ``course/results/training/*-kernels.npz``.
+    """
+    _check_named(kernels, "kernels", "a (rows, L) kernel array")
+    window = int(window)
+    if window < 1:
+        raise ValueError(f"window must be >= 1 taps, got {window}")
+    keys = [k for k in kernels if k.endswith("/" + layer)]
+    if not keys:
+        raise ValueError(f"kernels has no key ending in '/{layer}' (layer={layer!r}); its keys: "
+                         f"{sorted(kernels)}")
+    fig, ax = _figure_and_axis(ax, width=6)
+    floor = None
+    curves = []
+    for key in keys:
+        k = np.asarray(kernels[key], float)
+        k = k.reshape(-1, k.shape[-1])
+        w = min(window, k.shape[-1])
+        rms = np.sqrt(np.convolve((k ** 2).mean(0), np.ones(w) / w, mode="same"))
+        curves.append((key.rsplit("/", 1)[0], rms))
+        pos = rms[rms > 0]
+        if pos.size:
+            floor = pos.min() if floor is None else min(floor, pos.min())
+    floor = 1e-6 if floor is None else floor / 3
+    for label, rms in curves:
+        ax.semilogy(np.maximum(rms, floor), label=label, lw=1)
+    if boundary is not None:
+        ax.axvline(boundary, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("tap s (lag)")
+    ax.set_ylabel(f"RMS of k[s], {window}-tap average")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
 
 
 
