@@ -430,6 +430,26 @@ def test_perf_model_by_hand():
         pm.occupancy("V100", threads=32, registers=32, smem_bytes=0)
 
 
+def test_perf_model_counts_the_three_passes():
+    from longconv_edu.kernels import perf_model as pm
+    rows = pm.model_rows()
+    h = {r["L"]: r for r in rows if r["gpu"] == "H100"}
+    a = {r["L"]: r for r in rows if r["gpu"] == "A100"}
+    assert h[8192]["path"] == "monarch fused" and h[16384]["path"] == "monarch three-pass"
+    assert a[4096]["path"] == "monarch fused" and a[8192]["path"] == "monarch three-pass"
+    for L in (16384, 32768, 65536):
+        r = h[L]
+        assert len(r["pass_s"]) == 3 and r["cuda_s"] == pytest.approx(sum(r["pass_s"]))
+        # no pass is faster than its HBM bytes (io_model's real-input three passes) allow
+        outer = kc.monarch_plan(L, np.float32, smem_bytes=227 * 1024).outer
+        m = io_model.three_pass_traffic(4, 64, L, real_input=True, outer=outer)
+        for t, (_, rd, wr) in zip(r["pass_s"], m.passes):
+            assert t >= (rd + wr) / pm.GPUS["H100"].hbm_bytes_per_s
+        # and the whole can beat torch.fft's bound by at most its bytes' ratio: 12L against
+        # about 14.3L reals per row
+        assert r["speedup"] <= pm.fft_conv_bound("H100", 4, 64, L) * pm.GPUS["H100"].hbm_bytes_per_s / m.bytes
+
+
 def test_gpu_script_without_a_gpu_says_so():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the script would run")

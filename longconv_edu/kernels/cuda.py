@@ -1,11 +1,13 @@
 """Rung 5a: the fused FlashButterfly convolution as a Numba CUDA kernel, trainable and verifiable.
 
 Two kernels live here. ``cuda_conv``, the registered ``cuda`` backend, is the Monarch form (the
-"Monarch kernel" section below: dense DFT blocks, the real-input trick, one launch per row,
-generated source with every index a literal). ``radix2_conv`` is the textbook radix-2 kernel the
-course starts from (the "before" picture; described first, right below) and the path rows longer
-than fast memory still take. The compiler tools (ptxas, nvdisasm) are in ``kernels.ptx``; the
-performance model in ``kernels.perf_model``; the GPU check script in ``kernels.cuda_check``.
+"Monarch kernel" section below: dense DFT blocks, the real-input trick, generated source with
+every index a literal): one launch per row where the row fits one block's shared memory, the
+Monarch three-pass scheme beyond (outer factors over coalesced tiles of columns, inner Monarch
+convolutions, outer inverse). ``radix2_conv`` is the textbook radix-2 kernel the course starts
+from (the "before" picture; described first, right below; no backend uses it). The compiler tools
+(ptxas, nvdisasm) are in ``kernels.ptx``; the performance model in ``kernels.perf_model``; the
+GPU check script in ``kernels.cuda_check``.
 
 The radix-2 kernel:
 
@@ -556,7 +558,7 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 
 # ============================================================================ the Monarch kernel
 # The registered ``cuda`` backend (issue 14). Everything above this line is the radix-2 kernel,
-# kept as the notebook's "before" picture (``radix2_conv``) and as the long-L fallback.
+# kept as the notebook's "before" picture (``radix2_conv``).
 #
 # One thread block per row. With N = fft_size(L) and M = N/2, the real row u is read once as M
 # complex values z[m] = u[2m] + i u[2m+1] (the real-input trick: an M-point complex FFT instead
@@ -573,6 +575,16 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # kernel spectrum K (torch.fft.rfft of k, once per kernel tensor version); the merge and the
 # inverse factors (conjugate roots) give y. Global memory: one read of u, one write of y per
 # element, plus the (M+1)-point spectrum of the row's channel.
+#
+# Rows beyond one block's shared memory (``_three_pass``, ``monarch_plan``): M = outer x inner,
+# the row seen as an (outer, inner) array. Pass 1 reads u by tiles of consecutive columns (a
+# warp's loads are consecutive floats), applies the outer Monarch factors down the columns and
+# the twiddles W_M^(k1 b), and writes the row w (N reals) to global memory in the same order;
+# pass 2 takes two inner rows per block (the rows whose values pair up in the real-input split),
+# applies the inner factors, splits, multiplies by the spectrum (stored in this order, so read
+# in order too), merges, applies the inverse inner factors, writes w back; pass 3 reads w by
+# tiles of columns, applies the conjugate twiddles and the inverse outer factors, writes y.
+# Two more round trips of w (N reals per row) than the fused kernel.
 MONARCH_BLOCKS = (2, 4, 8, 16, 32, 64)
 DEFAULT_BLOCK = 4
 #: Shared memory assumed when no GPU is present (simulator, compile-only): the H100's opt-in
@@ -1981,18 +1993,22 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
 SASS_REPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            "course", "results", "cuda", "sass_report.json")
 REPORT_CCS = ((8, 0), (9, 0))
-#: Lengths of the performance model: the Monarch kernel runs fused up to 8192 (float32, H100).
+#: Lengths of the performance model: the Monarch kernel runs fused up to 8192 (float32, H100;
+#: 4096 on an A100), in three passes beyond.
 MODEL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
 def report_configurations(quick: bool = False) -> list[dict]:
     """Every configuration ``write_sass_report`` compiles (keyword arguments of sass_counts).
 
-    At L = 1024 (M = 1024): the Monarch forward for blocks 4, 8, 16 (float32 and float64) on
-    sm_80 and sm_90, its fused backward for blocks 4 and 16 (float32), blocks 32 and 64 on
-    sm_90 (float32); the default block at every other fused model length; the radix-2 kernel at
-    every model length (fused to L = 2048, three passes beyond). Ordered cheap first (blocks 32
-    and 64 take minutes of compiling each). quick=True: one configuration of each kernel.
+    The Monarch forward (default block) and the radix-2 kernel at every model length on sm_80
+    and sm_90, the Monarch kernel under that GPU's budget (``REPORT_SMEM``: fused, or three
+    passes beyond, e.g. L >= 8192 on the A100, L >= 16384 on the H100), the radix-2 kernel under
+    its 48 KiB (fused to L = 2048, three passes beyond). At L = 1024 (M = 1024): the Monarch
+    forward for blocks 8, 16 (float32) and 4, 8, 16 (float64), its fused backward for blocks 4
+    and 16 (float32), block 32 on sm_90 (float32). Ordered cheap first (block 32 takes minutes
+    of compiling). Block 64 is not compiled: its straight-line 64 x 64 blocks had not finished
+    compiling after about 40 CPU minutes. quick=True: one configuration of each kernel.
     """
     if quick:
         return [dict(kernel="monarch", L=1024, cc=(9, 0), block=DEFAULT_BLOCK),
@@ -2000,8 +2016,7 @@ def report_configurations(quick: bool = False) -> list[dict]:
     out = []
     for cc in REPORT_CCS:
         for L in MODEL_LENGTHS:
-            if L <= 8192:
-                out.append(dict(kernel="monarch", L=L, cc=cc, block=DEFAULT_BLOCK))
+            out.append(dict(kernel="monarch", L=L, cc=cc, block=DEFAULT_BLOCK))
             out.append(dict(kernel="radix2", L=L, cc=cc))
     for cc in REPORT_CCS:
         for b in (8, 16):
@@ -2010,8 +2025,7 @@ def report_configurations(quick: bool = False) -> list[dict]:
             out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, dtype=torch.float64))
         for b in (4, 16):
             out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, kind="grad"))
-    for b in (32, 64):
-        out.append(dict(kernel="monarch", L=1024, cc=(9, 0), block=b))
+    out.append(dict(kernel="monarch", L=1024, cc=(9, 0), block=32))
     return out
 
 
@@ -2077,14 +2091,14 @@ def sass_report(path: str = SASS_REPORT) -> list[dict]:
 
 
 def sass_table(rows) -> str:
-    """The report as a text table: kernel, L, block, dtype, kind, target, SASS per element (and
-    the part of it in loops),
-    registers (one per launch: the radix-2 three-pass path launches three kernels), spill bytes,
-    stack bytes, shared memory per block (dynamic + static, the largest launch)."""
+    """The report as a text table: kernel, L, block, dtype, kind, target, passes (launches per
+    row), SASS per element (and the part of it in loops), registers (one per launch: the
+    three-pass paths launch three kernels), spill bytes, stack bytes, shared memory per block
+    (dynamic + static, the largest launch)."""
     if not isinstance(rows, list):
         raise TypeError(f"rows must be a list of report rows (from sass_report), got {type(rows).__name__}")
-    head = (f"{'kernel':<8}{'L':>6}{'p':>4} {'dtype':<8}{'kind':<5}{'arch':<6}{'SASS/elt':>9}{'in loops':>9}"
-            f"{'regs':>10}{'spill B':>8}{'stack':>6}{'smem B':>8}")
+    head = (f"{'kernel':<8}{'L':>6}{'p':>4} {'dtype':<8}{'kind':<5}{'arch':<6}{'passes':>6}{'SASS/elt':>9}"
+            f"{'in loops':>9}{'regs':>12}{'spill B':>8}{'stack':>6}{'smem B':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         res = r.get("resources") or [{}]
@@ -2095,8 +2109,8 @@ def sass_table(rows) -> str:
         per = f"{r['per_element']:.0f}" if "per_element" in r else ("error" if "error" in r else "-")
         hot = f"{r['hot']:.0f}" if "hot" in r else "-"
         lines.append(f"{r['kernel']:<8}{r['L']:>6}{r.get('block', ''):>4} {r.get('dtype', 'float32'):<8}"
-                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{per:>9}{hot:>9}{regs:>10}{spill:>8}"
-                     f"{stack:>6}{smem:>8}")
+                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{r.get('passes', 1):>6}{per:>9}"
+                     f"{hot:>9}{regs:>12}{spill:>8}{stack:>6}{smem:>8}")
     return "\n".join(lines)
 
 
