@@ -225,7 +225,8 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
                 t = monarch_time(g, mon, B=B, H=H)
                 row.update(path="monarch fused" if fused else "monarch three-pass",
                            cuda_sass=mon["per_element"], cuda_s=t["time"], bound=t["bound"],
-                           pass_s=[p["time"] for p in t["passes"]])
+                           pass_s=[p["time"] for p in t["passes"]],
+                           pass_bound=[p["bound"] for p in t["passes"]])
             elif "radix2_s" in row:
                 row.update(path="radix-2 three-pass" if N > 4096 else "radix-2 fused",
                            cuda_sass=row["radix2_sass"], cuda_s=row["radix2_s"], bound="issue")
@@ -236,19 +237,21 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
 
 
 def model_table(rows=None) -> str:
-    """``model_rows`` as a text table (microseconds)."""
+    """``model_rows`` as a text table (microseconds; three passes: each kernel's time too)."""
     rows = model_rows() if rows is None else rows
     if not isinstance(rows, list):
         raise TypeError(f"rows must be a list (from model_rows), got {type(rows).__name__}")
     head = (f"{'GPU':<6}{'L':>7}  {'cuda backend path':<20}{'SASS/elt':>9}{'cuda us':>9}"
-            f"{'bound':>7}{'torch.fft >= us':>16}{'speedup':>9}{'radix-2 us':>11}")
+            f"{'bound':>7}{'torch.fft >= us':>16}{'speedup':>9}{'radix-2 us':>11}  three passes: us, bound")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "cuda_s" not in r:
             continue
-        lines.append(f"{r['gpu']:<6}{r['L']:>7}  {r['path']:<20}{r['cuda_sass']:>9.0f}"
-                     f"{r['cuda_s'] * 1e6:>9.1f}{r['bound']:>7}{r['fft_bound_s'] * 1e6:>16.1f}"
-                     f"{r['speedup']:>9.2f}{r.get('radix2_s', math.nan) * 1e6:>11.1f}")
+        passes = " + ".join(f"{t * 1e6:.1f} {b}" for t, b in zip(r.get("pass_s", ()), r.get("pass_bound", ())))
+        lines.append((f"{r['gpu']:<6}{r['L']:>7}  {r['path']:<20}{r['cuda_sass']:>9.0f}"
+                      f"{r['cuda_s'] * 1e6:>9.1f}{r['bound']:>7}{r['fft_bound_s'] * 1e6:>16.1f}"
+                      f"{r['speedup']:>9.2f}{r.get('radix2_s', math.nan) * 1e6:>11.1f}  "
+                      + (passes if len(r.get("pass_s", ())) > 1 else "")).rstrip())
     return "\n".join(lines)
 
 
