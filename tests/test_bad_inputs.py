@@ -1330,6 +1330,10 @@ row("kernels.cuda.cuda_conv", "L beyond the longest row (fused or three passes)"
     lambda: _kc().cuda_conv(torch.empty(1, 1, 2**22 + 1, device="meta"), torch.empty(1, 1, device="meta")),
     ValueError, r"u has length L=4194305: .* smem_bytes=232448 \(float32\); with this budget it "
                 r"supports L <= 4194304; use backend='fft'")
+row("kernels.cuda.cuda_conv", "smem_bytes fits the forward but not the backward",
+    lambda: _kc().cuda_conv(U64[:1, :1, :2].clone().requires_grad_(True), K64[:1, :2], smem_bytes=100),
+    ValueError, r"smem_bytes=100 fits the forward of L=2 but not its backward: the fused backward "
+                r"needs 192 bytes")
 row("kernels.cuda.cuda_conv", "smem_bytes too small for this L even in three passes",
     lambda: _kc().cuda_conv(U64, K64, smem_bytes=160), ValueError,
     r"u has length L=8: FFT size 16 does not fit .* smem_bytes=160 \(float64\); with this budget "

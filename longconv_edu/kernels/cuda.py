@@ -563,7 +563,7 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # One thread block per row. With N = fft_size(L) and M = N/2, the real row u is read once as M
 # complex values z[m] = u[2m] + i u[2m+1] (the real-input trick: an M-point complex FFT instead
 # of an N-point one). The M-point DFT is a product of S = ceil(log2 M / log2 p) Monarch factors:
-# each is a block-diagonal matrix of dense p x p DFT blocks (p = ``block``, 16 by default) with
+# each is a block-diagonal matrix of dense p x p DFT blocks (p = ``block``, 4 by default) with
 # its twiddles folded in, applied as small dense complex mat-vecs out of shared memory
 # (Stockham order: natural order in and out, ping-pong between two shared buffers). Output q of
 # a factor with previous span Ls and radix p is
@@ -1605,6 +1605,13 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
         threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
     block = check_block(block)
     plan = monarch_plan(u.shape[2], real, smem_bytes=smem_bytes, block=block, threads=threads)
+    if (torch.is_grad_enabled() and (u.requires_grad or k.requires_grad) and plan.passes == 1
+            and monarch_smem_bytes(plan.M, real, "grad") > smem_bytes
+            and _three_pass_plan(plan.N, real, smem_bytes, block, threads) is None):
+        raise ValueError(f"smem_bytes={smem_bytes} fits the forward of L={u.shape[2]} but not its "
+                         f"backward: the fused backward needs "
+                         f"{monarch_smem_bytes(plan.M, real, 'grad')} bytes and a row this short "
+                         f"has no three-pass plan; give at least that, or omit smem_bytes")
     _executor(u)                                                             # device check
     return _MonarchConv.apply(u, k, plan, smem_bytes)
 

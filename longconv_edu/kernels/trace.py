@@ -39,9 +39,11 @@ Schedules of ``trace_conv``:
   port would write: an FFT kernel (u -> U in global memory), a multiply kernel (U * K -> global),
   an inverse-FFT kernel (-> y). Per row, with s bytes per real and complex spectra of N values: it
   reads (L + 6N) s bytes and writes (4N + L) s bytes, against (L + 2N) s and L s fused;
-* kernel ``"monarch"``: what ``cuda_conv`` (the registered ``cuda`` backend) launches for a row
-  that fits: the fused Monarch kernel (real-input trick, dense DFT blocks, its root tables staged
-  into shared memory from global memory, the cached half spectrum).
+* kernel ``"monarch"``: what ``cuda_conv`` (the registered ``cuda`` backend) launches: the fused
+  Monarch kernel (real-input trick, dense DFT blocks, its root tables staged into shared memory
+  from global memory, the cached half spectrum) for a row that fits ``smem_bytes``, else the
+  Monarch three passes (``monarch_plan``: outer factors over tiles of columns, inner Monarch
+  convolutions, outer inverse, through the intermediate row ``w`` in global memory).
 
 (PyTorch's ``fft_conv`` is a different unfused schedule, five kernels with rfft's N/2 + 1 bins:
 ``io_model.unfused_fft_conv`` models that one.)
@@ -617,13 +619,14 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
 
     CPU tensors, float32 or float64 (use tiny sizes: one Python thread per CUDA thread).
     kernel "radix2" (``radix2_conv``: scheme "flashbutterfly", fused or three-pass when
-    2*N*s > smem_bytes, or "naive", three kernels through global memory) or "monarch" (the
-    fused Monarch kernel of ``cuda_conv``, Monarch block size ``block``; it must fit
-    ``smem_bytes``). threads: threads per block (byte counts per block do not depend on it;
-    sectors do: use 32 for full warps). record=True keeps every access (for
-    ``butterfly_schedule``). drop_barriers: None, "forward" (leave out the barrier after each
-    forward stage or factor: the variant without the forward-stage ``cuda.syncthreads()``), or
-    a tuple of barrier ordinals left out of every launch.
+    2*N*s > smem_bytes, or "naive", three kernels through global memory) or "monarch" (what
+    ``cuda_conv`` launches with this ``smem_bytes``: its fused kernel, or its three passes,
+    Monarch block size ``block``; ``Trace.plan`` is then the ``MonarchPlan``). threads: threads
+    per block (byte counts per block do not depend on it; sectors do: use 32 for full warps).
+    record=True keeps every access (for ``butterfly_schedule``). drop_barriers: None,
+    "forward" (leave out the barrier after each forward stage or factor: the variant without
+    the forward-stage ``cuda.syncthreads()``), or a tuple of barrier ordinals left out of every
+    launch.
     Returns a Trace whose y is the traced run's output (so it is checked too).
     """
     B, H, L, Lk = check_conv_inputs(u, k)
