@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ._checks import check_float, check_int
+from ._checks import check_bool, check_float, check_int
 from .fft import monarch_factors, next_power_of_two
 
 __all__ = ["Traffic", "fft_flops", "monarch_flops", "unfused_fft_conv",
@@ -145,8 +145,20 @@ def _matmul_conv_flops(N: int, factors=None) -> float:
     return 2 * monarch_flops(N, factors) + 6 * N
 
 
+#: Real flops of the real-input split (or its inverse, the merge) per pair of bins (Z[k], Z[M-k]):
+#: four half sums, a complex multiply by W_N^k and four sums, about 18.
+SPLIT_FLOPS = 18
+
+
+def _real_input_conv_flops(N: int, factors=None) -> float:
+    """Per row, with the real-input trick: an N/2-point complex DFT each way in the matmul form,
+    the split and the merge (M/2 pairs each), and the product with the N/2 + 1 bins."""
+    M = N // 2
+    return 2 * monarch_flops(M, factors) + 6 * (M + 1) + 2 * SPLIT_FLOPS * (M // 2)
+
+
 def fused_conv(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size: int | None = None,
-               factors=None) -> Traffic:
+               factors=None, real_input: bool = False) -> Traffic:
     """Slow-memory traffic of the fused FlashButterfly kernel: one pass.
 
     One block per (b, h) row reads its L inputs once and its channel's kernel spectrum, stored as
@@ -155,14 +167,22 @@ def fused_conv(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size: int | 
     power of two (the matmul form's factors are powers of two). The kernel spectrum is computed
     once per layer (its own small cost is not counted here). FLOPs: the matmul form of the forward
     and inverse N-point DFTs (``factors``, default ``monarch_factors(N)``) and the pointwise product.
+
+    real_input=True: the real-input trick (an N/2-point complex DFT, then the split into the
+    N/2 + 1 bins of the real row's spectrum): the spectrum read is N/2 + 1 complex values,
+    bytes_read = B*H*(L*s + (N + 2)*s); FLOPs of N/2-point DFTs (``factors`` of N/2), the split,
+    the merge (``SPLIT_FLOPS`` per pair of bins) and the product with N/2 + 1 bins.
     """
     B, H, L, s, N = _sizes(B, H, L, dtype_bytes, fft_size, pow2=True)
+    if check_bool(real_input, "real_input"):
+        passes = [("fused conv", B * H * (L * s + (N + 2) * s), B * H * L * s)]
+        return Traffic.from_passes(passes, B * H * _real_input_conv_flops(N, factors))
     passes = [("fused conv", B * H * (L * s + 2 * N * s), B * H * L * s)]
     return Traffic.from_passes(passes, B * H * _matmul_conv_flops(N, factors))
 
 
 def three_pass_traffic(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size: int | None = None,
-                    outer: int | None = None) -> Traffic:
+                    outer: int | None = None, real_input: bool = False) -> Traffic:
     """Slow-memory traffic of the paper's three-pass scheme (for rows beyond fast memory).
 
     N = outer * M. Pass 1 (outer butterfly): read the L inputs of a row, do the outer-point DFTs
@@ -171,14 +191,35 @@ def three_pass_traffic(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size
     DFT -> product -> inverse DFT, write N complex values. Pass 3 (outer back): read N complex,
     inverse twiddles and outer-point DFTs, write the L outputs. ``outer`` defaults to the first
     factor of ``monarch_factors(N)``.
+
+    real_input=True: the real-input trick, as the ``cuda`` backend's Monarch three passes do it:
+    the row is N/2 complex values (outer x inner, ``outer`` a divisor of N/2, default the first
+    of ``monarch_factors(N/2)``), so the intermediate is N/2 complex (N reals) each way and the
+    spectrum N/2 + 1 complex: per row, pass 1 reads L and writes N reals, pass 2 reads N + (N + 2)
+    and writes N, pass 3 reads N and writes L. FLOPs: N/2-point DFTs, split, merge, product.
     """
     B, H, L, s, N = _sizes(B, H, L, dtype_bytes, fft_size, pow2=True)
+    c = 2 * s
+    R = B * H
+    if check_bool(real_input, "real_input"):
+        Mc = N // 2
+        n1 = (monarch_factors(Mc)[0] if Mc > 1 else 1) if outer is None else \
+            check_int(outer, "outer", min=1, power_of_two=True)
+        if Mc % n1:
+            raise ValueError(f"outer must divide N/2 = {Mc} (real_input=True), got {n1}")
+        passes = [
+            ("outer DFT + twiddles", R * L * s, R * Mc * c),
+            ("inner convolutions", R * Mc * c + R * (Mc + 1) * c, R * Mc * c),
+            ("outer inverse", R * Mc * c, R * L * s),
+        ]
+        inner = monarch_flops(Mc // n1) if Mc // n1 > 1 else 0.0
+        flops = R * (2 * (8 * Mc * n1 + 6 * Mc + n1 * inner) + 6 * (Mc + 1)
+                     + 2 * SPLIT_FLOPS * (Mc // 2))
+        return Traffic.from_passes(passes, flops)
     n1 = monarch_factors(N)[0] if outer is None else check_int(outer, "outer", min=1, power_of_two=True)
     if N % n1:
         raise ValueError(f"outer must divide the FFT size N = {N}, got {n1}")
     M = N // n1
-    c = 2 * s
-    R = B * H
     passes = [
         ("outer DFT + twiddles", R * L * s, R * N * c),
         ("inner convolutions", R * N * c + R * N * c, R * N * c),

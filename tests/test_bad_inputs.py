@@ -686,6 +686,27 @@ row(
     r"factors must be a tuple",
 )
 row(
+    "io_model.fused_conv",
+    "real_input 1",
+    lambda: io_model.fused_conv(1, 1, 8, real_input=1),
+    TypeError,
+    r"real_input must be True or False",
+)
+row(
+    "io_model.three_pass_traffic",
+    "real_input 'yes'",
+    lambda: io_model.three_pass_traffic(1, 1, 8, real_input="yes"),
+    TypeError,
+    r"real_input must be True or False",
+)
+row(
+    "io_model.three_pass_traffic",
+    "outer not dividing N/2 with real_input",
+    lambda: io_model.three_pass_traffic(1, 1, 8, outer=16, real_input=True),
+    ValueError,
+    r"outer must divide N/2 = 8 \(real_input=True\), got 16",
+)
+row(
     "io_model.three_pass_traffic",
     "outer 3",
     lambda: io_model.three_pass_traffic(1, 1, 8, outer=3),
@@ -1362,9 +1383,10 @@ def _trace_rows():
         r"drop_barriers\[i\] must be >= 0, got -1")
     row("kernels.trace.trace_conv", "block 3", lambda: tr.trace_conv(u64, k64, kernel="monarch", block=3),
         ValueError, r"block must be a power of two, got 3")
-    row("kernels.trace.trace_conv", "monarch too little fast memory",
+    row("kernels.trace.trace_conv", "monarch too little fast memory for any plan",
         lambda: tr.trace_conv(u64, k64, kernel="monarch", smem_bytes=64), ValueError,
-        r"kernel 'monarch' .* needs smem_bytes >= 192, got 64")
+        r"u has length L=4: FFT size 8 does not fit the Monarch kernel's fast memory .* "
+        r"smem_bytes=64 \(float64\); with this budget it supports L <= 1;")
     row("kernels.trace.trace_conv", "monarch naive",
         lambda: tr.trace_conv(u64, k64, kernel="monarch", scheme="naive"), ValueError,
         r"scheme 'naive' is a radix-2 schedule")
@@ -1491,13 +1513,22 @@ def _kc():
 
 row("kernels.cuda.cuda_conv", "smem_bytes above the device's opt-in maximum",
     lambda: _kc().cuda_conv(U, K, smem_bytes=10**9), ValueError,
-    r"smem_bytes=1000000000 cannot be granted: on this device one block may use 16 to \d+ bytes")
-row("kernels.cuda.cuda_conv", "smem_bytes below a tile of two values",
+    r"smem_bytes=1000000000 cannot be granted: on this device one block may use 24 to \d+ bytes")
+row("kernels.cuda.cuda_conv", "smem_bytes below the smallest Monarch block",
     lambda: _kc().cuda_conv(U64, K64, smem_bytes=8), ValueError,
-    r"smem_bytes=8 cannot be granted: on this device one block may use 32 to \d+ bytes")
-row("kernels.cuda.cuda_conv", "L beyond the longest row",
-    lambda: _kc().cuda_conv(torch.empty(1, 1, 2**23 + 1, device="meta"), torch.empty(1, 1, device="meta")),
-    ValueError, r"u has length L=8388609.*supports L <= 8388608 .*use backend='fft'")
+    r"smem_bytes=8 cannot be granted: on this device one block may use 48 to \d+ bytes")
+row("kernels.cuda.cuda_conv", "L beyond the longest row (fused or three passes)",
+    lambda: _kc().cuda_conv(torch.empty(1, 1, 2**22 + 1, device="meta"), torch.empty(1, 1, device="meta")),
+    ValueError, r"u has length L=4194305: .* smem_bytes=232448 \(float32\); with this budget it "
+                r"supports L <= 4194304; use backend='fft'")
+row("kernels.cuda.cuda_conv", "smem_bytes fits the forward but not the backward",
+    lambda: _kc().cuda_conv(U64[:1, :1, :2].clone().requires_grad_(True), K64[:1, :2], smem_bytes=100),
+    ValueError, r"smem_bytes=100 fits the forward of L=2 but not its backward: the fused backward "
+                r"needs 192 bytes")
+row("kernels.cuda.cuda_conv", "smem_bytes too small for this L even in three passes",
+    lambda: _kc().cuda_conv(U64, K64, smem_bytes=160), ValueError,
+    r"u has length L=8: FFT size 16 does not fit .* smem_bytes=160 \(float64\); with this budget "
+    r"it supports L <= 4;")
 row("kernels.cuda.cuda_conv", "block not a power of two",
     lambda: _kc().cuda_conv(U, K, block=3), ValueError, r"block must be a power of two")
 row("kernels.cuda.cuda_conv", "block above 64", lambda: _kc().cuda_conv(U, K, block=128), ValueError,

@@ -226,9 +226,11 @@ def test_unsupported_dtype_is_refused(dtype):
 
 def test_too_long_sequence_is_refused():
     u, k = make(1, 1, 9, 2, seed=0)
-    with pytest.raises(ValueError, match=r"^u has length L=9.*supports L <= 2 "):
-        kc.cuda_conv(u, k, smem_bytes=32)       # float64 tiles of 2 values: N <= 2 * 2
-    assert kc.max_length(np.float64, 32) == 2
+    with pytest.raises(ValueError, match=r"^u has length L=9: .*smem_bytes=96 \(float64\); with "
+                                         r"this budget it supports L <= 2;"):
+        kc.cuda_conv(u, k, smem_bytes=96)       # fused: 6 M float64 <= 96 for M <= 2; no inner
+    assert kc.max_length(np.float64, 96, kernel="monarch") == 2          # row pair fits (10 x 2)
+    assert kc.max_length(np.float64, 32) == 2                           # radix-2: tiles of 2
 
 
 def test_kernel_and_input_on_different_devices():
@@ -319,7 +321,7 @@ def test_a_budget_the_device_cannot_grant_says_what_it_may_be(smem):
     u, k = make(1, 1, 4, 2, seed=0)
     limit = kc.device_smem_optin()
     with pytest.raises(ValueError, match=rf"^smem_bytes={smem} cannot be granted: on this device one "
-                                         rf"block may use 32 to {limit} bytes"):
+                                         rf"block may use 48 to {limit} bytes"):
         kc.cuda_conv(u, k, smem_bytes=smem)
 
 
@@ -428,6 +430,26 @@ def test_perf_model_by_hand():
         pm.occupancy("V100", threads=32, registers=32, smem_bytes=0)
 
 
+def test_perf_model_counts_the_three_passes():
+    from longconv_edu.kernels import perf_model as pm
+    rows = pm.model_rows()
+    h = {r["L"]: r for r in rows if r["gpu"] == "H100"}
+    a = {r["L"]: r for r in rows if r["gpu"] == "A100"}
+    assert h[8192]["path"] == "monarch fused" and h[16384]["path"] == "monarch three-pass"
+    assert a[4096]["path"] == "monarch fused" and a[8192]["path"] == "monarch three-pass"
+    for L in (16384, 32768, 65536):
+        r = h[L]
+        assert len(r["pass_s"]) == 3 and r["cuda_s"] == pytest.approx(sum(r["pass_s"]))
+        # no pass is faster than its HBM bytes (io_model's real-input three passes) allow
+        outer = kc.monarch_plan(L, np.float32, smem_bytes=227 * 1024).outer
+        m = io_model.three_pass_traffic(4, 64, L, real_input=True, outer=outer)
+        for t, (_, rd, wr) in zip(r["pass_s"], m.passes):
+            assert t >= (rd + wr) / pm.GPUS["H100"].hbm_bytes_per_s
+        # and the whole can beat torch.fft's bound by at most its bytes' ratio: 12L against
+        # about 14.3L reals per row
+        assert r["speedup"] <= pm.fft_conv_bound("H100", 4, 64, L) * pm.GPUS["H100"].hbm_bytes_per_s / m.bytes
+
+
 def test_gpu_script_without_a_gpu_says_so():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the script would run")
@@ -457,3 +479,69 @@ def test_gpu_script_fails_loudly_on_a_mismatch(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cuda_check, "check", lambda: [
         {"L": 256, "y": 1e-7, "grad_u": 1e-7, "grad_k": 1e-7, "ok": True}])
     assert cuda_check.main(["--check", "--out", str(tmp_path)]) == 0
+
+
+# ----------------------------------------------------------------------------- the Monarch three passes
+def test_monarch_plan_fused_then_three_passes():
+    f32, h100, a100 = np.float32, 227 * 1024, 163 * 1024
+    assert kc.monarch_plan(8192, f32, smem_bytes=h100).passes == 1      # 6 x 8192 x 4 = 192 KiB
+    p = kc.monarch_plan(8192, f32, smem_bytes=a100)                      # > 163 KiB: three passes
+    assert (p.passes, p.outer, p.inner) == (3, 2, 4096)
+    for L, outer in ((16384, 4), (32768, 8), (65536, 16)):
+        for smem in (h100, a100):
+            p = kc.monarch_plan(L, f32, smem_bytes=smem)
+            assert (p.outer, p.inner) == (outer, 4096) and p.outer * p.inner == p.N // 2
+            assert p.kernels() == ("outer", "inner", "outer_inverse")
+            assert all(p.shared_bytes(kd) <= smem for kd in p.kernels())
+            assert p.columns * 4 >= 32                 # a tile row fills whole 32-byte sectors
+            assert p.blocks_per_row("outer") == 4096 // p.columns and p.blocks_per_row("inner") == outer // 2
+    # the longest rows: inner 4096 (160 KiB) times the outer size whose tile of 8 columns fits
+    assert kc.max_length(f32, h100, kernel="monarch") == kc.max_length(f32, a100, kernel="monarch") == 1 << 22
+    with pytest.raises(ValueError, match=r"^u has length L=4194305: .*supports L <= 4194304;"):
+        kc.monarch_plan((1 << 22) + 1, f32, smem_bytes=h100)
+
+
+def test_three_pass_tables_and_spectrum_layout_against_direct_formulas():
+    # M = 32 = 4 outer x 8 inner; position i = k1 * 8 + k2 holds frequency k = k1 + 4 k2
+    M, outer, inner = 32, 4, 8
+    t = kc.monarch_tables(M, np.float64, outer)
+    for i in range(M):
+        k1, k2 = divmod(i, inner)
+        k = k1 + outer * k2
+        w = complex(*t["twiddles_split"][:, i])
+        assert abs(w - np.exp(-2j * np.pi * k / (2 * M))) < 1e-15
+        b = k2                                    # in the (outer, inner) view, column b = i % inner
+        assert abs(complex(*t["twiddles_outer"][:, i]) - np.exp(-2j * np.pi * k1 * b / M)) < 1e-15
+    kk = torch.randn(3, 40, dtype=torch.float64)
+    ref = torch.fft.rfft(kk, n=2 * M)                                  # (3, M + 1)
+    spec = kc.half_spectrum(kk, 2 * M, outer)
+    assert spec.shape == (3, 2, M + kc.spectrum_pad(np.float64))
+    for i in range(M):
+        k1, k2 = divmod(i, inner)
+        assert torch.allclose(torch.complex(spec[:, 0, i], spec[:, 1, i]), ref[:, k1 + outer * k2])
+    assert torch.allclose(torch.complex(spec[:, 0, M], spec[:, 1, M]), ref[:, M])
+    assert not spec[:, :, M + 1:].any()                                # the padding is zero
+
+
+def test_three_pass_sources_are_straight_line_per_factor():
+    src = kc.monarch_source(256, 4, np.float32, "inner", 16, outer=4)   # inner 64: 3 factors each way
+    assert src.count("# factor") == 6 and "range(tid" not in src and "(rows)" in src
+    src = kc.monarch_source(256, 4, np.float32, "outer", 16, outer=16, columns=8)
+    assert src.count("# factor") == 2 and "(columns)" in src and "x[row, gi]" in src
+    with pytest.raises(ValueError, match="^kind must be one of"):
+        kc.monarch_source(256, 4, np.float32, "middle", outer=4)
+
+
+@needs_compiler
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)])
+def test_three_pass_kernels_compile_without_spills_and_are_counted(cc):
+    from longconv_edu.kernels import ptx
+    if ptx.nvdisasm_path() is None or ptx.ptxas_path() is None:
+        pytest.skip("ptxas/nvdisasm not installed (requirements.txt pins both wheels)")
+    r = kc.sass_counts("monarch", 65536, cc=cc)          # this GPU's budget: 16 x 4096 on both
+    assert r["passes"] == 3 and r["plan"] == {"outer": 16, "inner": 4096, "columns": 128}
+    assert [x["kind"] for x in r["resources"]] == ["outer", "inner", "outer_inverse"]
+    for x in r["resources"]:
+        assert x["spill_stores"] == x["spill_loads"] == x["stack"] == 0, x
+        assert x["dynamic_shared"] <= kc.REPORT_SMEM[cc]
+    assert r["per_element"] == pytest.approx(sum(x["per_element"] for x in r["resources"]))

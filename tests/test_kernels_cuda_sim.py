@@ -33,7 +33,15 @@ from oracles import causal_conv_np, rel_err  # noqa: E402
 
 from longconv_edu import fft_conv, long_conv  # noqa: E402
 from longconv_edu.fft import bit_reversal_permutation  # noqa: E402
-from longconv_edu.kernels.cuda import cuda_conv, kernel_spectrum, make_plan, simulator_active  # noqa: E402
+from longconv_edu.kernels.cuda import (  # noqa: E402
+    REAL_OF,
+    cuda_conv,
+    kernel_spectrum,
+    make_plan,
+    monarch_plan,
+    radix2_conv,
+    simulator_active,
+)
 
 TOL = CONV_TOL
 
@@ -71,12 +79,13 @@ def test_backward_matches_fft_conv_autograd(L, Lk):
 
 
 @pytest.mark.parametrize("L,Lk,smem", [(5, 3, 64), (8, 8, 64), (9, 5, 128)])
-def test_three_pass_forward_and_backward(L, Lk, smem):
-    # a deliberately tiny shared-memory budget: tiles of 4 (64 B) or 8 (128 B) float64 values
+def test_radix2_three_pass_forward_and_backward(L, Lk, smem):
+    # the "before" kernel's three passes, with a deliberately tiny shared-memory budget: tiles of
+    # 4 (64 B) or 8 (128 B) float64 values
     assert make_plan(L, np.float64, smem_bytes=smem).passes == 3
     u, k = make(1, 1, L, Lk, seed=L + smem)
     g = torch.randn(1, 1, L, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, smem_bytes=smem, threads=2), u, k, g)
+    y, gu, gk = _grads(lambda a, b: radix2_conv(a, b, smem_bytes=smem, threads=2), u, k, g)
     y_ref, gu_ref, gk_ref = _grads(fft_conv, u, k, g)
     assert rel_err(y.detach().numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
     assert rel_err(gu.numpy(), gu_ref.numpy()) < 1e-10
@@ -141,8 +150,55 @@ def test_monarch_long_rows_forward_and_both_gradients(L, dtype, block):
         assert rel_err(got.double().numpy(), ref.detach().numpy()) < TOL[dtype]
 
 
-def test_monarch_4096_float64_forward():
-    # the fused forward fits (6 M float64 = 192 KiB); its fused backward would not (radix-2 path)
+def test_monarch_4096_float64_fused_forward_three_pass_backward():
+    # the fused forward fits the default 227 KiB (6 M float64 = 192 KiB); its fused backward
+    # would not (10 M + 4 values = 320 KiB): the backward takes the three passes (2 x 2048)
     u, k = make(1, 1, 4096, 100, seed=5)
-    y = cuda_conv(u, k, threads=64)
-    assert rel_err(y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-12
+    assert monarch_plan(4096, np.float64, smem_bytes=227 * 1024).passes == 1
+    g = torch.randn(1, 1, 4096, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, threads=64), u, k, g)
+    y_ref, gu_ref, gk_ref = _grads(fft_conv, u, k, g)
+    assert rel_err(y.detach().numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-12
+    assert rel_err(gu.numpy(), gu_ref.numpy()) < 1e-12
+    assert rel_err(gk.numpy(), gk_ref.numpy()) < 1e-12
+
+
+# ----------------------------------------------------------------------------- the Monarch three passes
+# Rows beyond one block's shared memory (float32: L > 8192 on an H100, > 4096 on an A100) take
+# the Monarch three passes; here they are forced at small L by a small budget ``smem_bytes``.
+# Oracles as above: numpy's float64 convolution for y, torch.fft's float64 autograd for both
+# gradients; float64 within 1e-10 (rounding ~1e-15 here), float32 within CONV_TOL (2e-4).
+@pytest.mark.parametrize("B,H,L,Lk,dtype,smem,block", [
+    (1, 1, 64, 64, torch.float64, 1280, 4),        # M = 64 = 4 outer x 16 inner
+    (2, 3, 40, 13, torch.float64, 1280, 4),        # a batch: grad_k summed over it
+    (1, 2, 100, 37, torch.float64, 1280, 2),       # not a power of two; 2 x 2 DFT blocks
+    (1, 1, 1000, 1000, torch.float64, 8192, 16),   # 16 x 64, dense 16 x 16 blocks
+    (1, 1, 3000, 3000, torch.float32, 20480, 4),   # not a power of two: 8 x 512
+    (1, 1, 4096, 4096, torch.float32, 40960, 4),   # 4 x 1024
+    (1, 1, 4096, 777, torch.float32, 10240, 8)])   # 16 x 256, dense 8 x 8 blocks
+def test_monarch_three_pass_forward_and_both_gradients(B, H, L, Lk, dtype, smem, block):
+    plan = monarch_plan(L, REAL_OF[dtype], smem_bytes=smem, block=block)
+    assert plan.passes == 3 and plan.outer * plan.inner == plan.N // 2
+    u, k = make(B, H, L, Lk, seed=L + Lk + block, dtype=dtype)
+    g = torch.randn(B, H, L, generator=torch.Generator().manual_seed(L), dtype=dtype)
+    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, smem_bytes=smem, threads=64, block=block), u, k, g)
+    y_ref, gu_ref, gk_ref = _grads64(u, k, g)
+    tol = 1e-10 if dtype == torch.float64 else TOL[dtype]
+    assert rel_err(y.detach().double().numpy(), causal_conv_np(u.double().numpy(), k.double().numpy())) < tol
+    for got, ref in ((gu, gu_ref), (gk, gk_ref)):
+        assert got.shape == ref.shape
+        assert rel_err(got.double().numpy(), ref.detach().numpy()) < tol
+
+
+def test_monarch_fused_forward_three_pass_backward_and_one_gradient():
+    # M = 64 float64: the fused forward needs 3072 bytes, the fused backward 5152: with 4096 the
+    # forward is fused and the backward takes the three passes; one gradient at a time too
+    u, k = make(2, 2, 64, 30, seed=11)
+    g = torch.randn(2, 2, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y_ref, gu_ref, gk_ref = _grads(fft_conv, u, k, g)
+    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, smem_bytes=4096, threads=8), u, k, g)
+    for got, ref in ((y, y_ref), (gu, gu_ref), (gk, gk_ref)):
+        assert rel_err(got.detach().numpy(), ref.detach().numpy()) < 1e-10
+    kk = k.clone().requires_grad_(True)
+    (gk_only,) = torch.autograd.grad(cuda_conv(u, kk, smem_bytes=4096, threads=8), (kk,), g)
+    assert rel_err(gk_only.numpy(), gk_ref.numpy()) < 1e-10

@@ -209,11 +209,19 @@ def test_monarch_trace_computes_the_convolution_and_counts_its_loops(L, Lk, bloc
     assert tr.total.global_write == B * H * L * s
 
 
-def test_monarch_needs_its_fast_memory():
+def test_monarch_takes_three_passes_below_its_fused_budget():
     u, k = make(1, 1, 16, 4, seed=0)
-    need = kc.monarch_smem_bytes(16, np.float64)
-    with pytest.raises(ValueError, match=rf"needs smem_bytes >= {need}.*kernel='radix2'"):
-        trace_conv(u, k, kernel="monarch", smem_bytes=need - 8)
+    need = kc.monarch_smem_bytes(16, np.float64)            # M = 16: 6 M float64
+    fused = trace_conv(u, k, kernel="monarch", smem_bytes=need)
+    three = trace_conv(u, k, kernel="monarch", smem_bytes=need - 8)
+    assert fused.plan.passes == 1 and len(fused.launches) == 1
+    assert three.plan.passes == 3 and [lt.program.split("_O")[0].split("_I")[0] for lt in
+                                       three.launches] == ["monarch_outer", "monarch_inner",
+                                                           "monarch_outer_inverse"]
+    for tr in (fused, three):
+        assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+    with pytest.raises(ValueError, match=r"^u has length L=16: .* supports L <= 1;"):
+        trace_conv(u, k, kernel="monarch", smem_bytes=64)    # no plan fits 64 bytes
     with pytest.raises(ValueError, match="^scheme 'naive' is a radix-2 schedule"):
         trace_conv(u, k, kernel="monarch", scheme="naive")
     with pytest.raises(ValueError, match="^butterfly_schedule reads radix-2"):
@@ -237,6 +245,67 @@ def test_fused_radix2_is_coalesced_and_the_three_pass_outer_passes_are_not():
     assert p1.by_array["w.re"].coalescing == p3.by_array["w.im"].coalescing == 1 / 8
     assert p2.total.coalescing == 1.0
     assert p2.by_array["w.re"].global_read_sectors == 16 * 2
+
+
+# The Monarch three passes (float32, 32 threads: full warps). L = 1024 with a 2560-byte budget:
+# M = 1024 = 16 outer x 64 inner, pass-1/3 tiles of 16 x 8 columns (8 floats: one sector per
+# tile row and plane). Pass 1 reads u as 2 x 8 consecutive floats per tile row, pass 3 writes
+# y the same way, both read and write w by tile rows of 8 consecutive floats: whole sectors,
+# coalescing 1. The radix-2 three passes at the same kind of budget: 1/8 (test above).
+THREE = dict(kernel="monarch", threads=32, smem_bytes=2560)
+
+
+@pytest.fixture(scope="module")
+def monarch_three_pass():
+    u, k = make(1, 1, 1024, 1024, seed=7, dtype=torch.float32)
+    return u, k, trace_conv(u, k, **THREE)
+
+
+def test_monarch_three_pass_outer_passes_are_coalesced(monarch_three_pass):
+    u, k, tr = monarch_three_pass
+    assert (tr.plan.outer, tr.plan.inner, tr.plan.columns) == (16, 64, 8)
+    p1, p2, p3 = tr.launches
+    for lt, arrays in ((p1, ("u", "w", "twiddles_outer")), (p3, ("w", "y", "twiddles_outer"))):
+        for a in arrays:
+            assert lt.by_array[a].coalescing == 1.0, (lt.program, a)
+    assert p1.total.coalescing == p3.total.coalescing == 1.0
+    # pass 2: its rows in order (1.0); the spectrum and the split twiddles are read at the
+    # pairs (k, M - k): whole sectors but for the first pair of row 0 (K[M] at the end)
+    assert p2.by_array["w"].coalescing == 1.0
+    assert p2.by_array["k_f"].coalescing > 0.9 and p2.total.coalescing > 0.95
+    assert tr.races == []
+    assert rel_err(tr.y.double().numpy(), causal_conv_np(u.double().numpy(),
+                                                         k.double().numpy())) < 2e-4
+
+
+def test_monarch_three_pass_bytes_equal_the_io_model(monarch_three_pass):
+    # the data arrays of each pass, requested bytes: io_model's real-input three passes exactly
+    u, k, tr = monarch_three_pass
+    m = io_model.three_pass_traffic(1, 1, 1024, dtype_bytes=4, outer=tr.plan.outer, real_input=True)
+    for lt, (_, rd, wr) in zip(tr.launches, m.passes):
+        data = [c for name, c in lt.by_array.items() if name in ("u", "w", "k_f", "y")]
+        assert (sum(c.global_read for c in data), sum(c.global_write for c in data)) == (rd, wr)
+    # the constant tables on top, per row: each block of a pass reads its share
+    M = 1024
+    t1 = tr.launches[0].by_array
+    assert t1["twiddles_outer"].global_read == 2 * M * 4
+    assert t1["roots_outer"].global_read == (M // 16 // 8) * 2 * 16 * 4      # per block
+
+
+@pytest.mark.parametrize("L, Lk, smem, block", [(5, 3, 320, 4), (16, 16, 640, 4), (16, 5, 640, 2),
+                                                (33, 20, 1280, 4), (64, 64, 1280, 16)])
+def test_monarch_three_pass_has_no_races_and_flags_missing_barriers(L, Lk, smem, block):
+    u, k = make(2, 1, L, Lk, seed=L)
+    for threads in (1, 2, 8):
+        tr = trace_conv(u, k, kernel="monarch", block=block, smem_bytes=smem, threads=threads)
+        assert tr.plan.passes == 3 and len(tr.launches) == 3
+        assert tr.races == []
+        assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+    bad = trace_conv(u, k, kernel="monarch", block=block, smem_bytes=smem, threads=4,
+                     drop_barriers="forward")
+    # pass 2's pairs (k, M - k) join values other threads' factors wrote: flagged whenever
+    # its forward barriers go (pass 1 only where its outer factors hand data between threads)
+    assert bad.launches[1].races
 
 
 def test_monarch_reads_u_at_half_coalescing():

@@ -17,7 +17,16 @@ from the compiled machine code) and its memory traffic from ``io_model``. Per GP
   transform, the optimistic case), no instructions and no launch overhead; the kernel's time
   has no launch overhead either. The kernel's spectrum of k is cached across calls (computed
   once per kernel tensor version), torch's fft_conv computes rfft(k) on every call: both as
-  they run.
+  they run;
+* the ``cuda`` backend's HBM bytes: ``io_model.fused_conv`` / ``io_model.three_pass_traffic``
+  with ``real_input=True`` (the row as N/2 complex values, the N/2 + 1-bin half spectrum read
+  once per row, not once per channel), plus the constant tables (roots, twiddles) once per
+  launch: every block reads them, all but the first from L2. Rows beyond one block's shared
+  memory take three kernels, each timed on its own (its blocks per row, threads, registers,
+  shared memory and SASS from the report) and the times added: the intermediate row (N reals)
+  goes to HBM and back twice. The L2 is not modelled: in particular, where B*H rows of
+  intermediate (B*H*N*4 bytes: 34 MB at L = 16K) would fit the L2 (40 MB A100, 50 MB H100),
+  passes 2 and 3 may read part of it from there, faster than modelled.
 
 GPU numbers (public specifications): A100 SXM4 80 GB: 2039 GB/s HBM2e, 108 SMs, 1410 MHz boost,
 164 KiB shared memory per SM, 163 KiB per block with opt-in (NVIDIA A100 datasheet and
@@ -37,7 +46,7 @@ from .. import io_model
 from .._checks import check_choice, check_int
 
 __all__ = ["GPU", "GPUS", "WARPS_FOR_FULL_ISSUE", "occupancy", "kernel_time", "fft_conv_bound",
-           "model_table", "model_rows", "write_model", "model_json_path"]
+           "monarch_time", "model_table", "model_rows", "write_model", "model_json_path"]
 
 
 @dataclass(frozen=True)
@@ -130,11 +139,59 @@ def _pick(rows, **want):
     return None
 
 
+def _table_bytes(M: int, outer: int, kind: str, s: int = 4) -> int:
+    """Bytes of the constant tables one launch of Monarch kernel ``kind`` reads (from HBM once;
+    its other blocks hit the L2)."""
+    from . import cuda as kc
+    t = kc.monarch_tables(M, np.float32 if s == 4 else np.float64, outer)
+    names = {"conv": ("roots", "twiddles"), "outer": ("roots_outer", "twiddles_outer"),
+             "outer_inverse": ("roots_outer", "twiddles_outer"),
+             "inner": ("roots_inner", "twiddles_split")}[kind]
+    return sum(t[n].size for n in names) * s
+
+
+def monarch_time(gpu, row: dict, *, B: int, H: int) -> dict:
+    """Modelled time of the ``cuda`` backend's forward from one Monarch row of the SASS report
+    (fused: one kernel; three passes: the sum of the three kernels' times), at B*H rows:
+    {"time", "bound" (of the slowest kernel), "passes": [kernel_time of each launch]}."""
+    from . import cuda as kc
+    g = _gpu(gpu)
+    B = check_int(B, "B", min=1)
+    H = check_int(H, "H", min=1)
+    if not isinstance(row, dict) or row.get("kernel") != "monarch" or "per_element" not in row:
+        raise TypeError("row must be a Monarch forward row of the SASS report (kernel 'monarch', "
+                        "with per_element)")
+    L, R = row["L"], B * H
+    N = kc.fft_size(L)
+    M = N // 2
+    if row.get("passes", 1) == 1:
+        res = row["resources"][0]
+        smem = kc.monarch_smem_bytes(M, np.float32, "conv")
+        hbm = io_model.fused_conv(B, H, L, real_input=True).bytes + _table_bytes(M, 1, "conv")
+        t = kernel_time(g, rows=R, L=L, sass_per_element=row["per_element"], threads=row["threads"],
+                        registers=res["registers"], smem_bytes=smem, hbm_bytes=hbm)
+        return {"time": t["time"], "bound": t["bound"], "passes": [t]}
+    outer = row["plan"]["outer"]
+    traffic = io_model.three_pass_traffic(B, H, L, real_input=True, outer=outer).passes
+    parts = []
+    for res, (_, rd, wr) in zip(row["resources"], traffic):
+        nb = res["blocks_per_row"]
+        if L % nb:
+            raise ValueError(f"L={L} is not a multiple of the {nb} blocks per row of {res['kind']}")
+        t = kernel_time(g, rows=R * nb, L=L // nb, sass_per_element=res["per_element"],
+                        threads=res["threads"], registers=res["registers"],
+                        smem_bytes=res["dynamic_shared"],
+                        hbm_bytes=rd + wr + _table_bytes(M, outer, res["kind"]))
+        parts.append({**t, "kind": res["kind"]})
+    slowest = max(parts, key=lambda t: t["time"])
+    return {"time": sum(t["time"] for t in parts), "bound": slowest["bound"], "passes": parts}
+
+
 def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, lengths=None) -> list[dict]:
     """The model at B*H rows (default 4 x 64 = 256) for every length of the SASS report.
 
-    For each GPU and L: the registered ``cuda`` backend (the Monarch kernel where the row fits
-    the GPU's shared memory, else the radix-2 three-pass path it falls back to), the radix-2
+    For each GPU and L: the registered ``cuda`` backend (the fused Monarch kernel where the row
+    fits the GPU's shared memory, else the Monarch three passes: ``monarch_time``), the radix-2
     kernel alone, and torch.fft's bound; ``speedup`` = torch.fft bound / cuda backend time.
     """
     from . import cuda as kc
@@ -161,14 +218,15 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
                 # slow paths left out) and full occupancy, issue spread evenly over all SMs
                 issue = r2["hot"] * R * L / 32 / g.issue_per_s
                 row.update(radix2_sass=r2["hot"], radix2_s=max(issue, traffic.bytes / g.hbm_bytes_per_s))
-            smem = kc.monarch_smem_bytes(N // 2, np.float32, "conv")
-            if mon is not None and smem <= g.smem_per_block:
-                res = mon["resources"][0]
-                t = kernel_time(g, rows=R, L=L, sass_per_element=mon["per_element"],
-                                threads=mon["threads"], registers=res["registers"], smem_bytes=smem,
-                                hbm_bytes=io_model.fused_conv(B, H, L).bytes)
-                row.update(path="monarch fused", cuda_sass=mon["per_element"], cuda_s=t["time"],
-                           bound=t["bound"], waves=t["waves"], warps=t["warps"])
+            fused = mon is not None and mon.get("passes", 1) == 1
+            if fused and kc.monarch_smem_bytes(N // 2, np.float32, "conv") > g.smem_per_block:
+                mon = None                       # a fused row made for another GPU's budget
+            if mon is not None:
+                t = monarch_time(g, mon, B=B, H=H)
+                row.update(path="monarch fused" if fused else "monarch three-pass",
+                           cuda_sass=mon["per_element"], cuda_s=t["time"], bound=t["bound"],
+                           pass_s=[p["time"] for p in t["passes"]],
+                           pass_bound=[p["bound"] for p in t["passes"]])
             elif "radix2_s" in row:
                 row.update(path="radix-2 three-pass" if N > 4096 else "radix-2 fused",
                            cuda_sass=row["radix2_sass"], cuda_s=row["radix2_s"], bound="issue")
@@ -179,19 +237,21 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
 
 
 def model_table(rows=None) -> str:
-    """``model_rows`` as a text table (microseconds)."""
+    """``model_rows`` as a text table (microseconds; three passes: each kernel's time too)."""
     rows = model_rows() if rows is None else rows
     if not isinstance(rows, list):
         raise TypeError(f"rows must be a list (from model_rows), got {type(rows).__name__}")
     head = (f"{'GPU':<6}{'L':>7}  {'cuda backend path':<20}{'SASS/elt':>9}{'cuda us':>9}"
-            f"{'bound':>7}{'torch.fft >= us':>16}{'speedup':>9}{'radix-2 us':>11}")
+            f"{'bound':>7}{'torch.fft >= us':>16}{'speedup':>9}{'radix-2 us':>11}  three passes: us, bound")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "cuda_s" not in r:
             continue
-        lines.append(f"{r['gpu']:<6}{r['L']:>7}  {r['path']:<20}{r['cuda_sass']:>9.0f}"
-                     f"{r['cuda_s'] * 1e6:>9.1f}{r['bound']:>7}{r['fft_bound_s'] * 1e6:>16.1f}"
-                     f"{r['speedup']:>9.2f}{r.get('radix2_s', math.nan) * 1e6:>11.1f}")
+        passes = " + ".join(f"{t * 1e6:.1f} {b}" for t, b in zip(r.get("pass_s", ()), r.get("pass_bound", ())))
+        lines.append((f"{r['gpu']:<6}{r['L']:>7}  {r['path']:<20}{r['cuda_sass']:>9.0f}"
+                      f"{r['cuda_s'] * 1e6:>9.1f}{r['bound']:>7}{r['fft_bound_s'] * 1e6:>16.1f}"
+                      f"{r['speedup']:>9.2f}{r.get('radix2_s', math.nan) * 1e6:>11.1f}  "
+                      + (passes if len(r.get("pass_s", ())) > 1 else "")).rstrip())
     return "\n".join(lines)
 
 

@@ -39,9 +39,11 @@ Schedules of ``trace_conv``:
   port would write: an FFT kernel (u -> U in global memory), a multiply kernel (U * K -> global),
   an inverse-FFT kernel (-> y). Per row, with s bytes per real and complex spectra of N values: it
   reads (L + 6N) s bytes and writes (4N + L) s bytes, against (L + 2N) s and L s fused;
-* kernel ``"monarch"``: what ``cuda_conv`` (the registered ``cuda`` backend) launches for a row
-  that fits: the fused Monarch kernel (real-input trick, dense DFT blocks, its root tables staged
-  into shared memory from global memory, the cached half spectrum).
+* kernel ``"monarch"``: what ``cuda_conv`` (the registered ``cuda`` backend) launches: the fused
+  Monarch kernel (real-input trick, dense DFT blocks, its root tables staged into shared memory
+  from global memory, the cached half spectrum) for a row that fits ``smem_bytes``, else the
+  Monarch three passes (``monarch_plan``: outer factors over tiles of columns, inner Monarch
+  convolutions, outer inverse, through the intermediate row ``w`` in global memory).
 
 (PyTorch's ``fft_conv`` is a different unfused schedule, five kernels with rfft's N/2 + 1 bins:
 ``io_model.unfused_fft_conv`` models that one.)
@@ -66,11 +68,11 @@ import numpy as np
 import torch
 
 from .._checks import check_bool, check_choice, check_conv_inputs, check_int
-from ..fft import fft_size
 from .cuda import (
     DEFAULT_BLOCK,
     DEFAULT_SMEM_BYTES,
     REAL_OF,
+    MonarchPlan,
     Plan,
     Program,
     bind_cuda,
@@ -79,10 +81,10 @@ from .cuda import (
     half_spectrum,
     make_plan,
     monarch_factors,
+    monarch_plan,
     monarch_program,
-    monarch_smem_bytes,
-    monarch_threads,
     run_conv,
+    run_monarch,
     run_spectrum,
 )
 
@@ -513,10 +515,16 @@ class _TracingExecutor:
         self.scratch = []                    # labels for the next arrays empty() makes
         self.drop = drop_barriers            # None, "forward", or a tuple of barrier ordinals
 
-    def empty(self, rows, cols, real):
+    def empty(self, rows, cols, real, label: str = ""):
         a = np.full((rows, cols), np.nan, dtype=real)         # NaN: a read before a write shows
-        if self.scratch:
-            self.name(a, self.scratch.pop(0))
+        if label or self.scratch:
+            self.name(a, label or self.scratch.pop(0))
+        return a
+
+    def array(self, table: np.ndarray, label: str = ""):
+        """A constant host table, as the kernels see it (global memory, named ``label``)."""
+        a = np.array(table)
+        self.name(a, label)
         return a
 
     def dummy(self, real):
@@ -540,12 +548,14 @@ class _TracingExecutor:
         drop = self._dropped(p.n.bit_length() - 1 if p.forward else 0)
         self.t.run(fn, p.name, p, grid, block, self._wrap(fn, args), drop=drop)
 
-    def launch_monarch(self, M, block, real, kind, grid, threads, smem, *args):
-        threads = monarch_threads(M, threads)          # a compile-time constant of the kernel
-        fn = bind_cuda(monarch_program(M, block, real, kind, threads), self.t)
-        drop = self._dropped(len(monarch_factors(M, block)))
-        self.t.run(fn, fn.__name__, None, grid, threads, self._wrap(fn, args), smem_bytes=smem,
-                   drop=drop)
+    def launch_monarch(self, plan: MonarchPlan, kind: str, grid, *args):
+        pa = plan.program_args(kind)          # threads: a compile-time constant of the kernel
+        fn = bind_cuda(monarch_program(**pa), self.t)
+        n = {"conv": plan.M, "grad": plan.M, "outer": plan.outer, "inner": plan.inner,
+             "inner_spectrum": plan.inner, "outer_inverse": 1}[kind]
+        drop = self._dropped(len(monarch_factors(n, plan.block)))
+        self.t.run(fn, fn.__name__, None, grid, pa["threads"], self._wrap(fn, args),
+                   smem_bytes=plan.shared_bytes(kind), drop=drop)
 
 
 def _check_drop(drop_barriers):
@@ -609,13 +619,14 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
 
     CPU tensors, float32 or float64 (use tiny sizes: one Python thread per CUDA thread).
     kernel "radix2" (``radix2_conv``: scheme "flashbutterfly", fused or three-pass when
-    2*N*s > smem_bytes, or "naive", three kernels through global memory) or "monarch" (the
-    fused Monarch kernel of ``cuda_conv``, Monarch block size ``block``; it must fit
-    ``smem_bytes``). threads: threads per block (byte counts per block do not depend on it;
-    sectors do: use 32 for full warps). record=True keeps every access (for
-    ``butterfly_schedule``). drop_barriers: None, "forward" (leave out the barrier after each
-    forward stage or factor: the variant without the forward-stage ``cuda.syncthreads()``), or
-    a tuple of barrier ordinals left out of every launch.
+    2*N*s > smem_bytes, or "naive", three kernels through global memory) or "monarch" (what
+    ``cuda_conv`` launches with this ``smem_bytes``: its fused kernel, or its three passes,
+    Monarch block size ``block``; ``Trace.plan`` is then the ``MonarchPlan``). threads: threads
+    per block (byte counts per block do not depend on it; sectors do: use 32 for full warps).
+    record=True keeps every access (for ``butterfly_schedule``). drop_barriers: None,
+    "forward" (leave out the barrier after each forward stage or factor: the variant without
+    the forward-stage ``cuda.syncthreads()``), or a tuple of barrier ordinals left out of every
+    launch.
     Returns a Trace whose y is the traced run's output (so it is checked too).
     """
     B, H, L, Lk = check_conv_inputs(u, k)
@@ -636,11 +647,15 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
     if kernel == "monarch":
         if scheme != "flashbutterfly":
             raise ValueError(f"scheme {scheme!r} is a radix-2 schedule; kernel 'monarch' has one "
-                             f"schedule, 'flashbutterfly' (fused)")
-        _run_monarch(ex, x, kk, y, real, smem_bytes, threads, block)
-        N = fft_size(L)
-        return Trace(torch.from_numpy(y.reshape(B, H, L)), scheme, Plan(N, 1, N, threads, real),
-                     tracer.launches, kernel="monarch")
+                             f"schedule, 'flashbutterfly' (fused, or three passes when a row "
+                             f"does not fit smem_bytes)")
+        plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads)
+        spec = half_spectrum(torch.from_numpy(kk), plan.N, plan.outer).numpy().copy()
+        for a, label in ((x, "u"), (spec, "k_f"), (y, "y")):
+            ex.name(a, label)
+        run_monarch(ex, x, spec, False, plan, y)
+        return Trace(torch.from_numpy(y.reshape(B, H, L)), scheme, plan, tracer.launches,
+                     kernel="monarch")
     plan = make_plan(L, real, smem_bytes=smem_bytes, threads=threads)
     if scheme == "naive" and plan.passes != 1:
         raise ValueError(f"scheme 'naive' runs one FFT per thread block, so N = {plan.N} must fit "
@@ -659,35 +674,6 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
         _run_naive(ex, x, kf_re, kf_im, plan, y)
     return Trace(torch.from_numpy(y.reshape(B, H, L)), scheme, plan, tracer.launches[n_spec:],
                  kernel="radix2", spectrum=tracer.launches[:n_spec])
-
-
-def _monarch_tables(M: int, real):
-    """The host tables cuda_conv hands the Monarch kernel: W_M^t (2, M) and W_N^k (2, M/2+1),
-    computed in float64 and rounded once (as ``kernels.cuda`` builds them)."""
-    t = np.arange(M)
-    roots = np.exp(-2j * np.pi * t / M)
-    kq = np.arange(M // 2 + 1)
-    tw = np.exp(-2j * np.pi * kq / (2 * M))
-    return (np.ascontiguousarray(np.stack([roots.real, roots.imag]).astype(real)),
-            np.ascontiguousarray(np.stack([tw.real, tw.imag]).astype(real)))
-
-
-def _run_monarch(ex, x, k, y, real, smem_bytes, threads, block) -> None:
-    """The launch of ``cuda_conv``'s forward: one block per row, the fused Monarch kernel."""
-    R, L = x.shape
-    M = fft_size(L) // 2
-    need = monarch_smem_bytes(M, real, "conv")
-    if need > smem_bytes:
-        raise ValueError(f"kernel 'monarch' keeps a row (M = {M} complex values, two buffers and "
-                         f"the root table) in fast memory: it needs smem_bytes >= {need}, got "
-                         f"{smem_bytes}; cuda_conv falls back to the radix-2 three-pass path "
-                         f"there: trace that with kernel='radix2'")
-    spec = half_spectrum(torch.from_numpy(k), 2 * M).numpy().copy()
-    roots, tw = _monarch_tables(M, real)
-    for a, label in ((x, "u"), (spec, "k_f"), (roots, "roots"), (tw, "twiddles"), (y, "y")):
-        ex.name(a, label)
-    ex.launch_monarch(M, block, real, "conv", (R,), threads, need, x, spec, roots, tw, y,
-                      L, L, real(1), real(1.0 / M))
 
 
 def _run_naive(ex, x, kf_re, kf_im, plan: Plan, y) -> None:
