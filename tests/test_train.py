@@ -413,6 +413,34 @@ def test_paired_summary_differences_per_seed():
         experiments.paired_summary(exp, [base, arm[::-1]], kernels=kernels)
 
 
+def test_gap_by_length_reads_each_lengths_paired_difference():
+    # two hand-made paired summaries at L = 4 and L = 2; the table must sort them by length and
+    # print the arm's paired difference per seed (oracle: the numbers written out here)
+    exp = experiments.Experiment("paired", {}, (("longconv", "none"), ("longconv", "smooth")),
+                                 labels=("base", "arm"), baseline=0)
+
+    def met(seed, best, train, L):
+        return {"config": {"seed": seed}, "label": "x", "seq_len": L, "test_acc_at_best_val": best,
+                "final_test_acc": best, "history": {"train_acc": [train]}, "best_epoch": 1}
+
+    def summary(L, base, arm):
+        runs = [[met(s, b, 1.0, L) for s, b in enumerate(base)], [met(s, a, 0.5, L) for s, a in enumerate(arm)]]
+        return {"experiment": f"e{L}", "rows": [{"seq_len": L}, {"seq_len": L}],
+                "paired_summary": experiments.paired_summary(exp, runs)}
+
+    table = experiments.gap_by_length([summary(4, [0.5, 0.6, 0.7], [0.6, 0.8, 0.9]),
+                                       summary(2, [0.5, 0.5, 0.5], [0.5, 0.5, 0.6])])
+    lines = [ln for ln in table.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    assert [ln.split("|")[1].strip() for ln in lines] == ["2", "4"]
+    assert "+3.3 ± 5.8 [+0.0, +0.0, +10.0]" in lines[0]
+    assert "+16.7 ± 5.8 * [+10.0, +20.0, +20.0]" in lines[1]           # 16.7 > 2 * 5.8
+    assert "| 60.0 ± 10.0 | 100.0 ± 0.0 | 76.7 ± 15.3 | 50.0 ± 0.0 |" in lines[1]
+    with pytest.raises(ValueError, match=r"row must name a non-baseline arm, 1 <= row < 2, got 2"):
+        experiments.gap_by_length([summary(2, [0.5] * 3, [0.5] * 3)], row=2)
+    with pytest.raises(TypeError, match="summaries must be a non-empty sequence of paired"):
+        experiments.gap_by_length([])
+
+
 def test_rows_with_the_same_label_get_their_own_run_folders(tmp_path):
     # a learning-rate sweep of one model: three rows, one label; they must not share a folder
     sweep = experiments.Experiment("sweep", {**TINY}, tuple(("transformer", "none", {"lr": lr})

@@ -29,6 +29,7 @@ from .train import CHECKPOINT_NAME, KERNELS_NAME, METRICS_NAME, RunConfig, fit, 
 
 __all__ = ["Experiment", "LearnedButterflyStudy", "EXPERIMENTS", "run_experiment",
            "summarize_experiment", "results_table", "paired_summary", "paired_table", "far_tap_energy",
+           "gap_by_length",
            "NOISY_BASE", "PAPER_ROW", "PAPER_LABEL", "NOISY_END_BASE", "PAPER_SCIFAR_ROW",
            "PAPER_SCIFAR_LABEL", "LEARNED_ARMS", "LEARNED_ARM_SETTINGS",
            "LEARNED_BASE", "run_learned_arm", "run_learned_study", "summarize_learned"]
@@ -236,9 +237,10 @@ EXPERIMENTS.update({
         ("longconv/none", PAPER_SCIFAR_LABEL, "longconv/smooth", "longconv/squash+smooth lam 0.001",
          "ssm")),
     "noisy-end-256": _end_experiment(
-        256, "no regulariser, the paper's sCIFAR configuration and the SSM kernel",
-        (("longconv", "none"), PAPER_SCIFAR_ROW, ("ssm", "none")),
-        ("longconv/none", PAPER_SCIFAR_LABEL, "ssm")),
+        256, "no regulariser, the paper's sCIFAR configuration, the SSM kernel and a Transformer at "
+             "lr 1e-2 (the best validation accuracy of the one-seed sweep noisy-transformer-256-lr)",
+        (("longconv", "none"), PAPER_SCIFAR_ROW, ("ssm", "none"), ("transformer", "none", {"lr": 1e-2})),
+        ("longconv/none", PAPER_SCIFAR_LABEL, "ssm", "transformer lr 1e-2")),
     "noisy-end-2048": _end_experiment(
         2048, "no regulariser against the paper's sCIFAR configuration",
         (("longconv", "none"), PAPER_SCIFAR_ROW), ("longconv/none", PAPER_SCIFAR_LABEL)),
@@ -416,6 +418,39 @@ def paired_table(summary: dict) -> str:
         lines.append(f"| {e['label']} | {cell(e['test_at_best_val'])} | {cell(e['test_at_last'])} |")
     lines += ["", summary["note"] + ".", ""]
     return "\n".join(lines)
+
+
+def gap_by_length(summaries, *, row: int = 1) -> str:
+    """A Markdown table of one arm against the baseline across sequence lengths: per summary (a
+    paired experiment's JSON, e.g. noisy-end-256/1024/2048), the length, the baseline's and the
+    arm's test accuracy at the best-validation epoch and training accuracy at the last epoch, and
+    the paired difference (mean ± sd, per seed, * beyond twice the spread)."""
+    summaries = list(summaries)
+    if not summaries or not all(isinstance(s, dict) and "paired_summary" in s for s in summaries):
+        raise TypeError("summaries must be a non-empty sequence of paired experiment summaries "
+                        "(dicts with 'paired_summary', from summarize_experiment)")
+    f = (lambda m: f"{m['mean']:.1f} ± {m['sd']:.1f}" if m["sd"] is not None else f"{m['mean']:.1f}")
+    out = None
+    for s in sorted(summaries, key=lambda s: s["rows"][0]["seq_len"]):
+        p = s["paired_summary"]
+        n_rows = len(p["rows"])
+        if not 0 < row < n_rows:
+            raise ValueError(f"row must name a non-baseline arm, 1 <= row < {n_rows}, got {row} "
+                             f"(experiment {s['experiment']})")
+        base, arm, d = p["rows"][0], p["rows"][row], p["paired"][row - 1]["test_at_best_val"]
+        if out is None:
+            out = [f"{arm['label']} against {base['label']}: test accuracy at the best-validation "
+                   "epoch and training accuracy at the last epoch (%, mean ± sd over seeds), and the "
+                   "paired difference arm minus baseline (* beyond twice its spread).", "",
+                   "| L | baseline test | baseline train | arm test | arm train | Δ test (paired) | seeds |",
+                   "|---|---|---|---|---|---|---|"]
+        delta = (f"{d['mean']:+.1f}" + (f" ± {d['sd']:.1f}" if d["sd"] is not None else "")
+                 + (" *" if d.get("beyond_2sd") else "")
+                 + f" [{', '.join(f'{v:+.1f}' for v in d['per_seed'])}]")
+        out.append(f"| {s['rows'][0]['seq_len']} | {f(base['test_at_best_val'])} | "
+                   f"{f(base['train_at_last'])} | {f(arm['test_at_best_val'])} | "
+                   f"{f(arm['train_at_last'])} | {delta} | {len(base['seeds'])} |")
+    return "\n".join(out + [""])
 
 
 def results_table(summary: dict) -> str:
