@@ -409,6 +409,16 @@ def test_paired_summary_differences_per_seed():
     assert out["rows"][1]["train_at_last"]["mean"] == pytest.approx(60.0)
     assert out["rows"][0]["far_tap_energy"]["mean"] == pytest.approx(50.0)
     assert out["rows"][1]["far_tap_energy"]["mean"] == pytest.approx(0.0)
+    assert "band_energy" not in out["rows"][0]                         # no bands asked for
+    banded = experiments.Experiment("paired", {}, exp.runs, labels=exp.labels, baseline=0, bands=(1, -1))
+    out = experiments.paired_summary(banded, [base, arm], kernels=kernels)
+    # row 0's kernel rows: [3, 4, 0, 0] (energy 9 + 16 in taps 0..1) and [0, 0, 1, 1]: bands 0, 1-2, 3
+    shares = [(b["taps"], b["mean"]) for b in out["rows"][0]["band_energy"]]
+    assert shares == [([0, 1], pytest.approx(100 * (9 / 25 + 0) / 2)),
+                      ([1, 3], pytest.approx(100 * (16 / 25 + 1 / 2) / 2)),
+                      ([3, 4], pytest.approx(100 * (0 + 1 / 2) / 2))]
+    assert experiments.tap_bands((256, -256), 1024) == [(0, 256), (256, 768), (768, 1024)]
+    assert experiments.tap_bands((256, -256), 256) == [(0, 256)]      # nothing to cut
     with pytest.raises(ValueError, match="same seeds"):
         experiments.paired_summary(exp, [base, arm[::-1]], kernels=kernels)
 

@@ -29,6 +29,7 @@ from .train import CHECKPOINT_NAME, KERNELS_NAME, METRICS_NAME, RunConfig, fit, 
 
 __all__ = ["Experiment", "LearnedButterflyStudy", "EXPERIMENTS", "run_experiment",
            "summarize_experiment", "results_table", "paired_summary", "paired_table", "far_tap_energy",
+           "tap_bands",
            "gap_by_length",
            "NOISY_BASE", "PAPER_ROW", "PAPER_LABEL", "NOISY_END_BASE", "PAPER_SCIFAR_ROW",
            "PAPER_SCIFAR_LABEL", "LEARNED_ARMS", "LEARNED_ARM_SETTINGS",
@@ -48,6 +49,7 @@ class Experiment:
     labels: tuple | None = None        # a table label per row (default: the run's label)
     baseline: int | None = None        # row index: also report every row minus this one, per seed
     far_from: int | None = None        # report the kernels' energy share in taps >= far_from
+    bands: tuple | None = None         # and in the bands these tap edges cut (negative: from L)
 
     def label_of(self, row: int, cfg: RunConfig) -> str:
         return self.labels[row] if self.labels else cfg.label
@@ -225,7 +227,7 @@ def _end_experiment(L: int, what: str, rows: tuple, labels: tuple, seeds=(0, 1, 
     return Experiment(f"noisy digits with the digit last, L = {L} ({noise}; 300 training images, "
                       f"80 epochs): {what}, {len(seeds)} paired seed(s)",
                       dict(NOISY_END_BASE, length=L), rows, seeds=seeds, labels=labels,
-                      baseline=0, far_from=256)
+                      baseline=0, far_from=256, bands=(256, -256))
 
 
 EXPERIMENTS.update({
@@ -241,6 +243,12 @@ EXPERIMENTS.update({
              "lr 1e-2 (the best validation accuracy of the one-seed sweep noisy-transformer-256-lr)",
         (("longconv", "none"), PAPER_SCIFAR_ROW, ("ssm", "none"), ("transformer", "none", {"lr": 1e-2})),
         ("longconv/none", PAPER_SCIFAR_LABEL, "ssm", "transformer lr 1e-2")),
+    "noisy-end-1024-diagnose": _end_experiment(
+        1024, "which half of the paper's configuration helps? Kernel dropout 0.2 alone and Squash "
+              "(lam 0.001) alone, against no regulariser (its runs are noisy-end-1024's)",
+        (("longconv", "none"), ("longconv", "none", {"kernel_dropout": 0.2}),
+         ("longconv", "squash", {"lam": 0.001})),
+        ("longconv/none", "longconv/none+kdrop0.2", "longconv/squash lam 0.001")),
     "noisy-end-2048": _end_experiment(
         2048, "no regulariser against the paper's sCIFAR configuration",
         (("longconv", "none"), PAPER_SCIFAR_ROW), ("longconv/none", PAPER_SCIFAR_LABEL)),
@@ -333,11 +341,21 @@ def _mean_sd(a) -> dict:
             "per_seed": a.round(2).tolist()}
 
 
-def far_tap_energy(k: torch.Tensor, start: int) -> float:
-    """Share of a kernel's energy in taps ``start`` and later, averaged over rows. k: (rows, L)."""
+def far_tap_energy(k: torch.Tensor, start: int, stop: int | None = None) -> float:
+    """Share of a kernel's energy in taps ``start`` to ``stop`` - 1 (default: to the end),
+    averaged over rows. k: (rows, L)."""
     k = torch.as_tensor(k, dtype=torch.float64)
     e = (k ** 2).sum(-1).clamp_min(1e-300)
-    return float(((k[..., start:] ** 2).sum(-1) / e).mean())
+    return float(((k[..., start:stop] ** 2).sum(-1) / e).mean())
+
+
+def tap_bands(edges, L: int) -> list[tuple[int, int]]:
+    """The bands [a, b) of taps 0..L-1 cut at ``edges`` (a negative edge counts from L: -256 is
+    L - 256); edges outside (0, L) and repeats are dropped. tap_bands((256, -256), 1024) is
+    [(0, 256), (256, 768), (768, 1024)]."""
+    cuts = sorted({e if e >= 0 else L + e for e in edges} & set(range(1, L)))
+    bounds = [0, *cuts, L]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def paired_summary(exp: Experiment, runs: list, *, kernels: list | None = None) -> dict:
@@ -364,6 +382,13 @@ def paired_summary(exp: Experiment, runs: list, *, kernels: list | None = None) 
                 and runs[r][0]["seq_len"] > far_from):
             vals = [np.mean([far_tap_energy(k, far_from) for k in ks.values()]) for ks in kernels[r]]
             row["far_tap_energy"] = _mean_sd(np.asarray(vals) * 100)
+        if exp.bands and kernels and kernels[r] and all(kernels[r]):
+            L = runs[r][0]["seq_len"]
+            bands = tap_bands(exp.bands, L)
+            if len(bands) > 1:
+                row["band_energy"] = [
+                    {"taps": [a, b], **_mean_sd([100 * np.mean([far_tap_energy(k, a, b) for k in ks.values()])
+                                                 for ks in kernels[r]])} for a, b in bands]
         rows.append(row)
     paired = []
     for r, row in enumerate(rows):
@@ -416,6 +441,14 @@ def paired_table(summary: dict) -> str:
                           + f"{' *' if s['beyond_2sd'] else ''} "
                           f"[{', '.join(f'{v:+.1f}' for v in s['per_seed'])}]")
         lines.append(f"| {e['label']} | {cell(e['test_at_best_val'])} | {cell(e['test_at_last'])} |")
+    banded = [row for row in p["rows"] if "band_energy" in row]
+    if banded:
+        heads = [f"taps {a}-{b - 1}" for a, b in (band["taps"] for band in banded[0]["band_energy"])]
+        lines += ["", "Where the kernels' energy lies: share of each kernel row's energy in each band of "
+                  "taps (%, mean ± sd over seeds; every row of both layers).", "",
+                  "| arm | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+        lines += [f"| {row['label']} | " + " | ".join(f(band) for band in row["band_energy"]) + " |"
+                  for row in banded]
     lines += ["", summary["note"] + ".", ""]
     return "\n".join(lines)
 
