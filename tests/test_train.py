@@ -451,6 +451,49 @@ def test_gap_by_length_reads_each_lengths_paired_difference():
         experiments.gap_by_length([])
 
 
+def test_restore_model_gives_the_runs_last_weights(tiny_run, cache):
+    """The restored model scores the run's last recorded test accuracy (its metrics are the oracle)."""
+    out, result = tiny_run
+    model, data, cfg = train.restore_model(out, cache)
+    assert cfg == train.RunConfig.from_flat(**TINY) and not model.training
+    assert train.evaluate(model, data["test"])["acc"] == pytest.approx(result["final_test_acc"])
+    with pytest.raises(ValueError, match="run_dir must be a run folder holding checkpoint.pt, got .*nowhere"):
+        train.restore_model(out / "nowhere", cache)
+
+
+def test_tap_ablation_zeroes_one_band_at_a_time_and_restores_the_model():
+    """Oracle: the same model with the band zeroed by hand (a copy), evaluated directly."""
+    import copy
+
+    from longconv_edu.lab.data import SequenceDataset
+    from longconv_edu.lab.models import build_model, long_conv_layers
+
+    g = torch.Generator().manual_seed(0)
+    ds = SequenceDataset(torch.randn(40, 16, 1, generator=g), torch.randint(0, 3, (40,), generator=g), 3)
+    model = build_model(l_max=16, d_model=4, n_layers=2, n_classes=3, seed=0, reg="squash", lam=0.01).eval()
+    with torch.no_grad():
+        for layer in long_conv_layers(model):
+            layer.raw_kernel.mul_(50.0)                      # taps well above lam: a real kernel
+    before = [p.detach().clone() for p in model.parameters()]
+    out = experiments.tap_ablation(model, ds, [(4, 12), (12, 16)])
+    assert list(out) == ["all taps", "taps 4-11 zeroed", "taps 12-15 zeroed"]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))   # restored
+    for (a, b), key in [((4, 12), "taps 4-11 zeroed"), ((12, 16), "taps 12-15 zeroed")]:
+        ref = copy.deepcopy(model)
+        with torch.no_grad():
+            for layer in long_conv_layers(ref):
+                layer.raw_kernel[..., a:b] = 0.0
+        assert out[key] == pytest.approx(train.evaluate(ref, ds)["acc"])
+    assert out["all taps"] == pytest.approx(train.evaluate(model, ds)["acc"])
+    smooth = build_model(l_max=16, d_model=4, n_layers=1, n_classes=3, reg="smooth", smooth_width=3)
+    with pytest.raises(ValueError, match="tap_ablation needs free, causal kernels without Smooth"):
+        experiments.tap_ablation(smooth, ds, [(4, 16)])
+    with pytest.raises(ValueError, match=r"bands must hold tap ranges \[a, b\) with 0 <= a < b <= L = 16, got \[4, 17\)"):
+        experiments.tap_ablation(model, ds, [(4, 17)])
+    with pytest.raises(ValueError, match="model has no LongConv layers"):
+        experiments.tap_ablation(build_model(l_max=16, d_model=4, n_classes=3, model="transformer"), ds, [(4, 16)])
+
+
 def test_rows_with_the_same_label_get_their_own_run_folders(tmp_path):
     # a learning-rate sweep of one model: three rows, one label; they must not share a folder
     sweep = experiments.Experiment("sweep", {**TINY}, tuple(("transformer", "none", {"lr": lr})

@@ -25,11 +25,11 @@ from .._checks import check_choice, check_int
 from ..learned import LearnedButterflyConv, dft_blocks
 from .checkpoints import load_checkpoint
 from .data import default_cache_dir, write_json
-from .train import CHECKPOINT_NAME, KERNELS_NAME, METRICS_NAME, RunConfig, fit, load_data
+from .train import CHECKPOINT_NAME, KERNELS_NAME, METRICS_NAME, RunConfig, evaluate, fit, load_data, restore_model
 
 __all__ = ["Experiment", "LearnedButterflyStudy", "EXPERIMENTS", "run_experiment",
            "summarize_experiment", "results_table", "paired_summary", "paired_table", "far_tap_energy",
-           "tap_bands",
+           "tap_bands", "tap_ablation",
            "gap_by_length",
            "NOISY_BASE", "PAPER_ROW", "PAPER_LABEL", "NOISY_END_BASE", "PAPER_SCIFAR_ROW",
            "PAPER_SCIFAR_LABEL", "LEARNED_ARMS", "LEARNED_ARM_SETTINGS",
@@ -99,7 +99,7 @@ class Experiment:
                     log(f"[{name} {i + 1}/{len(cfgs)}] finished {f.result()} "
                         f"({time.perf_counter() - t0:.0f}s elapsed)")
         return summarize_experiment(name, results_dir, runs_dir=runs_dir, overrides=overrides,
-                                    seeds=seeds)
+                                    seeds=seeds, cache_dir=cache_dir)
 
 
 #: Rough cost of a training step per mixer (CPU, L = 1024), to start the slowest runs first.
@@ -267,7 +267,7 @@ def _fit_quietly(cfg, run_dir, cache_dir):
 
 
 def summarize_experiment(name: str, results_dir, *, runs_dir, overrides: dict | None = None,
-                         seeds=None) -> dict:
+                         seeds=None, cache_dir=None) -> dict:
     """Aggregate finished runs into ``results_dir``: NAME.json (per row: test accuracy mean and std
     over seeds, time per epoch, parameters, kernel metrics, curves), NAME.md (the table),
     NAME-kernels.npz (a few learned kernel rows per row, first seed) and NAME-*.png plots."""
@@ -317,6 +317,9 @@ def summarize_experiment(name: str, results_dir, *, runs_dir, overrides: dict | 
                        "time per epoch is training wall time on the machine that ran it"}
     if exp.baseline is not None:
         summary["paired_summary"] = paired_summary(exp, all_runs, kernels=all_kernels)
+        if exp.bands:
+            _add_tap_ablation(exp, summary["paired_summary"], exp.configs(overrides, seeds), all_dirs,
+                              cache_dir)
         summary["note"] = ("test accuracy at the epoch of best validation accuracy (\"@ best val\") "
                            "and at the last epoch; kernel metrics are means over every kernel row "
                            "of both layers and over seeds; far-tap energy is the share of a "
@@ -347,6 +350,46 @@ def far_tap_energy(k: torch.Tensor, start: int, stop: int | None = None) -> floa
     k = torch.as_tensor(k, dtype=torch.float64)
     e = (k ** 2).sum(-1).clamp_min(1e-300)
     return float(((k[..., start:stop] ** 2).sum(-1) / e).mean())
+
+
+def tap_ablation(model: torch.nn.Module, ds, bands) -> dict:
+    """Accuracy of a trained model on ``ds`` as it is ("all taps") and with each band [a, b) of
+    taps of every long-convolution kernel set to zero, one band at a time ("taps a-(b-1) zeroed").
+
+    Asks what the taps of a band do for the trained model: if they only fit noise, zeroing them
+    costs nothing (or helps); if the model uses them, accuracy falls. Only for free, causal kernels
+    without Smooth, where a raw tap is an effective tap (Squash keeps zeros at zero); the model is
+    left as it was. Accuracies are fractions.
+    """
+    from .models import long_conv_layers
+
+    layers = long_conv_layers(model)
+    if not layers:
+        raise ValueError("model has no LongConv layers: tap_ablation needs a long-convolution model")
+    for layer in layers:
+        if layer.kernel_source != "free" or layer.smooth_width is not None or layer.bidirectional:
+            raise ValueError("tap_ablation needs free, causal kernels without Smooth (zeroing a raw tap "
+                             "then zeroes that tap of the kernel); got a layer with kernel_source="
+                             f"{layer.kernel_source!r}, smooth_width={layer.smooth_width}, "
+                             f"bidirectional={layer.bidirectional}")
+    L = layers[0].l_max
+    bands = [(int(a), int(b)) for a, b in bands]
+    for a, b in bands:
+        if not 0 <= a < b <= L:
+            raise ValueError(f"bands must hold tap ranges [a, b) with 0 <= a < b <= L = {L}, got [{a}, {b})")
+    out = {"all taps": evaluate(model, ds)["acc"]}
+    for a, b in bands:
+        saved = [layer.raw_kernel.detach().clone() for layer in layers]
+        try:
+            with torch.no_grad():
+                for layer in layers:
+                    layer.raw_kernel[..., a:b] = 0.0
+            out[f"taps {a}-{b - 1} zeroed"] = evaluate(model, ds)["acc"]
+        finally:
+            with torch.no_grad():
+                for layer, k in zip(layers, saved):
+                    layer.raw_kernel.copy_(k)
+    return out
 
 
 def tap_bands(edges, L: int) -> list[tuple[int, int]]:
@@ -407,6 +450,23 @@ def paired_summary(exp: Experiment, runs: list, *, kernels: list | None = None) 
     return {"rows": rows, "paired": paired}
 
 
+def _add_tap_ablation(exp: Experiment, paired: dict, configs: list, dirs: list, cache_dir) -> None:
+    """Each free-kernel row without Smooth gets "tap_ablation": test accuracy of its runs' last
+    weights with each band of taps past the first (and all of them together) zeroed."""
+    for row, cfgs, row_dirs in zip(paired["rows"], configs, dirs):
+        net = cfgs[0].net
+        L = cfgs[0].length if cfgs[0].task == "noisy-digits" else cfgs[0].size ** 2
+        far = tap_bands(exp.bands, L)[1:]
+        if net.model != "longconv" or "smooth" in net.reg or net.learned_butterfly or not far:
+            continue
+        bands = far + ([(far[0][0], L)] if len(far) > 1 else [])
+        per_seed = []
+        for run_dir in row_dirs:
+            model, data, _ = restore_model(run_dir, cache_dir)
+            per_seed.append(tap_ablation(model, data["test"], bands))
+        row["tap_ablation"] = {key: _mean_sd([100 * r[key] for r in per_seed]) for key in per_seed[0]}
+
+
 def paired_table(summary: dict) -> str:
     """The Markdown of a paired experiment: accuracies per arm, then differences to the baseline."""
     p = summary["paired_summary"]
@@ -449,6 +509,15 @@ def paired_table(summary: dict) -> str:
                   "| arm | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
         lines += [f"| {row['label']} | " + " | ".join(f(band) for band in row["band_energy"]) + " |"
                   for row in banded]
+    ablated = [row for row in p["rows"] if "tap_ablation" in row]
+    if ablated:
+        keys = list(ablated[0]["tap_ablation"])
+        lines += ["", "What the taps do for the trained model: test accuracy (%, mean ± sd over seeds) of "
+                  "each run's last weights as trained and with one band of taps of every kernel set to "
+                  "zero (kernels without Smooth only).", "",
+                  "| arm | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        lines += [f"| {row['label']} | " + " | ".join(f(row["tap_ablation"][k]) for k in keys) + " |"
+                  for row in ablated]
     lines += ["", summary["note"] + ".", ""]
     return "\n".join(lines)
 

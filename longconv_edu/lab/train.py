@@ -46,7 +46,7 @@ from .checkpoints import load_checkpoint, param_digest, save_checkpoint
 from .data import DIGIT_PLACES, TASKS, atomic_save, load_task, write_json
 from .models import ModelConfig, build_model, count_parameters, long_conv_layers
 
-__all__ = ["RunConfig", "fit", "evaluate", "cosine_with_warmup", "lr_factor", "make_optimizer",
+__all__ = ["RunConfig", "fit", "evaluate", "restore_model", "cosine_with_warmup", "lr_factor", "make_optimizer",
            "load_data", "kernel_report", "CHECKPOINT_NAME", "METRICS_NAME",
            "KERNELS_NAME", "MODEL_FIELDS"]
 
@@ -314,11 +314,34 @@ class _Run:
                 "history": self.history, "world_size": self.d.world}
 
 
+def _build_for_data(cfg: RunConfig, data: dict) -> torch.nn.Module:
+    """The run's model for its data (input statistics from the training set)."""
+    train = data["train"]
+    stats = dict(input_mean=round(float(train.x.mean()), 4), input_std=round(float(train.x.std()), 4))
+    return build_model(cfg.model_config(train.d_input, train.n_classes, train.seq_len, **stats))
+
+
+def restore_model(run_dir, cache_dir=None) -> tuple[torch.nn.Module, dict, RunConfig]:
+    """The trained model of a run folder (its last checkpoint's weights, in eval mode), with the
+    run's data {"train", "val", "test"} and its ``RunConfig``: to evaluate or dissect a finished
+    run (``experiments.tap_ablation``). The checkpoint is checked as ``resume`` checks it."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise ValueError(f"run_dir must be a run folder holding {CHECKPOINT_NAME}, got {str(run_dir)!r} "
+                         f"(no {path})")
+    ckpt = load_checkpoint(path)
+    saved = dict(ckpt["config"])
+    cfg = RunConfig(**{k: v for k, v in saved.items() if k != "net"}, net=ModelConfig(**saved["net"]))
+    data = load_data(cfg, cache_dir)
+    model = _build_for_data(cfg, data)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), data, cfg
+
+
 def _start(cfg: RunConfig, d: dist_.Dist, cache_dir) -> _Run:
     data = load_data(cfg, cache_dir)
     train = data["train"]
-    stats = dict(input_mean=round(float(train.x.mean()), 4), input_std=round(float(train.x.std()), 4))
-    model = build_model(cfg.model_config(train.d_input, train.n_classes, train.seq_len, **stats))
+    model = _build_for_data(cfg, data)
     model = model.to(d.device)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
