@@ -424,6 +424,19 @@ def test_perf_model_by_hand():
     want = 2 * 100.0 * 1024 / 32 / (4 * h.clock_hz)
     assert t["issue"] == pytest.approx(want) and t["hbm"] == pytest.approx(1e6 / h.hbm_bytes_per_s)
     assert t["time"] == max(t["issue"], t["hbm"]) and t["waves"] == 1 and t["warps"] == 16
+    # a partial last wave: 256 rows on 108 A100 SMs are 3 blocks on the busiest SM; 64 KiB
+    # blocks fit 2 at a time (2 x 65 KiB of 164), so a wave of 2 (32 warps) and a wave of 1 (16
+    # warps, still the full issue rate): 3 blocks' instructions, not 4
+    a = pm.GPUS["A100"]
+    assert pm.occupancy("A100", threads=512, registers=32, smem_bytes=64 * 1024) == 2
+    t = pm.kernel_time("A100", rows=256, L=4096, sass_per_element=100.0, threads=512,
+                       registers=32, smem_bytes=64 * 1024, hbm_bytes=0.0)
+    assert t["waves"] == 2 and t["issue"] == pytest.approx(3 * 100.0 * 4096 / 32 / (4 * a.clock_hz))
+    # ... and a last wave below 16 warps issues proportionally slower: 3 blocks of 8 warps, 2 at
+    # a time (16 warps: full rate), then 1 (8 warps: half rate)
+    t = pm.kernel_time("A100", rows=256, L=4096, sass_per_element=100.0, threads=256,
+                       registers=32, smem_bytes=64 * 1024, hbm_bytes=0.0)
+    assert t["issue"] == pytest.approx((2 + 2) * 100.0 * 4096 / 32 / (4 * a.clock_hz))
     assert pm.fft_conv_bound("H100", 4, 64, 1024) == pytest.approx(
         io_model.unfused_fft_conv(4, 64, 1024).bytes / 3350e9)
     rows = pm.model_rows()

@@ -9,7 +9,8 @@ from the compiled machine code) and its memory traffic from ``io_model``. Per GP
 * issue rate: 4 warp schedulers per SM, each issuing one warp instruction per clock (A100 and
   H100 SMs both have four sub-partitions: NVIDIA A100 and H100 architecture whitepapers);
 * the busiest SM: the B*H row blocks are spread over the SMs in waves of (SMs x blocks per SM),
-  blocks per SM limited by shared memory, registers and threads (``occupancy``);
+  blocks per SM limited by shared memory, registers and threads (``occupancy``); the busiest SM
+  runs ceil(B*H / SMs) blocks, in full waves and a partial last wave of the rest;
 * latency hiding, an assumption of this model: an SM issues at full rate only with at least
   ``WARPS_FOR_FULL_ISSUE`` = 16 warps resident (4 per scheduler); with fewer, proportionally
   slower. Shared-memory bank conflicts and the L2 are not modelled;
@@ -118,9 +119,14 @@ def kernel_time(gpu, *, rows: int, L: int, sass_per_element: float, threads: int
     waves = -(-per_sm // bps)
     resident = min(bps, per_sm)
     warps = resident * -(-threads // 32)
-    eff = min(1.0, warps / WARPS_FOR_FULL_ISSUE)
     warp_insts_block = sass_per_element * L / 32
-    issue = waves * resident * warp_insts_block / (g.schedulers * g.clock_hz * eff)
+    # wave by wave: full waves of ``resident`` blocks, then the rest (a partial last wave issues
+    # its own blocks' instructions, at the rate its warps allow)
+    issue = 0.0
+    for n, count in ((resident, per_sm // resident), (per_sm % resident, 1)):
+        if n and count:
+            eff = min(1.0, n * -(-threads // 32) / WARPS_FOR_FULL_ISSUE)
+            issue += count * n * warp_insts_block / (g.schedulers * g.clock_hz * eff)
     hbm = hbm_bytes / g.hbm_bytes_per_s
     return {"time": max(issue, hbm), "issue": issue, "hbm": hbm, "blocks_per_sm": bps,
             "waves": waves, "warps": warps, "bound": "issue" if issue >= hbm else "HBM"}
