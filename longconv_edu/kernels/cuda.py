@@ -910,15 +910,16 @@ def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list
     """Source of the loop over the pairs of positions (i, i2) of the bit-reversed row whose
     frequencies k and M - k the real-input split joins (``monarch_pairs``), NT threads.
 
-    Pair e1 + 1 (e1 = 0 .. M/2 - 1) has i = e1 + H, H the highest set bit of e1, and its
-    partner is the mirror image i2 = 6H - 1 - i in the octave [2H, 4H) of positions. First
-    pass: thread t takes e1 = t (the octaves H < NT; H from one count-leading-zeros), thread 0
-    the pair 0 instead (position 0, frequency 0, whose partner is X[M]); then one loop per octave
-    H >= NT, whose positions are affine in the thread: i = 2H + d, i2 = 4H - 1 - d, d = t + NT x
-    (literal offsets, no per-pair index arithmetic). Position 1 (k = M/2, its own partner) is
-    ``special``, done by thread 0. ``body(ind, guard)`` gives the lines for one pair from i,
-    i2, kb (where the partner's spectrum is: X[M] for pair 0) and e (the pair's number, for the
-    split's twiddle); guard: whether i2 may equal i (pair 0)."""
+    Pair e1 (1 <= e1 < M/2) has i = e1 + H, H the highest set bit of e1, and its partner is the
+    mirror image i2 = 6H - 1 - i in the octave [2H, 4H) of positions; pair 0 is position 0
+    (frequency 0), whose partner is X[M]. First pass: thread t takes pair e1 = t (the octaves
+    H < NT; H from one count-leading-zeros); then one loop per octave H >= NT, whose positions
+    are affine in the thread: i = 2H + d, i2 = 4H - 1 - d, e1 = H + d, d = t + NT x (literal
+    offsets, no per-pair index arithmetic, and whole 32-byte sectors of the spectrum and the
+    twiddles per warp). Position 1 (k = M/2, its own partner) is ``special``, done by thread 0.
+    ``body(ind, guard)`` gives the lines for one pair from i, i2, kb (where the partner's
+    spectrum is: X[M] for pair 0) and e1 (the pair's number: its twiddle); guard: whether i2
+    may equal i (pair 0)."""
     u = functools.partial(_u, consts=consts)
     n0 = min(NT, max(M // 2, 1))
     out = [f"{ind}e1 = tid",
@@ -927,7 +928,6 @@ def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list
            f"{ind}    i = e1 + hb                            # e1 = 0: position 0 (DC, with X[M])",
            f"{ind}    i2 = {u(6)} * hb - {u(1)} - i if e1 != {u(0)} else {u(0)}",
            f"{ind}    kb = i2 if e1 != {u(0)} else {u(M)}",
-           f"{ind}    e = e1 + {u(1)} if e1 != {u(0)} else {u(0)}",
            *body(ind + "    ", True)]
     if M >= 2:
         out += [f"{ind}if tid == {u(0)}:                     # position 1: k = M/2, its own partner",
@@ -937,25 +937,24 @@ def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list
         out += [f"{ind}for it_ in range({u(H // NT)}):         # the octave [{2 * H}, {4 * H})",
                 f"{ind}    d = tid + it_ * {u(NT)}",
                 f"{ind}    i = {u(2 * H)} + d", f"{ind}    i2 = {u(4 * H - 1)} - d",
-                f"{ind}    kb = i2", f"{ind}    e = {u(H + 1)} + d",
+                f"{ind}    kb = i2", f"{ind}    e1 = {u(H)} + d",
                 *body(ind + "    ", False)]
         H *= 2
     return out
 
 
 def monarch_pairs(M: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, i2): for each pair number e = 0..M/2 the two positions of the fused kernel's
+    """(i, i2): for each pair e1 = 0 .. max(M/2, 1) - 1 the two positions of the fused kernel's
     bit-reversed row (position i holds frequency rev(i)) whose frequencies k and M - k the
-    real-input split joins (``_pair_source`` computes the same in the kernel): e = 0 is
-    (0, 0), the partner of Z[0] being X[M]; e = 1 is (1, 1), k = M/2 its own partner; for
-    e >= 2, with H the highest set bit of e - 1, i = e - 1 + H and i2 = 6H - 1 - i, the mirror
-    image of i in the octave [2H, 4H). Every position appears exactly once."""
+    real-input split joins (``_pair_source`` computes the same in the kernel): e1 = 0 is
+    (0, 0), the partner of Z[0] being X[M]; for e1 >= 1, with H the highest set bit of e1,
+    i = e1 + H and i2 = 6H - 1 - i, the mirror image of i in the octave [2H, 4H). With
+    position 1 (k = M/2, its own partner, done apart) every position appears exactly once."""
     M = check_int(M, "M", min=1, power_of_two=True)
-    e = np.arange(M // 2 + 1)
-    g = np.maximum(e - 1, 1)
-    hb = np.left_shift(1, np.frexp(g)[1].astype(np.int64) - 1)     # g's highest set bit, exactly
-    i = np.where(e < 2, e, g + hb)
-    i2 = np.where(e < 2, e, 6 * hb - 1 - i)
+    e1 = np.arange(max(M // 2, 1))
+    hb = np.where(e1 > 0, np.left_shift(1, np.frexp(np.maximum(e1, 1))[1].astype(np.int64) - 1), 0)
+    i = e1 + hb                                                 # hb: e1's highest set bit, exactly
+    i2 = np.where(e1 > 0, 6 * hb - 1 - i, 0)
     return i.astype(np.int64), i2.astype(np.int64)
 
 
@@ -1088,7 +1087,7 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
                 *_pair_source(M, NT, consts, ind, body, special)]
 
     def z_pair(ind):                              # the two values of the pair, and the twiddle
-        return [f"{ind}wr = tw[0, e]", f"{ind}wi = tw[1, e]", f"{ind}ar = a_re[i]",
+        return [f"{ind}wr = tw[0, e1]", f"{ind}wi = tw[1, e1]", f"{ind}ar = a_re[i]",
                 f"{ind}ai = a_im[i]", f"{ind}br = a_re[i2]", f"{ind}bi = a_im[i2]"]
 
     def write_pair(ind, guard):
@@ -1151,7 +1150,7 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
                     f"{ind}a_re[{u(1)}] = gr * kr - gi * ki", f"{ind}a_im[{u(1)}] = -(gr * ki + gi * kr)"]
 
         def k_body(ind, guard):                   # grad_k: the merge of the accumulated C
-            return [f"{ind}wr = tw[0, e]", f"{ind}wi = tw[1, e]",
+            return [f"{ind}wr = tw[0, e1]", f"{ind}wi = tw[1, e1]",
                     *_block(_MERGE, ind, y1r="c_re[i]", y1i="c_im[i]", y2r="c_re[kb]",
                             y2i="c_im[kb]", z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
                     *write_pair(ind, guard)]
@@ -1368,11 +1367,11 @@ def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int |
     None: M); factors of span > Q take their twiddles from two tables.
 
     conv args: (x, spec, roots, fine, tw, out, n_in, n_out, conj, scale)
-      x (R, n_in) real rows, spec (S, 2, M+1) half spectra in the kernel's order (row r uses
-      r % S), roots (2, Q), fine (2, M/Q), tw (2, M//2+1) the split's twiddles in pair order,
-      out (R, n_out).
+      x (R, n_in) real rows, spec (S, 2, M + pad) half spectra in the kernel's order (row r
+      uses r % S), roots (2, Q), fine (2, M/Q), tw (2, max(M/2, 1)) the split's twiddles in
+      pair order, out (R, n_out).
     grad args: (g, u, spec, roots, fine, tw, grad_u, grad_k, B, H, n_in, n_k, scale)
-      g, u, grad_u (B*H, L); spec (H, 2, M+1); grad_k (H, n_k).
+      g, u, grad_u (B*H, L); spec (H, 2, M + pad); grad_k (H, n_k).
     """
     src, g = _monarch(M, block, real, kind, threads, outer, columns, roots)
     if kind in ("inner", "inner_spectrum"):
@@ -1547,8 +1546,9 @@ def monarch_tables(M: int, real, outer: int = 1, *, roots: int | None = None) ->
 
     outer == 1 (fused): "roots" W_Q^t (t < Q = ``roots``, None: M) and "roots_fine" W_M^t
     (t < M/Q; the single value 1 when Q = M, then unused) for the factors' twiddles,
-    "twiddles" W_N^k for the real-input split in pair order: entry e is W_N^rev(i) for the
-    first position i of pair e (``monarch_pairs``), rev(i) = i's log2 M bits reversed.
+    "twiddles" W_N^k for the real-input split in pair order: entry e1 is W_N^rev(i) for the
+    first position i of pair e1 (``monarch_pairs``; rev(i) = i's log2 M bits reversed; 1 for
+    pair 0), max(M/2, 1) values.
     outer > 1 (three passes, M = outer x inner): "roots_outer" W_outer^t, "roots_inner"
     W_inner^t, "twiddles_outer" W_M^(k1 b) at k1 inner + b (pass 1 and, conjugated, pass 3),
     "twiddles_split" W_N^k at the position of Z[k], k = k1 + outer k2 at k1 inner + k2.
@@ -1571,7 +1571,7 @@ def _tables_np(M: int, real, outer: int, Q) -> dict:
         return a
     if outer == 1:
         first, _ = monarch_pairs(M)
-        k = bit_reversal_permutation(M).numpy()[first]
+        k = bit_reversal_permutation(M).numpy()[first]               # pair 0: k = 0, W = 1
         return {"roots": planes(np.exp(-2j * np.pi * np.arange(Q) / Q)),
                 "roots_fine": planes(np.exp(-2j * np.pi * np.arange(M // Q) / M)),
                 "twiddles": planes(np.exp(-2j * np.pi * k / (2 * M)))}
@@ -1602,19 +1602,19 @@ _SPECTRUM_CACHE_SIZE = 16
 
 
 def spectrum_pad(real) -> int:
-    """Values after the M + 1 of each plane of a three-pass spectrum: its planes are M + this
-    long (a whole 32-byte sector more than M), so each starts on a sector, as pass 2's reads
-    assume; the fused kernel's spectra are M + 1 long."""
+    """Values after the M + 1 of each plane of a Monarch spectrum: its planes are M + this long
+    (a whole 32-byte sector more than M), so each starts on a sector, as the kernels' reads
+    (pass 2's, the fused kernel's pairs) assume."""
     return max(1, _SECTOR // np.dtype(real).itemsize)
 
 
 def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
-    """The kernel spectrum the Monarch kernels multiply by: rfft(k, n=N) as a real (H, 2, N/2+1)
-    tensor (re, im), in the order the kernel holds its row: for the fused kernel (outer == 1)
-    K[rev(i)] at i < N/2 (rev: bit reversal of log2(N/2) bits, the order its in-place forward
-    factors leave) and K[N/2] last; for the three-pass kernels (outer > 1), K[k1 + outer k2]
-    at k1 inner + k2 and K[N/2] at N/2, so that pass 2 reads it in order, each plane padded to
-    N/2 + ``spectrum_pad(real)`` values so that both planes start on a 32-byte sector. Cached on the kernel
+    """The kernel spectrum the Monarch kernels multiply by: rfft(k, n=N) as a real tensor
+    (H, 2, N/2 + ``spectrum_pad(real)``) (re, im; each plane padded with zeros so that both
+    start on a 32-byte sector), in the order the kernel holds its row: for the fused kernel
+    (outer == 1) K[rev(i)] at i < N/2 (rev: bit reversal of log2(N/2) bits, the order its
+    in-place forward factors leave), for the three-pass kernels (outer > 1) K[k1 + outer k2] at
+    k1 inner + k2, so that pass 2 reads it in order; K[N/2] at N/2 in both. Cached on the kernel
     tensor's identity and version (``k._version`` changes on every in-place update, e.g. an
     optimizer step), so repeated forwards compute it once."""
     key = (id(k), k.data_ptr(), k._version, tuple(k.shape), N, outer, k.dtype, str(k.device))
@@ -1623,12 +1623,9 @@ def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
         return hit
     kf = torch.fft.rfft(k.detach(), n=N)
     spec = torch.stack([kf.real, kf.imag], dim=1)
-    if outer > 1:
-        idx = torch.from_numpy(_outer_inner_order(N // 2, outer)).to(k.device)
-        pad = spectrum_pad(REAL_OF[k.dtype])
-        spec = torch.nn.functional.pad(spec[:, :, idx], (0, pad - 1))
-    else:
-        spec = spec[:, :, torch.from_numpy(_fused_order(N // 2)).to(k.device)]
+    order = _outer_inner_order(N // 2, outer) if outer > 1 else _fused_order(N // 2)
+    pad = spectrum_pad(REAL_OF[k.dtype])
+    spec = torch.nn.functional.pad(spec[:, :, torch.from_numpy(order).to(k.device)], (0, pad - 1))
     spec = spec.contiguous()
     if len(_SPECTRA) >= _SPECTRUM_CACHE_SIZE:
         _SPECTRA.pop(next(iter(_SPECTRA)))
@@ -1725,7 +1722,7 @@ def run_monarch(ex, x, spec, conj: bool, plan: MonarchPlan, out) -> None:
     """out[:, :n_out] = the first n_out of IFFT(FFT(x row) K) (conj(K) if conj): one fused
     launch, or the three passes through an intermediate w (R, 2M) in global memory.
 
-    x (R, Lx) real rows; spec (S, 2, M + 1 or M + pad) = ``half_spectrum(k, N, plan.outer)``, row r uses
+    x (R, Lx) real rows; spec (S, 2, M + pad) = ``half_spectrum(k, N, plan.outer)``, row r uses
     spec row r % S; out (R, n_out).
     """
     R, Lx = x.shape
