@@ -210,6 +210,10 @@ def test_monarch_trace_computes_the_convolution_and_counts_its_loops(L, Lk, bloc
     assert per["k_f"].global_read == B * H * 2 * (M + 1) * s
     assert per["y"].global_write == B * H * L * s
     assert tr.total.global_write == B * H * L * s
+    # the data arrays (u, the half spectrum, y): io_model's fused real-input traffic, exactly
+    m = io_model.fused_conv(B, H, L, dtype_bytes=s, real_input=True)
+    assert (sum(per[a].global_read for a in ("u", "k_f", "y")),
+            sum(per[a].global_write for a in ("u", "k_f", "y"))) == (m.bytes_read, m.bytes_written)
 
 
 def test_monarch_takes_three_passes_below_its_fused_budget():
