@@ -1386,7 +1386,7 @@ def _trace_rows():
     row("kernels.trace.trace_conv", "monarch too little fast memory for any plan",
         lambda: tr.trace_conv(u64, k64, kernel="monarch", smem_bytes=64), ValueError,
         r"u has length L=4: FFT size 8 does not fit the Monarch kernel's fast memory .* "
-        r"smem_bytes=64 \(float64\); with this budget it supports L <= 1;")
+        r"smem_bytes=64 \(float64\); with this budget it supports L <= 2;")
     row("kernels.trace.trace_conv", "monarch naive",
         lambda: tr.trace_conv(u64, k64, kernel="monarch", scheme="naive"), ValueError,
         r"scheme 'naive' is a radix-2 schedule")
@@ -1513,10 +1513,10 @@ def _kc():
 
 row("kernels.cuda.cuda_conv", "smem_bytes above the device's opt-in maximum",
     lambda: _kc().cuda_conv(U, K, smem_bytes=10**9), ValueError,
-    r"smem_bytes=1000000000 cannot be granted: on this device one block may use 24 to \d+ bytes")
+    r"smem_bytes=1000000000 cannot be granted: on this device one block may use 16 to \d+ bytes")
 row("kernels.cuda.cuda_conv", "smem_bytes below the smallest Monarch block",
     lambda: _kc().cuda_conv(U64, K64, smem_bytes=8), ValueError,
-    r"smem_bytes=8 cannot be granted: on this device one block may use 48 to \d+ bytes")
+    r"smem_bytes=8 cannot be granted: on this device one block may use 32 to \d+ bytes")
 row("kernels.cuda.cuda_conv", "L beyond the longest row (fused or three passes)",
     lambda: _kc().cuda_conv(torch.empty(1, 1, 2**22 + 1, device="meta"), torch.empty(1, 1, device="meta")),
     ValueError, r"u has length L=4194305: .* smem_bytes=232448 \(float32\); with this budget it "
@@ -1524,7 +1524,7 @@ row("kernels.cuda.cuda_conv", "L beyond the longest row (fused or three passes)"
 row("kernels.cuda.cuda_conv", "smem_bytes fits the forward but not the backward",
     lambda: _kc().cuda_conv(U64[:1, :1, :2].clone().requires_grad_(True), K64[:1, :2], smem_bytes=100),
     ValueError, r"smem_bytes=100 fits the forward of L=2 but not its backward: the fused backward "
-                r"needs 192 bytes")
+                r"needs at least 160 bytes")
 row("kernels.cuda.cuda_conv", "smem_bytes too small for this L even in three passes",
     lambda: _kc().cuda_conv(U64, K64, smem_bytes=160), ValueError,
     r"u has length L=8: FFT size 16 does not fit .* smem_bytes=160 \(float64\); with this budget "

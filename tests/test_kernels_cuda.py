@@ -228,8 +228,8 @@ def test_too_long_sequence_is_refused():
     u, k = make(1, 1, 9, 2, seed=0)
     with pytest.raises(ValueError, match=r"^u has length L=9: .*smem_bytes=96 \(float64\); with "
                                          r"this budget it supports L <= 2;"):
-        kc.cuda_conv(u, k, smem_bytes=96)       # fused: 6 M float64 <= 96 for M <= 2; no inner
-    assert kc.max_length(np.float64, 96, kernel="monarch") == 2          # row pair fits (10 x 2)
+        kc.cuda_conv(u, k, smem_bytes=96)       # fused: (2 M + 2 Q) float64 <= 96 for M <= 2
+    assert kc.max_length(np.float64, 96, kernel="monarch") == 2          # no three passes either
     assert kc.max_length(np.float64, 32) == 2                           # radix-2: tiles of 2
 
 
@@ -320,8 +320,10 @@ def test_exercises_accept_the_reference_and_reject_a_wrong_answer():
 def test_a_budget_the_device_cannot_grant_says_what_it_may_be(smem):
     u, k = make(1, 1, 4, 2, seed=0)
     limit = kc.device_smem_optin()
+    low = (2 + 2) * 8                   # M = 1 float64: one value and one root, re and im
+    assert kc.monarch_smem_bytes(1, np.float64) == low
     with pytest.raises(ValueError, match=rf"^smem_bytes={smem} cannot be granted: on this device one "
-                                         rf"block may use 48 to {limit} bytes"):
+                                         rf"block may use {low} to {limit} bytes"):
         kc.cuda_conv(u, k, smem_bytes=smem)
 
 
@@ -422,6 +424,19 @@ def test_perf_model_by_hand():
     want = 2 * 100.0 * 1024 / 32 / (4 * h.clock_hz)
     assert t["issue"] == pytest.approx(want) and t["hbm"] == pytest.approx(1e6 / h.hbm_bytes_per_s)
     assert t["time"] == max(t["issue"], t["hbm"]) and t["waves"] == 1 and t["warps"] == 16
+    # a partial last wave: 256 rows on 108 A100 SMs are 3 blocks on the busiest SM; 64 KiB
+    # blocks fit 2 at a time (2 x 65 KiB of 164), so a wave of 2 (32 warps) and a wave of 1 (16
+    # warps, still the full issue rate): 3 blocks' instructions, not 4
+    a = pm.GPUS["A100"]
+    assert pm.occupancy("A100", threads=512, registers=32, smem_bytes=64 * 1024) == 2
+    t = pm.kernel_time("A100", rows=256, L=4096, sass_per_element=100.0, threads=512,
+                       registers=32, smem_bytes=64 * 1024, hbm_bytes=0.0)
+    assert t["waves"] == 2 and t["issue"] == pytest.approx(3 * 100.0 * 4096 / 32 / (4 * a.clock_hz))
+    # ... and a last wave below 16 warps issues proportionally slower: 3 blocks of 8 warps, 2 at
+    # a time (16 warps: full rate), then 1 (8 warps: half rate)
+    t = pm.kernel_time("A100", rows=256, L=4096, sass_per_element=100.0, threads=256,
+                       registers=32, smem_bytes=64 * 1024, hbm_bytes=0.0)
+    assert t["issue"] == pytest.approx((2 + 2) * 100.0 * 4096 / 32 / (4 * a.clock_hz))
     assert pm.fft_conv_bound("H100", 4, 64, 1024) == pytest.approx(
         io_model.unfused_fft_conv(4, 64, 1024).bytes / 3350e9)
     rows = pm.model_rows()
@@ -435,9 +450,10 @@ def test_perf_model_counts_the_three_passes():
     rows = pm.model_rows()
     h = {r["L"]: r for r in rows if r["gpu"] == "H100"}
     a = {r["L"]: r for r in rows if r["gpu"] == "A100"}
-    assert h[8192]["path"] == "monarch fused" and h[16384]["path"] == "monarch three-pass"
-    assert a[4096]["path"] == "monarch fused" and a[8192]["path"] == "monarch three-pass"
-    for L in (16384, 32768, 65536):
+    # the row in place: both GPUs fuse float32 rows up to L = 16384 (128 KiB + the tables)
+    for g in (h, a):
+        assert g[16384]["path"] == "monarch fused" and g[32768]["path"] == "monarch three-pass"
+    for L in (32768, 65536):
         r = h[L]
         assert len(r["pass_s"]) == 3 and r["cuda_s"] == pytest.approx(sum(r["pass_s"]))
         # no pass is faster than its HBM bytes (io_model's real-input three passes) allow
@@ -484,10 +500,15 @@ def test_gpu_script_fails_loudly_on_a_mismatch(monkeypatch, tmp_path, capsys):
 # ----------------------------------------------------------------------------- the Monarch three passes
 def test_monarch_plan_fused_then_three_passes():
     f32, h100, a100 = np.float32, 227 * 1024, 163 * 1024
-    assert kc.monarch_plan(8192, f32, smem_bytes=h100).passes == 1      # 6 x 8192 x 4 = 192 KiB
-    p = kc.monarch_plan(8192, f32, smem_bytes=a100)                      # > 163 KiB: three passes
-    assert (p.passes, p.outer, p.inner) == (3, 2, 4096)
-    for L, outer in ((16384, 4), (32768, 8), (65536, 16)):
+    # fused: the row in place (2 M reals) and the root tables. L = 16384 (M = 16384): 128 KiB of
+    # row; all of W_M would take 128 KiB more, so Q = 4096 (32 KiB) and W_M^t for t < 4 (32 B)
+    for smem in (h100, a100):
+        p = kc.monarch_plan(16384, f32, smem_bytes=smem)
+        assert (p.passes, p.roots) == (1, 4096)
+        assert p.shared_bytes("conv") == (2 * 16384 + 2 * 4096 + 2 * 4) * 4 <= smem
+        p = kc.monarch_plan(8192, f32, smem_bytes=smem)           # 64 KiB + W_M: one table
+        assert (p.passes, p.roots) == (1, 8192) and p.shared_bytes("conv") == 4 * 8192 * 4
+    for L, outer in ((32768, 8), (65536, 16)):
         for smem in (h100, a100):
             p = kc.monarch_plan(L, f32, smem_bytes=smem)
             assert (p.outer, p.inner) == (outer, 4096) and p.outer * p.inner == p.N // 2
@@ -497,8 +518,71 @@ def test_monarch_plan_fused_then_three_passes():
             assert p.blocks_per_row("outer") == 4096 // p.columns and p.blocks_per_row("inner") == outer // 2
     # the longest rows: inner 4096 (160 KiB) times the outer size whose tile of 8 columns fits
     assert kc.max_length(f32, h100, kernel="monarch") == kc.max_length(f32, a100, kernel="monarch") == 1 << 22
-    with pytest.raises(ValueError, match=r"^u has length L=4194305: .*supports L <= 4194304;"):
+    with pytest.raises(ValueError, match=r"^u has length L=4194305: .*smem_bytes=232448 .*supports L <= 4194304;"):
         kc.monarch_plan((1 << 22) + 1, f32, smem_bytes=h100)
+
+
+def test_fused_backward_plan_under_each_gpus_budget():
+    # the fused backward holds the row (2 M), U_b and the grad_k accumulator (4 (M + 1)) and the
+    # tables: float32 L = 8192 on an H100 (192 KiB + Q = 2048: 16 KiB), L = 4096 on an A100
+    f32, h100, a100 = np.float32, 227 * 1024, 163 * 1024
+    for L, smem, fused in ((8192, h100, True), (16384, h100, False), (4096, a100, True),
+                           (8192, a100, False)):
+        bp = kc.fused_backward_plan(kc.monarch_plan(L, f32, smem_bytes=smem), smem)
+        assert (bp is not None) == fused, (L, smem)
+        if bp is not None:
+            assert bp.shared_bytes("grad") <= smem and bp.kernel_threads("grad") == 256
+    bp = kc.fused_backward_plan(kc.monarch_plan(8192, f32, smem_bytes=h100), h100)
+    assert bp.roots == 2048 and bp.shared_bytes("grad") == (6 * 8192 + 4 + 2 * 2048 + 2 * 4) * 4
+    # the three passes' plan has no fused backward
+    assert kc.fused_backward_plan(kc.monarch_plan(65536, f32, smem_bytes=h100), h100) is None
+
+
+def test_monarch_roots_takes_the_largest_table_that_fits():
+    M, f32 = 1024, np.float32                       # spans of p = 4: 1024, 256, 64, 16, 4
+    assert kc.least_roots(M) == 32 and kc.least_roots(2048) == 64 and kc.least_roots(1) == 1
+    assert kc.monarch_spans(M, 4) == [1024, 256, 64, 16, 4]
+    row = 2 * M * 4
+    assert kc.monarch_roots(M, f32, row + 2 * M * 4) == M               # all of W_M: one lookup
+    assert kc.monarch_roots(M, f32, row + 2 * M * 4 - 1) == 256         # W_256 and W_1024^t, t < 4
+    assert kc.monarch_roots(M, f32, row + (2 * 64 + 2 * 16) * 4) == 64
+    assert kc.monarch_roots(M, f32, row + (2 * 32 + 2 * 32) * 4) == 32  # the least
+    assert kc.monarch_roots(M, f32, row + (2 * 32 + 2 * 32) * 4 - 1) is None
+    with pytest.raises(ValueError, match="^roots must be"):
+        kc.monarch_smem_bytes(M, f32, roots=16)      # below least_roots: W_M^t for t < 64 > Q
+    with pytest.raises(ValueError, match="^roots must be a power of two"):
+        kc.monarch_smem_bytes(M, f32, roots=100)
+
+
+def test_fused_layout_pairs_tables_and_spectrum_against_direct_formulas():
+    # position i of the fused kernel's row holds frequency rev(i) (log2 M bits reversed)
+    for M in (1, 2, 4, 8, 64, 256):
+        bits = M.bit_length() - 1
+        rev = np.array([int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(M)])
+        i, i2 = kc.monarch_pairs(M)
+        assert len(i) == max(M // 2, 1) and (i[0], i2[0]) == (0, 0)
+        alone = [1] if M >= 2 else []                               # k = M/2: its own partner
+        assert sorted(set(i) | set(i2) | set(alone)) == list(range(M))   # every position, once
+        assert len(set(i) | set(i2)) + len(alone) == M
+        assert np.all((rev[i] + rev[i2]) % M == 0)                  # frequencies k and M - k
+        assert np.all(i <= i2)
+    M, Q = 64, 16
+    t = kc.monarch_tables(M, np.float64, roots=Q)
+    assert np.allclose(t["roots"][0] + 1j * t["roots"][1], np.exp(-2j * np.pi * np.arange(Q) / Q))
+    assert np.allclose(t["roots_fine"][0] + 1j * t["roots_fine"][1],
+                       np.exp(-2j * np.pi * np.arange(M // Q) / M))
+    i, _ = kc.monarch_pairs(M)
+    rev = np.array([int(format(j, "06b")[::-1], 2) for j in range(M)])
+    assert t["twiddles"].shape == (2, M // 2)
+    assert np.allclose(t["twiddles"][0] + 1j * t["twiddles"][1],
+                       np.exp(-2j * np.pi * rev[i] / (2 * M)))
+    kk = torch.randn(3, 50, dtype=torch.float64)
+    spec = kc.half_spectrum(kk, 2 * M)                                 # the fused kernel's order
+    ref = torch.fft.rfft(kk, n=2 * M)
+    assert spec.shape == (3, 2, M + kc.spectrum_pad(np.float64))     # planes on 32-byte sectors
+    assert torch.allclose(torch.complex(spec[:, 0, :M], spec[:, 1, :M]), ref[:, rev])
+    assert torch.allclose(torch.complex(spec[:, 0, M], spec[:, 1, M]), ref[:, M])
+    assert not spec[:, :, M + 1:].any()
 
 
 def test_three_pass_tables_and_spectrum_layout_against_direct_formulas():

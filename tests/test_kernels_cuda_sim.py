@@ -36,6 +36,7 @@ from longconv_edu.fft import bit_reversal_permutation  # noqa: E402
 from longconv_edu.kernels.cuda import (  # noqa: E402
     REAL_OF,
     cuda_conv,
+    fused_backward_plan,
     kernel_spectrum,
     make_plan,
     monarch_plan,
@@ -137,44 +138,63 @@ def _grads64(u, k, g):
     return (y, *torch.autograd.grad(y, (u, k), g.double()))
 
 
-@pytest.mark.parametrize("L,dtype,block", [(1024, torch.float64, 4), (2048, torch.float64, 8),
-                                           (3000, torch.float32, 4), (4096, torch.float32, 4),
-                                           (4096, torch.float32, 16)])
-def test_monarch_long_rows_forward_and_both_gradients(L, dtype, block):
-    u, k = make(1, 1, L, L, seed=L + block, dtype=dtype)
+# (L, Lk, dtype, block, smem_bytes): None = the default budget (227 KiB without a GPU), under
+# which every row here is fused, forward and backward (float64 L = 4096: the backward with
+# two-level twiddles, Q = 1024). The budgets given leave the fused kernel a root table smaller
+# than M, so that the first factors multiply two table entries (``monarch_roots``): L = 1024
+# float64 with 53344 bytes: forward Q = M, backward Q = 256; L = 4096 float32 with 33792: the
+# forward's least tables, Q = 64 (three of six factors two-level), the backward in three passes;
+# L = 100 float64 with 2432: Q = 16 (M = 128, p = 2: four factors two-level).
+FUSED = [(1, 1, torch.float64, 4, None), (7, 7, torch.float64, 2, None),
+         (100, 37, torch.float64, 8, None), (100, 100, torch.float64, 16, None),
+         (1024, 1024, torch.float64, 4, None), (2048, 2048, torch.float64, 8, None),
+         (3000, 3000, torch.float32, 4, None), (4096, 4096, torch.float32, 4, None),
+         (4096, 4096, torch.float32, 16, None), (4096, 1000, torch.float64, 2, None),
+         (1024, 999, torch.float64, 4, 53344), (4096, 4096, torch.float32, 4, 33792),
+         (100, 60, torch.float64, 2, 2432)]
+
+
+@pytest.mark.parametrize("L,Lk,dtype,block,smem", FUSED)
+def test_monarch_fused_forward_and_both_gradients(L, Lk, dtype, block, smem):
+    kw = {} if smem is None else {"smem_bytes": smem}
+    plan = monarch_plan(L, REAL_OF[dtype], smem_bytes=smem or 227 * 1024, block=block)
+    assert plan.passes == 1
+    if smem is not None:                             # two-level twiddles, forward or backward
+        bp = fused_backward_plan(plan, smem)
+        assert plan.roots < plan.M or (bp is not None and bp.roots < plan.M)
+    u, k = make(1, 1, L, Lk, seed=L + block, dtype=dtype)
     g = torch.randn(1, 1, L, generator=torch.Generator().manual_seed(L), dtype=dtype)
-    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, threads=64, block=block), u, k, g)
+    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, threads=64, block=block, **kw), u, k, g)
     y_ref, gu_ref, gk_ref = _grads64(u, k, g)
-    assert rel_err(y.detach().numpy(), causal_conv_np(u.double().numpy(), k.double().numpy())) < TOL[dtype]
+    tol = 1e-12 if dtype == torch.float64 else TOL[dtype]
+    assert rel_err(y.detach().double().numpy(),
+                   causal_conv_np(u.double().numpy(), k.double().numpy())) < tol
     for got, ref in ((gu, gu_ref), (gk, gk_ref)):
-        assert rel_err(got.double().numpy(), ref.detach().numpy()) < TOL[dtype]
+        assert got.shape == ref.shape
+        assert rel_err(got.double().numpy(), ref.detach().numpy()) < tol
 
 
-def test_monarch_4096_float64_fused_forward_three_pass_backward():
-    # the fused forward fits the default 227 KiB (6 M float64 = 192 KiB); its fused backward
-    # would not (10 M + 4 values = 320 KiB): the backward takes the three passes (2 x 2048)
-    u, k = make(1, 1, 4096, 100, seed=5)
-    assert monarch_plan(4096, np.float64, smem_bytes=227 * 1024).passes == 1
-    g = torch.randn(1, 1, 4096, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, threads=64), u, k, g)
-    y_ref, gu_ref, gk_ref = _grads(fft_conv, u, k, g)
-    assert rel_err(y.detach().numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-12
-    assert rel_err(gu.numpy(), gu_ref.numpy()) < 1e-12
-    assert rel_err(gk.numpy(), gk_ref.numpy()) < 1e-12
+def test_monarch_4096_float64_fused_backward_with_two_level_twiddles():
+    # float64 L = 4096 under 227 KiB: the forward keeps all of W_M (4 M values = 128 KiB), the
+    # fused backward (6 M + 4 values = 192 KiB) only W_1024 and W_4096^t for t < 4
+    plan = monarch_plan(4096, np.float64, smem_bytes=227 * 1024)
+    assert (plan.passes, plan.roots) == (1, 4096)
+    assert fused_backward_plan(plan, 227 * 1024).roots == 1024
 
 
 # ----------------------------------------------------------------------------- the Monarch three passes
-# Rows beyond one block's shared memory (float32: L > 8192 on an H100, > 4096 on an A100) take
-# the Monarch three passes; here they are forced at small L by a small budget ``smem_bytes``.
+# Rows beyond one block's shared memory (float32: L > 16384 on an H100 or an A100) take the
+# Monarch three passes; here they are forced at small L by a budget ``smem_bytes`` below the
+# fused kernel's least (M = 64 float64: 1280 bytes).
 # Oracles as above: numpy's float64 convolution for y, torch.fft's float64 autograd for both
 # gradients; float64 within 1e-10 (rounding ~1e-15 here), float32 within CONV_TOL (2e-4).
 @pytest.mark.parametrize("B,H,L,Lk,dtype,smem,block", [
-    (1, 1, 64, 64, torch.float64, 1280, 4),        # M = 64 = 4 outer x 16 inner
-    (2, 3, 40, 13, torch.float64, 1280, 4),        # a batch: grad_k summed over it
+    (1, 1, 64, 64, torch.float64, 1152, 4),        # M = 64 = 8 outer x 8 inner
+    (2, 3, 40, 13, torch.float64, 1152, 4),        # a batch: grad_k summed over it
     (1, 2, 100, 37, torch.float64, 1280, 2),       # not a power of two; 2 x 2 DFT blocks
     (1, 1, 1000, 1000, torch.float64, 8192, 16),   # 16 x 64, dense 16 x 16 blocks
     (1, 1, 3000, 3000, torch.float32, 20480, 4),   # not a power of two: 8 x 512
-    (1, 1, 4096, 4096, torch.float32, 40960, 4),   # 4 x 1024
+    (1, 1, 4096, 4096, torch.float32, 20480, 4),   # 8 x 512 (fused: at least 33792 bytes)
     (1, 1, 4096, 777, torch.float32, 10240, 8)])   # 16 x 256, dense 8 x 8 blocks
 def test_monarch_three_pass_forward_and_both_gradients(B, H, L, Lk, dtype, smem, block):
     plan = monarch_plan(L, REAL_OF[dtype], smem_bytes=smem, block=block)
@@ -191,14 +211,17 @@ def test_monarch_three_pass_forward_and_both_gradients(B, H, L, Lk, dtype, smem,
 
 
 def test_monarch_fused_forward_three_pass_backward_and_one_gradient():
-    # M = 64 float64: the fused forward needs 3072 bytes, the fused backward 5152: with 4096 the
-    # forward is fused and the backward takes the three passes; one gradient at a time too
+    # M = 64 float64: the fused forward needs at least 1280 bytes (2048 with all of W_M), the
+    # fused backward 3360: with 2048 the forward is fused and the backward takes the three
+    # passes; one gradient at a time too
+    plan = monarch_plan(64, np.float64, smem_bytes=2048)
+    assert plan.passes == 1 and fused_backward_plan(plan, 2048) is None
     u, k = make(2, 2, 64, 30, seed=11)
     g = torch.randn(2, 2, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     y_ref, gu_ref, gk_ref = _grads(fft_conv, u, k, g)
-    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, smem_bytes=4096, threads=8), u, k, g)
+    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, smem_bytes=2048, threads=8), u, k, g)
     for got, ref in ((y, y_ref), (gu, gu_ref), (gk, gk_ref)):
         assert rel_err(got.detach().numpy(), ref.detach().numpy()) < 1e-10
     kk = k.clone().requires_grad_(True)
-    (gk_only,) = torch.autograd.grad(cuda_conv(u, kk, smem_bytes=4096, threads=8), (kk,), g)
+    (gk_only,) = torch.autograd.grad(cuda_conv(u, kk, smem_bytes=2048, threads=8), (kk,), g)
     assert rel_err(gk_only.numpy(), gk_ref.numpy()) < 1e-10

@@ -196,36 +196,67 @@ def test_monarch_trace_computes_the_convolution_and_counts_its_loops(L, Lk, bloc
     tr = trace_conv(u, k, kernel="monarch", block=block, threads=4)
     assert tr.kernel == "monarch" and tr.spectrum == [] and len(tr.launches) == 1
     assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
-    # per row, by the kernel's loops: u once (L), the root table (2 x M), the split twiddles and
-    # the half spectrum at kk and M - kk for kk = 0..M/2 (2 x (M/2+1) and 4 x (M/2+1)), y once
+    # per row, by the kernel's loops: u once (L), the root table (2 x M: 48 KiB holds Q = M),
+    # the split's twiddles once per pair (pair 0 and pairs 2..M/2: k = M/2, its own partner,
+    # needs none), the half spectrum once (M + 1 complex values), y once
     M = kc.fft_size(L) // 2
     s = 8
+    assert tr.plan.roots == M
     per = tr.launches[0].by_array
     assert per["u"].global_read == B * H * L * s
     assert per["roots"].global_read == B * H * 2 * M * s
-    assert per["twiddles"].global_read == B * H * 2 * (M // 2 + 1) * s
-    assert per["k_f"].global_read == B * H * 4 * (M // 2 + 1) * s
+    assert "roots_fine" not in per                      # Q = M: no second table
+    assert per["twiddles"].global_read == B * H * 2 * max(M // 2, 1) * s
+    assert per["k_f"].global_read == B * H * 2 * (M + 1) * s
     assert per["y"].global_write == B * H * L * s
     assert tr.total.global_write == B * H * L * s
+    # the data arrays (u, the half spectrum, y): io_model's fused real-input traffic, exactly
+    m = io_model.fused_conv(B, H, L, dtype_bytes=s, real_input=True)
+    assert (sum(per[a].global_read for a in ("u", "k_f", "y")),
+            sum(per[a].global_write for a in ("u", "k_f", "y"))) == (m.bytes_read, m.bytes_written)
 
 
 def test_monarch_takes_three_passes_below_its_fused_budget():
-    u, k = make(1, 1, 16, 4, seed=0)
-    need = kc.monarch_smem_bytes(16, np.float64)            # M = 16: 6 M float64
+    u, k = make(1, 1, 20, 4, seed=0)
+    # M = 32 float64: the row in place (2 M) and the smallest tables (Q = 8: 2 x 8 + 2 x 4)
+    need = kc.monarch_smem_bytes(32, np.float64, roots=kc.least_roots(32))
+    assert need == (2 * 32 + 16 + 8) * 8
     fused = trace_conv(u, k, kernel="monarch", smem_bytes=need)
-    three = trace_conv(u, k, kernel="monarch", smem_bytes=need - 8)
-    assert fused.plan.passes == 1 and len(fused.launches) == 1
+    three = trace_conv(u, k, kernel="monarch", smem_bytes=need - 8)   # 4 x 8 fits in 576 bytes
+    assert fused.plan.passes == 1 and len(fused.launches) == 1 and fused.plan.roots == 8
     assert three.plan.passes == 3 and [lt.program.split("_O")[0].split("_I")[0] for lt in
                                        three.launches] == ["monarch_outer", "monarch_inner",
                                                            "monarch_outer_inverse"]
     for tr in (fused, three):
         assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
-    with pytest.raises(ValueError, match=r"^u has length L=16: .* supports L <= 1;"):
-        trace_conv(u, k, kernel="monarch", smem_bytes=64)    # no plan fits 64 bytes
+    # 64 bytes: the fused kernel up to M = 2 (2 x 2 values and 2 roots: 8 float64), no three passes
+    with pytest.raises(ValueError, match=r"^u has length L=20: .*smem_bytes=64 .* supports L <= 2;"):
+        trace_conv(u, k, kernel="monarch", smem_bytes=64)
     with pytest.raises(ValueError, match="^scheme 'naive' is a radix-2 schedule"):
         trace_conv(u, k, kernel="monarch", scheme="naive")
     with pytest.raises(ValueError, match="^butterfly_schedule reads radix-2"):
         butterfly_schedule(trace_conv(u, k, kernel="monarch", record=True))
+
+
+@pytest.mark.parametrize("block", [2, 4, 8])
+def test_monarch_fused_with_two_level_twiddles_has_no_races(block):
+    # M = 64 float64 under 1280 bytes: the row in place (2 x 64) and the smallest tables, Q = 8:
+    # W_8^t and W_64^t for t < 8; every factor of span > 8 multiplies two table entries
+    L, M = 64, 64
+    u, k = make(2, 1, L, 40, seed=block)
+    smem = kc.monarch_smem_bytes(M, np.float64, roots=8)
+    assert smem == (2 * M + 2 * 8 + 2 * 8) * 8 == 1280
+    for threads in (1, 4, 32):
+        tr = trace_conv(u, k, kernel="monarch", block=block, smem_bytes=smem, threads=threads)
+        assert tr.plan.passes == 1 and tr.plan.roots == 8
+        assert tr.races == []
+        assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+        per = tr.launches[0].by_array                     # 2 rows, both tables staged by each
+        assert per["roots"].global_read == per["roots_fine"].global_read == 2 * 2 * 8 * 8
+    bad = trace_conv(u, k, kernel="monarch", block=block, smem_bytes=smem, threads=4,
+                     drop_barriers="forward")
+    assert bad.launches[0].races and bad.launches[0].dropped == tuple(
+        range(1, len(kc.monarch_factors(M, block)) + 1))
 
 
 # ----------------------------------------------------------------------------- coalescing of the kernels
@@ -292,8 +323,10 @@ def test_monarch_three_pass_bytes_equal_the_io_model(monarch_three_pass):
     assert t1["roots_outer"].global_read == (M // 16 // 8) * 2 * 16 * 4      # per block
 
 
-@pytest.mark.parametrize("L, Lk, smem, block", [(5, 3, 320, 4), (16, 16, 640, 4), (16, 5, 640, 2),
-                                                (33, 20, 1280, 4), (64, 64, 1280, 16)])
+# budgets below the fused kernel's least (M = 32 float64: 704 bytes; M = 64: 1280) that hold
+# the three passes (4 x 8, tiles of 4 columns: 576 bytes; 8 x 8: 1152)
+@pytest.mark.parametrize("L, Lk, smem, block", [(20, 13, 640, 4), (32, 32, 640, 2), (17, 5, 680, 4),
+                                                (33, 20, 1152, 4), (64, 64, 1152, 16)])
 def test_monarch_three_pass_has_no_races_and_flags_missing_barriers(L, Lk, smem, block):
     u, k = make(2, 1, L, Lk, seed=L)
     for threads in (1, 2, 8):

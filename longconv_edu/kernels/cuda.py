@@ -85,12 +85,13 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_conv_inputs, check_int, check_kernel_length
-from ..fft import fft_size
+from ..fft import bit_reversal_permutation, fft_size
 
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "MonarchPlan", "monarch_plan", "monarch_tables", "run_monarch", "THREE_PASS_KINDS",
            "MONARCH_KINDS", "half_spectrum", "spectrum_pad", "device_smem_optin", "MONARCH_BLOCKS",
-           "DEFAULT_BLOCK", "REPORT_SMEM", "kernel_spectrum",
+           "DEFAULT_BLOCK", "REPORT_SMEM", "kernel_spectrum", "monarch_spans", "monarch_pairs",
+           "monarch_roots", "least_roots", "check_roots", "fused_backward_plan",
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
            "DEFAULT_SMEM_BYTES", "DEFAULT_THREADS", "max_length", "gpu_timings", "resource_table",
@@ -487,7 +488,6 @@ def bit_reversed_spectrum(k: torch.Tensor, N: int) -> torch.Tensor:
     float dtype, no numba. N must be a power of two >= Lk.
     """
     from .._checks import check_tensor
-    from ..fft import bit_reversal_permutation
     check_tensor(k, "k", ndim=2, shape_doc="2-D (H, Lk)")
     N = check_int(N, "N", min=max(1, k.shape[1]), power_of_two=True)
     return torch.fft.fft(k, n=N)[:, bit_reversal_permutation(N).to(k.device)]
@@ -564,17 +564,23 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # complex values z[m] = u[2m] + i u[2m+1] (the real-input trick: an M-point complex FFT instead
 # of an N-point one). The M-point DFT is a product of S = ceil(log2 M / log2 p) Monarch factors:
 # each is a block-diagonal matrix of dense p x p DFT blocks (p = ``block``, 4 by default) with
-# its twiddles folded in, applied as small dense complex mat-vecs out of shared memory
-# (Stockham order: natural order in and out, ping-pong between two shared buffers). Output q of
-# a factor with previous span Ls and radix p is
-#     y[q] = sum_r x[j + r M/p] * W_M^(r * o * M/(Ls p)),   k = q mod Ls, s = (q / Ls) mod p,
-#     j = (q / (Ls p)) Ls + k,  o = s Ls + k,
-# all indices by shifts and masks, every coefficient read from one table of M-th roots that the
-# host computes once (float64, rounded once) and the block stages into shared memory. Then the
-# real-trick split gives the N-point half spectrum X[k], k = 0..M; it is multiplied by the cached
-# kernel spectrum K (torch.fft.rfft of k, once per kernel tensor version); the merge and the
-# inverse factors (conjugate roots) give y. Global memory: one read of u, one write of y per
-# element, plus the (M+1)-point spectrum of the row's channel.
+# its twiddles folded in, applied as small dense complex mat-vecs out of shared memory, IN PLACE
+# (``_inplace_factor_source``): factor f of span P (sub-transforms of P values, stride s = P/p)
+# lets a thread load its group of p values q0 + r s into registers, apply the block, multiply
+# output k by W_P^(j k) (j = the group's offset in its sub-transform) and store output k back
+# into the slot of rev_p(k) (k's bits reversed): a decimation-in-frequency FFT that leaves
+# frequency rev(i) at position i (log2 M bits reversed) whatever the radices, with one buffer of
+# M values and a barrier between factors. The real-input split joins Z[k] and Z[M - k]: in this
+# order the two sit at mirror positions of one octave [2H, 4H) of positions (``monarch_pairs``);
+# it gives the N-point half spectrum X[k], k = 0..M, which is multiplied by the cached kernel
+# spectrum K (torch.fft.rfft of k, once per kernel tensor version) stored in the same order
+# (``half_spectrum``); the merge and the inverse factors, run backwards (conjugate twiddles
+# and blocks), restore natural order: no permutation anywhere. The twiddles come from two small
+# tables staged once per block (``monarch_tables``): W_Q^t (t < Q) serves every factor of span
+# P <= Q in one lookup; the first factors (P > Q) multiply W_Q^(t_hi) by W_M^(t_lo) (t < M/Q).
+# Q is the largest the shared-memory budget allows (``monarch_roots``; Q = M: one table).
+# Global memory: one read of u, one write of y per element, plus the (M+1)-point spectrum of
+# the row's channel and the tables.
 #
 # Rows beyond one block's shared memory (``_three_pass``, ``monarch_plan``): M = outer x inner,
 # the row seen as an (outer, inner) array. Pass 1 reads u by tiles of consecutive columns (a
@@ -610,25 +616,65 @@ THREE_PASS_KINDS = ("outer", "inner", "inner_spectrum", "outer_inverse")
 MONARCH_KINDS = ("conv", "grad") + THREE_PASS_KINDS
 
 
-def monarch_smem_bytes(M: int, real, kind: str = "conv", *, outer: int = 1, columns: int = 1) -> int:
+def least_roots(M: int) -> int:
+    """The smallest root table Q a fused Monarch kernel of M complex values takes:
+    2^ceil(log2(M) / 2), about sqrt(M), so that both tables (W_Q^t, t < Q, and W_M^t, t < M/Q)
+    hold at most Q values."""
+    M = check_int(M, "M", min=1, power_of_two=True)
+    return 1 << (M.bit_length() // 2)
+
+
+def check_roots(M: int, roots) -> int:
+    """``roots`` (Q, the size of the fused kernel's root table W_Q^t) checked against M:
+    a power of two from ``least_roots(M)`` to M; None means M (one table, no two-level
+    twiddles)."""
+    if roots is None:
+        return M
+    return check_int(roots, "roots", min=least_roots(M), max=M, power_of_two=True)
+
+
+def monarch_smem_bytes(M: int, real, kind: str = "conv", *, roots: int | None = None,
+                       outer: int = 1, columns: int = 1) -> int:
     """Dynamic shared memory of one block of Monarch kernel ``kind`` for rows of M complex values.
 
-    "conv" (fused): two ping-pong buffers of M values and the root table, re and im: 6 M reals;
-    "grad" adds the row's input half spectrum and the channel's grad_k accumulator, 4 (M + 1).
-    Three passes, M = outer x inner: "inner" and "inner_spectrum" hold two inner rows in two
-    buffers and the inner root table, 10 inner; "outer" and "outer_inverse" a tile of
-    outer x columns values in two buffers and the outer root table, 4 outer columns + 2 outer.
+    "conv" (fused): the row, M values transformed in place, and the root tables: W_Q^t
+    (t < Q = ``roots``; None: Q = M) and, when Q < M, W_M^t (t < M/Q), re and im:
+    2 M + 2 Q + 2 M/Q reals (4 M with Q = M); "grad" adds the row's input half spectrum and the
+    channel's grad_k accumulator, 4 (M + 1). Three passes, M = outer x inner: "inner" and
+    "inner_spectrum" hold two inner rows in two buffers and the inner root table, 10 inner;
+    "outer" and "outer_inverse" a tile of outer x columns values in two buffers and the outer
+    root table, 4 outer columns + 2 outer.
     """
     M = check_int(M, "M", min=1, power_of_two=True)
     check_choice(kind, "kind", MONARCH_KINDS)
     s = np.dtype(real).itemsize
     if kind in ("conv", "grad"):
-        return (6 * M + (4 * (M + 1) if kind == "grad" else 0)) * s
+        Q = check_roots(M, roots)
+        tables = 2 * Q + (2 * (M // Q) if Q < M else 0)
+        return (2 * M + tables + (4 * (M + 1) if kind == "grad" else 0)) * s
     outer = check_int(outer, "outer", min=2, max=max(2, M // 2), power_of_two=True)
     if kind in ("inner", "inner_spectrum"):
         return 10 * (M // outer) * s
     columns = check_int(columns, "columns", min=1, max=M // outer, power_of_two=True)
     return (4 * outer * columns + 2 * outer) * s
+
+
+def monarch_roots(M: int, real, smem_bytes: int, kind: str = "conv",
+                  block: int = DEFAULT_BLOCK) -> int | None:
+    """The root table Q a fused Monarch kernel ``kind`` ("conv" or "grad") of M complex values
+    takes under ``smem_bytes``: the largest candidate whose block fits, so the fewest factors
+    pay for two-level twiddles (a factor of span P > Q does); None when not even
+    ``least_roots(M)`` fits (then the row takes three passes). Candidates: the factors' spans
+    P_f (``monarch_spans``) from M down to ``least_roots(M)``, and ``least_roots(M)`` itself."""
+    M = check_int(M, "M", min=1, power_of_two=True)
+    check_choice(kind, "kind", ("conv", "grad"))
+    smem_bytes = check_int(smem_bytes, "smem_bytes", min=1)
+    block = check_block(block)
+    q0 = least_roots(M)
+    for Q in sorted({P for P in monarch_spans(M, block) if P >= q0} | {q0, M}, reverse=True):
+        if monarch_smem_bytes(M, real, kind, roots=Q) <= smem_bytes:
+            return Q
+    return None
 
 
 def _dft_terms(p: int, sgn: int, consts: dict, real) -> list[tuple[str, str]]:
@@ -769,6 +815,149 @@ def _factor_source(M: int, block: int, src: str, dst: str, sgn: int, consts: dic
     return lines
 
 
+def monarch_spans(M: int, block: int) -> list[int]:
+    """The span P_f of each Monarch factor of an M-point DFT (``monarch_factors``): factor f
+    works on independent sub-transforms of P_f = M / (p_0 ... p_{f-1}) values (P_0 = M)."""
+    out, P = [], M
+    for p in monarch_factors(M, block):
+        out.append(P)
+        P //= p
+    return out
+
+
+def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind: str,
+                           roots: int, start: str = "tid") -> list[str]:
+    """Source of the Monarch factors of an M-point DFT applied IN PLACE in the shared buffer
+    ``a``: sgn=+1 the forward factors 0, 1, ..., S-1 (decimation in frequency: natural order
+    in, bit-reversed order out), sgn=-1 their exact inverses (unscaled) in the reverse order
+    (bit-reversed in, natural out). One barrier after each factor.
+
+    Factor f (span P, radix p, stride s = P/p) owns the M/p groups of p values q0 + r s
+    (q0 = (c / s) P + j, j = c mod s): a thread loads its group into registers, applies the
+    dense p x p DFT block, multiplies output k by the twiddle W_P^(j k) and stores output k in
+    the slot of index rev_p(k) (k's log2 p bits reversed), so that after all factors position
+    i holds frequency rev(i), i's log2 M bits reversed, whatever the radices (digit reversal
+    with each digit's bits reversed too). The inverse loads slot rev_p(k), multiplies by
+    conj(W_P^(j k)), applies the conjugate block and stores in natural slots.
+
+    Twiddles come from two shared tables: w = W_Q^t (t < Q = ``roots``) and, when Q < M,
+    f = W_M^t (t < M/Q). A factor whose span P <= Q reads W_P^(j k) = w[j k Q/P] (one
+    lookup); a larger span (only the first factors) splits t = j k M/P as t_hi M/Q + t_lo and
+    multiplies two entries: W_M^t = w[t_hi] f[t_lo] (two lookups and a complex multiply)."""
+    LOGM = M.bit_length() - 1
+    Q = roots
+    LOGQ = Q.bit_length() - 1
+    u = functools.partial(_u, consts=consts)
+    facs, spans = monarch_factors(M, block), monarch_spans(M, block)
+    order = range(len(facs)) if sgn > 0 else range(len(facs) - 1, -1, -1)
+    i2 = ind + "    "
+    lines = []
+
+    def twiddle(k: int, P: int) -> list[str]:        # wr, wi = W_P^(j k), from e (see below)
+        t = "e" if k == 1 else f"{u(k)} * e"
+        if P <= Q:
+            return [f"{i2}wr = w_re[{t}]", f"{i2}wi = w_im[{t}]"]
+        sh = LOGM - LOGQ                              # t = t_hi 2^sh + t_lo
+        return [f"{i2}t = {t}", f"{i2}hr = w_re[t >> {u(sh)}]", f"{i2}hi = w_im[t >> {u(sh)}]",
+                f"{i2}fr = f_re[t & {u((1 << sh) - 1)}]", f"{i2}fi = f_im[t & {u((1 << sh) - 1)}]",
+                f"{i2}wr = hr * fr - hi * fi", f"{i2}wi = hr * fi + hi * fr"]
+
+    for f in order:
+        p, P = facs[f], spans[f]
+        s = P // p
+        lr, ls, lP = p.bit_length() - 1, s.bit_length() - 1, P.bit_length() - 1
+        rev = [int(v) for v in bit_reversal_permutation(p)]
+        how = "one lookup" if P <= Q else "two lookups"
+        lines.append(f"{ind}# factor {f}{' (inverse)' if sgn < 0 else ''}: {M // p} dense {p}x{p} "
+                     f"DFT blocks in place, span {P}, stride {s}"
+                     + (f", twiddles W_{P}^(j k): {how}" if s > 1 else ", no twiddles"))
+        lines.append(f"{ind}for c in range({start}, {u(M // p)}, T):")
+        if s > 1:
+            lines.append(f"{i2}j = c & {u(s - 1)}")
+            lines.append(f"{i2}q0 = ((c >> {u(ls)}) << {u(lP)}) + j")
+            shift = LOGQ - lP if P <= Q else LOGM - lP           # e = j Q/P, or j M/P
+            lines.append(f"{i2}e = j << {u(shift)}" if shift else f"{i2}e = j")
+        else:
+            lines.append(f"{i2}q0 = c << {u(lr)}")
+
+        def slot(r, s=s):
+            return f"q0 + {u(r * s)}" if r else "q0"
+        if sgn > 0:
+            for r in range(p):
+                lines += [f"{i2}t{r}r = a_re[{slot(r)}]", f"{i2}t{r}i = a_im[{slot(r)}]"]
+            for k, (er, ei) in enumerate(_dft_terms(p, +1, consts, real)):
+                q = slot(rev[k])
+                if k == 0 or s == 1:
+                    lines += [f"{i2}a_re[{q}] = {er}", f"{i2}a_im[{q}] = {ei}"]
+                else:
+                    lines += [f"{i2}yr = {er}", f"{i2}yi = {ei}", *twiddle(k, P),
+                              f"{i2}a_re[{q}] = yr * wr - yi * wi", f"{i2}a_im[{q}] = yr * wi + yi * wr"]
+        else:
+            for k in range(p):
+                q = slot(rev[k])
+                if k == 0 or s == 1:
+                    lines += [f"{i2}t{k}r = a_re[{q}]", f"{i2}t{k}i = a_im[{q}]"]
+                else:
+                    lines += [f"{i2}xr = a_re[{q}]", f"{i2}xi = a_im[{q}]", *twiddle(k, P),
+                              f"{i2}t{k}r = xr * wr + xi * wi", f"{i2}t{k}i = xi * wr - xr * wi"]
+            for r, (er, ei) in enumerate(_dft_terms(p, -1, consts, real)):
+                lines += [f"{i2}a_re[{slot(r)}] = {er}", f"{i2}a_im[{slot(r)}] = {ei}"]
+        lines.append(f"{ind}cuda.syncthreads()")
+    return lines
+
+
+def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list[str]:
+    """Source of the loop over the pairs of positions (i, i2) of the bit-reversed row whose
+    frequencies k and M - k the real-input split joins (``monarch_pairs``), NT threads.
+
+    Pair e1 (1 <= e1 < M/2) has i = e1 + H, H the highest set bit of e1, and its partner is the
+    mirror image i2 = 6H - 1 - i in the octave [2H, 4H) of positions; pair 0 is position 0
+    (frequency 0), whose partner is X[M]. First pass: thread t takes pair e1 = t (the octaves
+    H < NT; H from one count-leading-zeros); then one loop per octave H >= NT, whose positions
+    are affine in the thread: i = 2H + d, i2 = 4H - 1 - d, e1 = H + d, d = t + NT x (literal
+    offsets, no per-pair index arithmetic, and whole 32-byte sectors of the spectrum and the
+    twiddles per warp). Position 1 (k = M/2, its own partner) is ``special``, done by thread 0.
+    ``body(ind, guard)`` gives the lines for one pair from i, i2, kb (where the partner's
+    spectrum is: X[M] for pair 0) and e1 (the pair's number: its twiddle); guard: whether i2
+    may equal i (pair 0)."""
+    u = functools.partial(_u, consts=consts)
+    n0 = min(NT, max(M // 2, 1))
+    out = [f"{ind}e1 = tid",
+           f"{ind}if e1 < {u(n0)}:" if n0 < NT else f"{ind}if True:",
+           f"{ind}    hb = {u(1 << 31)} >> np.uint64(cuda.clz(np.uint32(e1)))   # e1's top bit; 0 for 0",
+           f"{ind}    i = e1 + hb                            # e1 = 0: position 0 (DC, with X[M])",
+           f"{ind}    i2 = {u(6)} * hb - {u(1)} - i if e1 != {u(0)} else {u(0)}",
+           f"{ind}    kb = i2 if e1 != {u(0)} else {u(M)}",
+           *body(ind + "    ", True)]
+    if M >= 2:
+        out += [f"{ind}if tid == {u(0)}:                     # position 1: k = M/2, its own partner",
+                *special(ind + "    ")]
+    H = NT
+    while H <= M // 4:
+        out += [f"{ind}for it_ in range({u(H // NT)}):         # the octave [{2 * H}, {4 * H})",
+                f"{ind}    d = tid + it_ * {u(NT)}",
+                f"{ind}    i = {u(2 * H)} + d", f"{ind}    i2 = {u(4 * H - 1)} - d",
+                f"{ind}    kb = i2", f"{ind}    e1 = {u(H)} + d",
+                *body(ind + "    ", False)]
+        H *= 2
+    return out
+
+
+def monarch_pairs(M: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, i2): for each pair e1 = 0 .. max(M/2, 1) - 1 the two positions of the fused kernel's
+    bit-reversed row (position i holds frequency rev(i)) whose frequencies k and M - k the
+    real-input split joins (``_pair_source`` computes the same in the kernel): e1 = 0 is
+    (0, 0), the partner of Z[0] being X[M]; for e1 >= 1, with H the highest set bit of e1,
+    i = e1 + H and i2 = 6H - 1 - i, the mirror image of i in the octave [2H, 4H). With
+    position 1 (k = M/2, its own partner, done apart) every position appears exactly once."""
+    M = check_int(M, "M", min=1, power_of_two=True)
+    e1 = np.arange(max(M // 2, 1))
+    hb = np.where(e1 > 0, np.left_shift(1, np.frexp(np.maximum(e1, 1))[1].astype(np.int64) - 1), 0)
+    i = e1 + hb                                                 # hb: e1's highest set bit, exactly
+    i2 = np.where(e1 > 0, 6 * hb - 1 - i, 0)
+    return i.astype(np.int64), i2.astype(np.int64)
+
+
 _SPLIT = """\
 er = HALF_R * ({z1r} + {z2r})
 ei = HALF_R * ({z1i} - {z2i})
@@ -798,32 +987,36 @@ def _block(template: str, ind: str, **names) -> list[str]:
     return [ind + line for line in template.format(**names).splitlines()]
 
 
-def monarch_threads(M: int, threads: int | None = None) -> int:
+def monarch_threads(M: int, threads: int | None = None, kind: str = "conv") -> int:
     """Threads of a Monarch block for M-point transforms (a compile-time constant of the kernel:
     the launch uses exactly this many): ``threads`` capped at M, or by default M/8 between 256
     and 1024, so that the long rows, whose shared memory leaves room for one block per SM, still
-    have 32 warps on it to hide latency (shorter rows fit several blocks per SM)."""
+    have 32 warps on it to hide latency (shorter rows fit several blocks per SM). The fused
+    backward (kind "grad") takes 256 by default: its loop over the batch makes the compiler
+    keep each thread's addresses live through the whole loop, and with more threads (fewer
+    registers each) they spill (1024 threads at M = 8192: 232 bytes; 256: 58 registers, none)."""
     if threads is None:
-        threads = min(1024, max(DEFAULT_THREADS, M // 8))
+        threads = DEFAULT_THREADS if kind == "grad" else min(1024, max(DEFAULT_THREADS, M // 8))
     return max(1, min(threads, M))
 
 
 def monarch_source(M: int, block: int, real, kind: str = "conv", threads: int | None = None, *,
-                   outer: int = 1, columns: int = 1) -> str:
+                   outer: int = 1, columns: int = 1, roots: int | None = None) -> str:
     """The Python source of the Monarch kernel ``kind`` for rows of M complex values (see
     ``monarch_program``): generated, so that every radix, stride, shift and DFT entry is a
     literal the compiler folds (entries 0 and +-1 become additions, no index is divided)."""
-    return _monarch(M, block, real, kind, threads, outer, columns)[0]
+    return _monarch(M, block, real, kind, threads, outer, columns, roots)[0]
 
 
-_STRIDED = re.compile(r"^(\s*)for (\w+) in range\(tid, U(\d+), T\):(.*)$")
+_STRIDED = re.compile(r"^(\s*)for (\w+) in range\((r?tid), U(\d+), T\):(.*)$")
 
 
 def _fixed_thread_loops(src: str, NT: int, consts: dict) -> str:
     """Rewrite each thread-strided ``for m in range(tid, X, T)`` of the source for a block of
     exactly NT threads (a compile-time constant): X/NT iterations of m = tid + i NT, a guard
     only where NT does not divide X. Trip counts are then constants, so the compiler needs no
-    64-bit division per loop (ceil((X - tid) / T) with a run-time T) and may unroll."""
+    64-bit division per loop (ceil((X - tid) / T) with a run-time T) and may unroll.
+    ``range(rtid, X, T)`` is the same loop with the threads in reverse order (rtid = NT-1-tid)."""
     u = functools.partial(_u, consts=consts)
     out = []
     for line in src.splitlines():
@@ -831,20 +1024,20 @@ def _fixed_thread_loops(src: str, NT: int, consts: dict) -> str:
         if not m:
             out.append(line)
             continue
-        ind, var, X, note = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        ind, var, t0, X, note = m.group(1), m.group(2), m.group(3), int(m.group(4)), m.group(5)
         if X <= NT:
-            out += [f"{ind}{var} = tid", f"{ind}if {var} < {u(X)}:{note}" if X < NT
+            out += [f"{ind}{var} = {t0}", f"{ind}if {var} < {u(X)}:{note}" if X < NT
                     else f"{ind}if True:{note}"]
         else:
             out += [f"{ind}for it_ in range({u(-(-X // NT))}):{note}",
-                    f"{ind}    {var} = tid + it_ * {u(NT)}"]
+                    f"{ind}    {var} = {t0} + it_ * {u(NT)}"]
             if X % NT:
                 out += [f"{ind}    if {var} >= {u(X)}:", f"{ind}        continue"]
     return "\n".join(out) + "\n"
 
 
 def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, outer: int = 1,
-             columns: int = 1):
+             columns: int = 1, roots: int | None = None):
     M = check_int(M, "M", min=1, power_of_two=True)
     block = check_block(block)
     check_choice(kind, "kind", MONARCH_KINDS)
@@ -852,62 +1045,120 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
         raise TypeError(f"real must be np.float32 or np.float64, got {real!r}")
     if kind in THREE_PASS_KINDS:
         return _three_pass(M, block, real, kind, threads, outer, columns)
-    S = len(monarch_factors(M, block))
+    Q = check_roots(M, roots)
+    F = M // Q if Q < M else 0                    # the fine table (two-level twiddles) or none
+    NT = monarch_threads(M, threads, kind)
     consts: dict = {}
     u = functools.partial(_u, consts=consts)
-    X = "b" if S % 2 else "a"                     # where the forward transform leaves the row
     I = "    "
     head = [
         "    sm = cuda.shared.array(0, SMEM_T)",
         f"    a_re = sm[0:{M}]", f"    a_im = sm[{M}:{2 * M}]",
-        f"    b_re = sm[{2 * M}:{3 * M}]", f"    b_im = sm[{3 * M}:{4 * M}]",
-        f"    w_re = sm[{4 * M}:{5 * M}]", f"    w_im = sm[{5 * M}:{6 * M}]",
+        f"    w_re = sm[{2 * M}:{2 * M + Q}]", f"    w_im = sm[{2 * M + Q}:{2 * M + 2 * Q}]",
+        *([f"    f_re = sm[{2 * M + 2 * Q}:{2 * M + 2 * Q + F}]",
+           f"    f_im = sm[{2 * M + 2 * Q + F}:{2 * M + 2 * Q + 2 * F}]"] if F else []),
         "    tid = np.uint64(cuda.threadIdx.x)",
-        f"    for m in range(tid, {u(M)}, T):             # stage the M-th roots once per block",
+        *([f"    rtid = {u(NT - 1)} - tid     # the inverse factors: groups in reverse thread order"]
+          if kind == "conv" else []),
+        f"    for m in range(tid, {u(Q)}, T):             # stage the roots W_Q^t once per block",
         "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
+        *([f"    for m in range(tid, {u(F)}, T):             # and the fine roots W_M^t, t < M/Q",
+           "        f_re[m] = fine[0, m]", "        f_im[m] = fine[1, m]"] if F else []),
     ]
+    top = 2 * M + 2 * Q + 2 * F                   # the grad kernel's arrays start here
 
     def load(arr, row, ind):
         return [f"{ind}for m in range(tid, {u(M)}, T):      # one read of each input",
-                f"{ind}    i2 = {u(2)} * m",
-                f"{ind}    a_re[m] = {arr}[{row}, i2] if i2 < nu_in else ZERO",
-                f"{ind}    a_im[m] = {arr}[{row}, i2 + {u(1)}] if i2 + {u(1)} < nu_in else ZERO",
+                f"{ind}    m2 = {u(2)} * m",
+                f"{ind}    a_re[m] = {arr}[{row}, m2] if m2 < nu_in else ZERO",
+                f"{ind}    a_im[m] = {arr}[{row}, m2 + {u(1)}] if m2 + {u(1)} < nu_in else ZERO",
                 f"{ind}cuda.syncthreads()"]
 
-    def store(arr, row, n, ind, buf="a"):
+    def store(arr, row, n, ind):
         return [f"{ind}for m in range(tid, {u(M)}, T):      # one write of each output",
-                f"{ind}    i2 = {u(2)} * m",
-                f"{ind}    if i2 < {n}:",
-                f"{ind}        {arr}[{row}, i2] = {buf}_re[m] * scale",
-                f"{ind}    if i2 + {u(1)} < {n}:",
-                f"{ind}        {arr}[{row}, i2 + {u(1)}] = {buf}_im[m] * scale"]
+                f"{ind}    m2 = {u(2)} * m",
+                f"{ind}    if m2 < {n}:",
+                f"{ind}        {arr}[{row}, m2] = a_re[m] * scale",
+                f"{ind}    if m2 + {u(1)} < {n}:",
+                f"{ind}        {arr}[{row}, m2 + {u(1)}] = a_im[m] * scale"]
 
-    fwd = _factor_source(M, block, "a", "b", +1, consts, real, I)
-    inv = _factor_source(M, block, X, "a" if X == "b" else "b", -1, consts, real, I)
-    pair = {"z1r": f"{X}_re[kk]", "z1i": f"{X}_im[kk]", "z2r": f"{X}_re[k2]",
-            "z2i": f"{X}_im[k2]"}
+    def pairs(note, ind, body, special):
+        return [f"{ind}# {note}: the pairs (k, M - k), at positions (i, i2)",
+                *_pair_source(M, NT, consts, ind, body, special)]
+
+    def z_pair(ind):                              # the two values of the pair, and the twiddle
+        return [f"{ind}wr = tw[0, e1]", f"{ind}wi = tw[1, e1]", f"{ind}ar = a_re[i]",
+                f"{ind}ai = a_im[i]", f"{ind}br = a_re[i2]", f"{ind}bi = a_im[i2]"]
+
+    def write_pair(ind, guard):
+        return [f"{ind}a_re[i] = z1r", f"{ind}a_im[i] = z1i",
+                *([f"{ind}if i2 != i:", f"{ind}    a_re[i2] = z2r", f"{ind}    a_im[i2] = z2i"]
+                  if guard else [f"{ind}a_re[i2] = z2r", f"{ind}a_im[i2] = z2i"])]
+
+    def product(ind, srow, sign):                 # y1 = x1 K[k], y2 = x2 K[M - k]
+        return [f"{ind}kr1 = spec[{srow}, 0, i]", f"{ind}ki1 = {sign}spec[{srow}, 1, i]",
+                f"{ind}kr2 = spec[{srow}, 0, kb]", f"{ind}ki2 = {sign}spec[{srow}, 1, kb]",
+                f"{ind}y1r = x1r * kr1 - x1i * ki1", f"{ind}y1i = x1r * ki1 + x1i * kr1",
+                f"{ind}y2r = x2r * kr2 - x2i * ki2", f"{ind}y2i = x2r * ki2 + x2i * kr2"]
+
+    merge = functools.partial(_block, _MERGE, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
+                              z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i")
+    split = functools.partial(_block, _SPLIT, z1r="ar", z1i="ai", z2r="br", z2i="bi")
+    # position 1 (k = M/2): X[M/2] = conj(Z[M/2]), and the merge of Y gives conj(Y)
+
+    fwd = _inplace_factor_source(M, block, +1, consts, real, I, Q)
+    inv = _inplace_factor_source(M, block, -1, consts, real, I, Q, "rtid" if kind == "conv" else "tid")
     if kind == "conv":
-        body = ["def kernel(x, spec, roots, tw, out, n_in, n_out, conj, scale):", *head,
-                "    row = cuda.blockIdx.x", "    srow = row % spec.shape[0]",
+        def conv_body(ind, guard):
+            return [*z_pair(ind), *split(ind, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+                    *product(ind, "srow", "conj * "), *merge(ind), *write_pair(ind, guard)]
+
+        def conv_special(ind):
+            return [f"{ind}zr = a_re[{u(1)}]", f"{ind}zi = a_im[{u(1)}]",
+                    f"{ind}kr = spec[srow, 0, {u(1)}]", f"{ind}ki = conj * spec[srow, 1, {u(1)}]",
+                    f"{ind}a_re[{u(1)}] = zr * kr + zi * ki      # Z[M/2] conj(K[M/2])",
+                    f"{ind}a_im[{u(1)}] = zi * kr - zr * ki"]
+        body = ["def kernel(x, spec, roots, fine, tw, out, n_in, n_out, conj, scale):", *head,
+                "    row = cuda.blockIdx.x",
+                "    srow = np.uint32(row) % np.uint32(spec.shape[0])     # 32 bits: no division call",
                 "    nu_in = np.uint64(n_in)", "    nu_out = np.uint64(n_out)",
                 *load("x", "row", I), *fwd,
-                f"    for kk in range(tid, {u(M // 2 + 1)}, T):  # real-input split, x K, merge",
-                f"        k2 = ({u(M)} - kk) & {u(M - 1)}",
-                "        wr = tw[0, kk]", "        wi = tw[1, kk]",
-                *_block(_SPLIT, I * 2, **pair, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
-                "        kr1 = spec[srow, 0, kk]", "        ki1 = conj * spec[srow, 1, kk]",
-                f"        kr2 = spec[srow, 0, {u(M)} - kk]", f"        ki2 = conj * spec[srow, 1, {u(M)} - kk]",
-                "        y1r = x1r * kr1 - x1i * ki1", "        y1i = x1r * ki1 + x1i * kr1",
-                "        y2r = x2r * kr2 - x2i * ki2", "        y2i = x2r * ki2 + x2i * kr2",
-                *_block(_MERGE, I * 2, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
-                        z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
-                f"        {X}_re[kk] = z1r", f"        {X}_im[kk] = z1i",
-                f"        if kk != {u(0)} and k2 != kk:",
-                f"            {X}_re[k2] = z2r", f"            {X}_im[k2] = z2i",
+                *pairs("real-input split, x K, merge", I, conv_body, conv_special),
                 "    cuda.syncthreads()", *inv, *store("out", "row", "nu_out", I)]
     else:
-        o = 6 * M
-        body = ["def kernel(g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale):",
+        def u_body(ind, guard):                   # U_b's half spectrum, kept (X[M] last)
+            return [*z_pair(ind), *split(ind, x1r="u_re[i]", x1i="u_im[i]", x2r="u_re[kb]",
+                                         x2i="u_im[kb]")]
+
+        def u_special(ind):
+            return [f"{ind}u_re[{u(1)}] = a_re[{u(1)}]", f"{ind}u_im[{u(1)}] = -a_im[{u(1)}]"]
+
+        def g_body(ind, guard):                   # G_b: one FFT for both gradients
+            return [*z_pair(ind), *split(ind, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+                    f"{ind}ur = u_re[i]", f"{ind}ui = u_im[i]",
+                    f"{ind}c_re[i] += x1r * ur + x1i * ui    # grad_k: G conj(U_b), no atomics",
+                    f"{ind}c_im[i] += x1i * ur - x1r * ui",
+                    f"{ind}ur = u_re[kb]", f"{ind}ui = u_im[kb]",
+                    f"{ind}c_re[kb] += x2r * ur + x2i * ui", f"{ind}c_im[kb] += x2i * ur - x2r * ui",
+                    *product(ind, "h", "-"), *merge(ind), *write_pair(ind, guard)]
+
+        def g_special(ind):
+            return [f"{ind}gr = a_re[{u(1)}]", f"{ind}gi = -a_im[{u(1)}]",
+                    f"{ind}ur = u_re[{u(1)}]", f"{ind}ui = u_im[{u(1)}]",
+                    f"{ind}c_re[{u(1)}] += gr * ur + gi * ui", f"{ind}c_im[{u(1)}] += gi * ur - gr * ui",
+                    f"{ind}kr = spec[h, 0, {u(1)}]", f"{ind}ki = -spec[h, 1, {u(1)}]",
+                    f"{ind}a_re[{u(1)}] = gr * kr - gi * ki", f"{ind}a_im[{u(1)}] = -(gr * ki + gi * kr)"]
+
+        def k_body(ind, guard):                   # grad_k: the merge of the accumulated C
+            return [f"{ind}wr = tw[0, e1]", f"{ind}wi = tw[1, e1]",
+                    *_block(_MERGE, ind, y1r="c_re[i]", y1i="c_im[i]", y2r="c_re[kb]",
+                            y2i="c_im[kb]", z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
+                    *write_pair(ind, guard)]
+
+        def k_special(ind):
+            return [f"{ind}a_re[{u(1)}] = c_re[{u(1)}]", f"{ind}a_im[{u(1)}] = -c_im[{u(1)}]"]
+        o = top
+        body = ["def kernel(g, u, spec, roots, fine, tw, grad_u, grad_k, B, H, n_in, n_k, scale):",
                 *head,
                 f"    u_re = sm[{o}:{o + M + 1}]", f"    u_im = sm[{o + M + 1}:{o + 2 * M + 2}]",
                 f"    c_re = sm[{o + 2 * M + 2}:{o + 3 * M + 3}]",
@@ -918,48 +1169,17 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
                 "    for b in range(B):",
                 "        row = b * H + h",
                 *load("u", "row", I * 2), *[I + s for s in fwd],
-                f"        for kk in range(tid, {u(M // 2 + 1)}, T):   # U_b: its half spectrum, kept",
-                f"            k2 = ({u(M)} - kk) & {u(M - 1)}",
-                "            wr = tw[0, kk]", "            wi = tw[1, kk]",
-                *_block(_SPLIT, I * 3, **pair, x1r="u_re[kk]", x1i="u_im[kk]",
-                        x2r=f"u_re[{u(M)} - kk]", x2i=f"u_im[{u(M)} - kk]"),
+                *pairs("U_b: its half spectrum, kept", I * 2, u_body, u_special),
                 "        cuda.syncthreads()",
                 *load("g", "row", I * 2), *[I + s for s in fwd],
-                f"        for kk in range(tid, {u(M // 2 + 1)}, T):   # G_b: one FFT for both grads",
-                f"            k2 = ({u(M)} - kk) & {u(M - 1)}",
-                "            wr = tw[0, kk]", "            wi = tw[1, kk]",
-                *_block(_SPLIT, I * 3, **pair, x1r="g1r", x1i="g1i", x2r="g2r", x2i="g2i"),
-                "            ur = u_re[kk]", "            ui = u_im[kk]",
-                "            c_re[kk] += g1r * ur + g1i * ui    # grad_k: G conj(U_b), no atomics",
-                "            c_im[kk] += g1i * ur - g1r * ui",
-                f"            if {u(M)} - kk != kk:",
-                f"                ur = u_re[{u(M)} - kk]", f"                ui = u_im[{u(M)} - kk]",
-                f"                c_re[{u(M)} - kk] += g2r * ur + g2i * ui",
-                f"                c_im[{u(M)} - kk] += g2i * ur - g2r * ui",
-                "            kr1 = spec[h, 0, kk]", "            ki1 = -spec[h, 1, kk]",
-                f"            kr2 = spec[h, 0, {u(M)} - kk]", f"            ki2 = -spec[h, 1, {u(M)} - kk]",
-                "            y1r = g1r * kr1 - g1i * ki1", "            y1i = g1r * ki1 + g1i * kr1",
-                "            y2r = g2r * kr2 - g2i * ki2", "            y2i = g2r * ki2 + g2i * kr2",
-                *_block(_MERGE, I * 3, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
-                        z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
-                f"            {X}_re[kk] = z1r", f"            {X}_im[kk] = z1i",
-                f"            if kk != {u(0)} and k2 != kk:",
-                f"                {X}_re[k2] = z2r", f"                {X}_im[k2] = z2i",
+                *pairs("G_b: grad_k += G conj(U_b), grad_u = IFFT(G conj(K))", I * 2, g_body,
+                       g_special),
                 "        cuda.syncthreads()", *[I + s for s in inv],
                 *store("grad_u", "row", "nu_in", I * 2),
                 "        cuda.syncthreads()",
-                f"    for kk in range(tid, {u(M // 2 + 1)}, T):       # grad_k: one inverse per channel",
-                f"        k2 = ({u(M)} - kk) & {u(M - 1)}",
-                "        wr = tw[0, kk]", "        wi = tw[1, kk]",
-                *_block(_MERGE, I * 2, y1r="c_re[kk]", y1i="c_im[kk]", y2r=f"c_re[{u(M)} - kk]",
-                        y2i=f"c_im[{u(M)} - kk]", z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
-                "        a_re[kk] = z1r", "        a_im[kk] = z1i",
-                f"        if kk != {u(0)} and k2 != kk:",
-                "            a_re[k2] = z2r", "            a_im[k2] = z2i",
-                "    cuda.syncthreads()",
-                *_factor_source(M, block, "a", "b", -1, consts, real, I),
-                *store("grad_k", "h", "nu_k", I, buf="b" if S % 2 else "a")]
-    src = _fixed_thread_loops("\n".join(body) + "\n", monarch_threads(M, threads), consts)
+                *pairs("grad_k: one inverse per channel", I, k_body, k_special),
+                "    cuda.syncthreads()", *inv, *store("grad_k", "h", "nu_k", I)]
+    src = _fixed_thread_loops("\n".join(body) + "\n", NT, consts)
     g = {"cuda": None, "np": np, "SMEM_T": numba.from_dtype(np.dtype(real)), "ZERO": real(0),
          "HALF_R": real(0.5), **consts}
     return src, g
@@ -1132,29 +1352,34 @@ def _three_pass(M: int, block: int, real, kind: str, threads: int | None, outer:
 
 
 def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int | None = None, *,
-                    outer: int = 1, columns: int = 1):
+                    outer: int = 1, columns: int = 1, roots: int | None = None):
     """The Monarch kernel body for rows of M complex values, as a Python function in the CUDA
     style (its source: ``monarch_source``): kind "conv" (fused forward, or grad_u with
     conj=-1), "grad" (fused backward: one block per channel, a loop over the batch: grad_u and
     grad_k), or one of the three-pass kernels (``THREE_PASS_KINDS``, M = outer x inner; see
     ``_three_pass`` for their arguments).
 
-    conv args: (x, spec, roots, tw, out, n_in, n_out, conj, scale)
-      x (R, n_in) real rows, spec (S, 2, M+1) half spectra (row r uses r % S), roots (2, M),
-      tw (2, M//2+1) = W_N^k, out (R, n_out).
-    grad args: (g, u, spec, roots, tw, grad_u, grad_k, B, H, n_in, n_k, scale)
-      g, u, grad_u (B*H, L); spec (H, 2, M+1); grad_k (H, n_k).
-    Each thread of a factor takes one column c: it reads the p inputs c + r M/p (r < p) into
-    registers, multiplies input r by the twiddle W^(r k) of its column, applies the dense p x p
-    DFT block and writes the p outputs (Stockham order: natural order in and out).
+    The fused kinds transform the row in place (``_inplace_factor_source``): the forward
+    factors leave frequency rev(i) (i's log2 M bits reversed) at position i, the split joins
+    the positions of k and M - k (``monarch_pairs``), the spectrum is stored in that order
+    (``half_spectrum``) and the inverse factors, run backwards, restore natural order: no
+    permutation anywhere. roots: Q, the size of the root table W_Q^t (``monarch_tables``;
+    None: M); factors of span > Q take their twiddles from two tables.
+
+    conv args: (x, spec, roots, fine, tw, out, n_in, n_out, conj, scale)
+      x (R, n_in) real rows, spec (S, 2, M + pad) half spectra in the kernel's order (row r
+      uses r % S), roots (2, Q), fine (2, M/Q), tw (2, max(M/2, 1)) the split's twiddles in
+      pair order, out (R, n_out).
+    grad args: (g, u, spec, roots, fine, tw, grad_u, grad_k, B, H, n_in, n_k, scale)
+      g, u, grad_u (B*H, L); spec (H, 2, M + pad); grad_k (H, n_k).
     """
-    src, g = _monarch(M, block, real, kind, threads, outer, columns)
+    src, g = _monarch(M, block, real, kind, threads, outer, columns, roots)
     if kind in ("inner", "inner_spectrum"):
         name = f"monarch_{kind}_I{M // outer}_p{block}_{_NUMBA_NAME[real]}"
     elif kind in THREE_PASS_KINDS:
         name = f"monarch_{kind}_O{outer}xI{M // outer}_C{columns}_p{block}_{_NUMBA_NAME[real]}"
     else:
-        name = f"monarch_{kind}_M{M}_p{block}_{_NUMBA_NAME[real]}"
+        name = f"monarch_{kind}_M{M}_Q{check_roots(M, roots)}_p{block}_{_NUMBA_NAME[real]}"
     filename = f"<{name}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
     exec(compile(src, filename, "exec"), g)
@@ -1174,7 +1399,8 @@ _OUTER_TILE = 2048
 class MonarchPlan:
     """How ``cuda_conv`` runs a row of FFT size N: M = N/2 complex values (the real-input trick).
 
-    outer == 1: fused, one launch per row (kind "conv"; the backward: "grad" where it fits).
+    outer == 1: fused, one launch per row (kind "conv"; the backward: "grad" where it fits,
+    ``fused_backward_plan``), with a root table of ``roots`` values (Q, ``monarch_roots``).
     outer > 1: three passes, M = outer x inner: pass 1 ("outer") one block per tile of
     ``columns`` consecutive columns of the (outer, inner) view of the row; pass 2 ("inner")
     outer/2 blocks per row, each two inner rows; pass 3 ("outer_inverse") as pass 1.
@@ -1187,6 +1413,7 @@ class MonarchPlan:
     real: type
     block: int = DEFAULT_BLOCK
     threads: int | None = None
+    roots: int | None = None
 
     @property
     def M(self) -> int:
@@ -1209,12 +1436,12 @@ class MonarchPlan:
 
     def kernel_threads(self, kind: str) -> int:
         """Threads per block of kernel ``kind`` (a compile-time constant of that kernel)."""
-        return monarch_threads(self._items(kind), self.threads)
+        return monarch_threads(self._items(kind), self.threads, kind)
 
     def shared_bytes(self, kind: str) -> int:
         """Dynamic shared memory per block of kernel ``kind`` (``monarch_smem_bytes``)."""
         if kind in ("conv", "grad"):
-            return monarch_smem_bytes(self.M, self.real, kind)
+            return monarch_smem_bytes(self.M, self.real, kind, roots=self.roots)
         return monarch_smem_bytes(self.M, self.real, kind, outer=self.outer, columns=self.columns)
 
     def blocks_per_row(self, kind: str) -> int:
@@ -1232,7 +1459,7 @@ class MonarchPlan:
         nt = self.kernel_threads(kind)
         base = dict(block=self.block, real=self.real, kind=kind, threads=nt)
         if kind in ("conv", "grad"):
-            return dict(M=self.M, **base)
+            return dict(M=self.M, roots=check_roots(self.M, self.roots), **base)
         if kind in ("inner", "inner_spectrum"):
             return dict(M=2 * self.inner, outer=2, **base)
         return dict(M=self.M, outer=self.outer, columns=self.columns, **base)
@@ -1261,9 +1488,22 @@ def _three_pass_plan(N: int, real, smem_bytes: int, block: int, threads) -> Mona
 
 
 def _monarch_plan_or_none(N: int, real, smem_bytes: int, block: int, threads):
-    if monarch_smem_bytes(N // 2, real, "conv") <= smem_bytes:
-        return MonarchPlan(N, 1, N // 2, 1, real, block, threads)
+    Q = monarch_roots(N // 2, real, smem_bytes, "conv", block)
+    if Q is not None:
+        return MonarchPlan(N, 1, N // 2, 1, real, block, threads, Q)
     return _three_pass_plan(N, real, smem_bytes, block, threads)
+
+
+def fused_backward_plan(plan: MonarchPlan, smem_bytes: int) -> MonarchPlan | None:
+    """The plan of the fused backward ("grad": one block per channel) for the rows of ``plan``
+    under ``smem_bytes``, with its own root table (``monarch_roots(..., "grad")``), or None
+    when it does not fit (the backward then takes the three passes)."""
+    if plan.passes != 1:
+        return None
+    Q = monarch_roots(plan.M, plan.real, smem_bytes, "grad", plan.block)
+    if Q is None:
+        return None
+    return MonarchPlan(plan.N, 1, plan.M, 1, plan.real, plan.block, plan.threads, Q)
 
 
 def _monarch_max_length(real, smem_bytes: int) -> int:
@@ -1275,8 +1515,9 @@ def _monarch_max_length(real, smem_bytes: int) -> int:
 
 def monarch_plan(L: int, real, *, smem_bytes: int, block: int = DEFAULT_BLOCK,
                  threads: int | None = None, name: str = "u") -> MonarchPlan:
-    """The plan ``cuda_conv`` uses for rows of length L: fused if a row (two buffers of N/2
-    complex values and the root table) fits ``smem_bytes``, else the three-pass scheme.
+    """The plan ``cuda_conv`` uses for rows of length L: fused if a row (N/2 complex values,
+    transformed in place, and the smallest root tables) fits ``smem_bytes``, with the largest
+    root table that fits (``monarch_roots``), else the three-pass scheme.
     Lengths no plan fits raise ValueError naming ``name`` and the longest L this budget allows.
     """
     L = check_int(L, "L", min=1)
@@ -1299,38 +1540,53 @@ def monarch_plan(L: int, real, *, smem_bytes: int, block: int = DEFAULT_BLOCK,
 
 
 # ---------------------------------------------------------------------------- host side
-def monarch_tables(M: int, real, outer: int = 1) -> dict:
+def monarch_tables(M: int, real, outer: int = 1, *, roots: int | None = None) -> dict:
     """The constant tables the Monarch kernels read, each (2, n) (re, im), computed in float64
     and rounded once to ``real`` (N = 2M):
 
-    outer == 1 (fused): "roots" W_M^t (t < M) for the factors, "twiddles" W_N^k (k <= M/2) for
-    the real-input split. outer > 1 (three passes, M = outer x inner): "roots_outer" W_outer^t,
-    "roots_inner" W_inner^t, "twiddles_outer" W_M^(k1 b) at k1 inner + b (pass 1 and, conjugated,
-    pass 3), "twiddles_split" W_N^k at the position of Z[k], k = k1 + outer k2 at k1 inner + k2.
+    outer == 1 (fused): "roots" W_Q^t (t < Q = ``roots``, None: M) and "roots_fine" W_M^t
+    (t < M/Q; the single value 1 when Q = M, then unused) for the factors' twiddles,
+    "twiddles" W_N^k for the real-input split in pair order: entry e1 is W_N^rev(i) for the
+    first position i of pair e1 (``monarch_pairs``; rev(i) = i's log2 M bits reversed; 1 for
+    pair 0), max(M/2, 1) values.
+    outer > 1 (three passes, M = outer x inner): "roots_outer" W_outer^t, "roots_inner"
+    W_inner^t, "twiddles_outer" W_M^(k1 b) at k1 inner + b (pass 1 and, conjugated, pass 3),
+    "twiddles_split" W_N^k at the position of Z[k], k = k1 + outer k2 at k1 inner + k2.
     The arrays are read-only and shared between calls.
     """
     M = check_int(M, "M", min=1, power_of_two=True)
     if real not in _NUMBA_NAME:
         raise TypeError(f"real must be np.float32 or np.float64, got {real!r}")
     outer = check_int(outer, "outer", min=1, max=max(1, M // 2), power_of_two=True)
-    return _tables_np(M, real, outer)
+    if outer > 1:
+        return _tables_np(M, real, outer, None)
+    return _tables_np(M, real, 1, check_roots(M, roots))
 
 
 @functools.cache
-def _tables_np(M: int, real, outer: int) -> dict:
+def _tables_np(M: int, real, outer: int, Q) -> dict:
     def planes(z):
         a = np.ascontiguousarray(np.stack([z.real, z.imag]).astype(real))
         a.flags.writeable = False
         return a
     if outer == 1:
-        return {"roots": planes(np.exp(-2j * np.pi * np.arange(M) / M)),
-                "twiddles": planes(np.exp(-2j * np.pi * np.arange(M // 2 + 1) / (2 * M)))}
+        first, _ = monarch_pairs(M)
+        k = bit_reversal_permutation(M).numpy()[first]               # pair 0: k = 0, W = 1
+        return {"roots": planes(np.exp(-2j * np.pi * np.arange(Q) / Q)),
+                "roots_fine": planes(np.exp(-2j * np.pi * np.arange(M // Q) / M)),
+                "twiddles": planes(np.exp(-2j * np.pi * k / (2 * M)))}
     inner = M // outer
     k1, b = np.divmod(np.arange(M), inner)              # position k1 inner + b
     return {"roots_outer": planes(np.exp(-2j * np.pi * np.arange(outer) / outer)),
             "roots_inner": planes(np.exp(-2j * np.pi * np.arange(inner) / inner)),
             "twiddles_outer": planes(np.exp(-2j * np.pi * ((k1 * b) % M) / M)),
             "twiddles_split": planes(np.exp(-2j * np.pi * (k1 + outer * b) / (2 * M)))}
+
+
+@functools.cache
+def _fused_order(M: int) -> np.ndarray:
+    """Index i of the fused kernel's spectrum -> frequency k: rev(i) (bit reversal) for i < M, M at M."""
+    return np.append(bit_reversal_permutation(M).numpy(), M)
 
 
 @functools.cache
@@ -1346,17 +1602,19 @@ _SPECTRUM_CACHE_SIZE = 16
 
 
 def spectrum_pad(real) -> int:
-    """Values after the M + 1 of each plane of a three-pass spectrum: its planes are M + this
-    long (a whole 32-byte sector more than M), so each starts on a sector, as pass 2's reads
-    assume; the fused kernel's spectra are M + 1 long."""
+    """Values after the M + 1 of each plane of a Monarch spectrum: its planes are M + this long
+    (a whole 32-byte sector more than M), so each starts on a sector, as the kernels' reads
+    (pass 2's, the fused kernel's pairs) assume."""
     return max(1, _SECTOR // np.dtype(real).itemsize)
 
 
 def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
-    """The kernel spectrum the Monarch kernels multiply by: rfft(k, n=N) as a real (H, 2, N/2+1)
-    tensor (re, im); for the three-pass kernels (outer > 1) in their layout, K[k1 + outer k2]
-    at k1 inner + k2 and K[N/2] at N/2, so that pass 2 reads it in order, each plane padded to
-    N/2 + ``spectrum_pad(real)`` values so that both planes start on a 32-byte sector. Cached on the kernel
+    """The kernel spectrum the Monarch kernels multiply by: rfft(k, n=N) as a real tensor
+    (H, 2, N/2 + ``spectrum_pad(real)``) (re, im; each plane padded with zeros so that both
+    start on a 32-byte sector), in the order the kernel holds its row: for the fused kernel
+    (outer == 1) K[rev(i)] at i < N/2 (rev: bit reversal of log2(N/2) bits, the order its
+    in-place forward factors leave), for the three-pass kernels (outer > 1) K[k1 + outer k2] at
+    k1 inner + k2, so that pass 2 reads it in order; K[N/2] at N/2 in both. Cached on the kernel
     tensor's identity and version (``k._version`` changes on every in-place update, e.g. an
     optimizer step), so repeated forwards compute it once."""
     key = (id(k), k.data_ptr(), k._version, tuple(k.shape), N, outer, k.dtype, str(k.device))
@@ -1365,10 +1623,9 @@ def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
         return hit
     kf = torch.fft.rfft(k.detach(), n=N)
     spec = torch.stack([kf.real, kf.imag], dim=1)
-    if outer > 1:
-        idx = torch.from_numpy(_outer_inner_order(N // 2, outer)).to(k.device)
-        pad = spectrum_pad(REAL_OF[k.dtype])
-        spec = torch.nn.functional.pad(spec[:, :, idx], (0, pad - 1))
+    order = _outer_inner_order(N // 2, outer) if outer > 1 else _fused_order(N // 2)
+    pad = spectrum_pad(REAL_OF[k.dtype])
+    spec = torch.nn.functional.pad(spec[:, :, torch.from_numpy(order).to(k.device)], (0, pad - 1))
     spec = spec.contiguous()
     if len(_SPECTRA) >= _SPECTRUM_CACHE_SIZE:
         _SPECTRA.pop(next(iter(_SPECTRA)))
@@ -1377,7 +1634,7 @@ def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
 
 
 _SIGS = {  # the kernels' arguments: a = 2-D array, s = 3-D array (spectra), i = int64, r = real
-    "conv": "asaaaiirr", "grad": "aasaaaaiiiir", "outer": "aaaai", "inner": "aasaair",
+    "conv": "asaaaaiirr", "grad": "aasaaaaaiiiir", "outer": "aaaai", "inner": "aasaair",
     "inner_spectrum": "asaai", "outer_inverse": "aaaair"}
 
 
@@ -1389,10 +1646,10 @@ def _monarch_sig(kind: str, real) -> str:
 
 @functools.cache
 def _monarch_compiled(M: int, block: int, real, kind: str, threads: int, outer: int = 1,
-                      columns: int = 1):
+                      columns: int = 1, roots: int | None = None):
     from numba import cuda as ncuda
-    fn = bind_cuda(monarch_program(M, block, real, kind, threads, outer=outer, columns=columns),
-                   ncuda)
+    fn = bind_cuda(monarch_program(M, block, real, kind, threads, outer=outer, columns=columns,
+                                   roots=roots), ncuda)
     if simulator_active():                          # the simulator's jit takes no launch bounds
         return ncuda.jit(_monarch_sig(kind, real))(fn)
     return ncuda.jit(_monarch_sig(kind, real), launch_bounds=(threads,))(fn)
@@ -1439,7 +1696,7 @@ class _MonarchExecutor(_NumbaExecutor):
     def launch_monarch(self, plan: MonarchPlan, kind: str, grid, *args):
         pa = plan.program_args(kind)
         k = _monarch_compiled(pa["M"], pa["block"], pa["real"], kind, pa["threads"],
-                              pa.get("outer", 1), pa.get("columns", 1))
+                              pa.get("outer", 1), pa.get("columns", 1), pa.get("roots"))
         smem = plan.shared_bytes(kind)
         args = [self._view(a) for a in args]
         if self.sim:
@@ -1456,15 +1713,16 @@ class _MonarchExecutor(_NumbaExecutor):
 # Written against an executor ``ex`` with ex.empty(rows, cols, real, label), ex.array(table,
 # label) and ex.launch_monarch(plan, kind, grid, *args): numba here, the tracer in kernels.trace.
 def _device_tables(ex, plan: MonarchPlan) -> dict:
+    roots = plan.roots if plan.passes == 1 else None
     return {name: ex.array(a, name)
-            for name, a in monarch_tables(plan.M, plan.real, plan.outer).items()}
+            for name, a in monarch_tables(plan.M, plan.real, plan.outer, roots=roots).items()}
 
 
 def run_monarch(ex, x, spec, conj: bool, plan: MonarchPlan, out) -> None:
     """out[:, :n_out] = the first n_out of IFFT(FFT(x row) K) (conj(K) if conj): one fused
     launch, or the three passes through an intermediate w (R, 2M) in global memory.
 
-    x (R, Lx) real rows; spec (S, 2, M + 1 or M + pad) = ``half_spectrum(k, N, plan.outer)``, row r uses
+    x (R, Lx) real rows; spec (S, 2, M + pad) = ``half_spectrum(k, N, plan.outer)``, row r uses
     spec row r % S; out (R, n_out).
     """
     R, Lx = x.shape
@@ -1472,8 +1730,8 @@ def run_monarch(ex, x, spec, conj: bool, plan: MonarchPlan, out) -> None:
     sign = r(-1 if conj else 1)
     t = _device_tables(ex, plan)
     if plan.passes == 1:
-        ex.launch_monarch(plan, "conv", (R,), x, spec, t["roots"], t["twiddles"], out, Lx,
-                          out.shape[1], sign, r(1.0 / plan.M))
+        ex.launch_monarch(plan, "conv", (R,), x, spec, t["roots"], t["roots_fine"], t["twiddles"],
+                          out, Lx, out.shape[1], sign, r(1.0 / plan.M))
         return
     w = ex.empty(R, 2 * plan.M, r, "w")
     _pass_outer(ex, x, plan, w, t)
@@ -1546,14 +1804,15 @@ class _MonarchConv(torch.autograd.Function):
         Lk = k.shape[1]
         ex = _MonarchExecutor(u.device)
         g = gy.contiguous().view(B * H, L)
-        need = monarch_smem_bytes(plan.M, plan.real, "grad")
-        if plan.passes == 1 and need <= smem_bytes:      # the fused backward
+        bp = fused_backward_plan(plan, smem_bytes)
+        if bp is not None:                               # the fused backward
             spec = half_spectrum(k, plan.N)
-            t = _device_tables(ex, plan)
+            t = _device_tables(ex, bp)
             gu = torch.empty(B * H, L, dtype=u.dtype, device=u.device)
             gk = torch.empty(H, Lk, dtype=u.dtype, device=u.device)
-            ex.launch_monarch(plan, "grad", (H,), g, u.view(B * H, L), spec, t["roots"],
-                              t["twiddles"], gu, gk, B, H, L, Lk, plan.real(1.0 / plan.M))
+            ex.launch_monarch(bp, "grad", (H,), g, u.view(B * H, L), spec, t["roots"],
+                              t["roots_fine"], t["twiddles"], gu, gk, B, H, L, Lk,
+                              plan.real(1.0 / plan.M))
             return gu.view(B, H, L), gk, None, None
         if plan.passes == 1:                              # fused forward, three-pass backward
             plan = _three_pass_plan(plan.N, plan.real, smem_bytes, plan.block, plan.threads)
@@ -1580,9 +1839,11 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     y[b,h,t] = sum_s k[h,s] u[b,h,t-s].
 
     smem_bytes: fast memory one block may use; default: the device's opt-in maximum (227 KiB on
-    an H100, 163 KiB on an A100; 227 KiB without a GPU). A row runs fused if
-    ``monarch_smem_bytes(N/2)`` fits (float32: L <= 8192 on an H100, 4096 on an A100), else in
-    the Monarch three-pass scheme (``monarch_plan``; float32 up to L = 4M with either budget).
+    an H100, 163 KiB on an A100; 227 KiB without a GPU). A row runs fused if its N/2 complex
+    values and the smallest root tables fit (``monarch_plan``; float32: L <= 16384 on an H100
+    and on an A100), else in the Monarch three-pass scheme (float32 up to L = 4M with either
+    budget); the backward is fused where ``fused_backward_plan`` fits (float32: L <= 8192 on
+    an H100, 4096 on an A100).
     block: Monarch block size p (DFT blocks of p x p), a power of two 2..64. threads: threads per
     block, a power of two <= 1024 (default: chosen per kernel, ``monarch_threads``).
     """
@@ -1593,12 +1854,12 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     limit = device_smem_optin(u.device.index or 0 if u.device.type == "cuda" else 0)
     if smem_bytes is None:
         smem_bytes = limit
-    low = monarch_smem_bytes(1, real)
+    low = monarch_smem_bytes(1, real)                 # M = 1: one value and one root
     if isinstance(smem_bytes, int) and not isinstance(smem_bytes, bool) and not low <= smem_bytes <= limit:
         raise ValueError(f"smem_bytes={smem_bytes} cannot be granted: on this device one block may "
                          f"use {low} to {limit} bytes of shared memory ({limit} = its "
                          f"MAX_SHARED_MEMORY_PER_BLOCK_OPTIN; {low} = the smallest Monarch block, "
-                         f"one complex {np.dtype(real).name} value in two buffers and a root); "
+                         f"one complex {np.dtype(real).name} value and a root); "
                          f"omit smem_bytes for the maximum")
     smem_bytes = check_int(smem_bytes, "smem_bytes", min=low)
     if threads is not None:
@@ -1606,12 +1867,13 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     block = check_block(block)
     plan = monarch_plan(u.shape[2], real, smem_bytes=smem_bytes, block=block, threads=threads)
     if (torch.is_grad_enabled() and (u.requires_grad or k.requires_grad) and plan.passes == 1
-            and monarch_smem_bytes(plan.M, real, "grad") > smem_bytes
+            and fused_backward_plan(plan, smem_bytes) is None
             and _three_pass_plan(plan.N, real, smem_bytes, block, threads) is None):
+        need = monarch_smem_bytes(plan.M, real, "grad", roots=least_roots(plan.M))
         raise ValueError(f"smem_bytes={smem_bytes} fits the forward of L={u.shape[2]} but not its "
-                         f"backward: the fused backward needs "
-                         f"{monarch_smem_bytes(plan.M, real, 'grad')} bytes and a row this short "
-                         f"has no three-pass plan; give at least that, or omit smem_bytes")
+                         f"backward: the fused backward needs at least {need} bytes and a row "
+                         f"this short has no three-pass plan; give at least that, or omit "
+                         f"smem_bytes")
     _executor(u)                                                             # device check
     return _MonarchConv.apply(u, k, plan, smem_bytes)
 
@@ -1834,10 +2096,19 @@ def _monarch_loop_plan(plan: MonarchPlan, kind: str) -> list[tuple]:
     if kind in ("conv", "grad"):
         if kind != "conv":
             raise ValueError("per-element SASS counts are made for kind='conv' (the forward)")
-        M = plan.M
+        M, Q = plan.M, check_roots(plan.M, plan.roots)
+        NT = plan.kernel_threads(kind)
         facs = [("factor", "shared", 2 * p, M // p, 2) for p in monarch_factors(M, plan.block)]
-        return [("roots", "load", 2, M, 2), ("load", "load", 2, M, 2), *facs,
-                ("split x K merge", "mixed", 4, M // 2 + 1, 2), *facs, ("store", "store", 2, M, 2)]
+        fine = [("fine roots", "load", 2, M // Q, 2)] if Q < M else []
+        # the pairs: a first pass of straight-line code (NT pairs), then one loop per octave
+        # [2H, 4H) of positions with H >= NT, H pairs each (``_pair_source``)
+        octaves = []
+        H = NT
+        while H <= M // 4:
+            octaves.append((f"split x K merge, octave {2 * H}", "mixed", 4, H, 2))
+            H *= 2
+        return [("roots", "load", 2, Q, 2), *fine, ("load", "load", 2, M, 2), *facs, *octaves,
+                *facs, ("store", "store", 2, M, 2)]
     O, I, C = plan.outer, plan.inner, plan.columns
     if kind == "inner":
         facs = [("factor", "shared", 2 * p, 2 * I // p, 2) for p in monarch_factors(I, plan.block)]
@@ -1939,12 +2210,14 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             smem_bytes = REPORT_SMEM[cc]
         plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads, name="L")
         if kind == "grad":
-            need = monarch_smem_bytes(plan.M, real, "grad")
-            if need > smem_bytes:
-                raise ValueError(f"L={L}: the fused Monarch grad kernel needs {need} bytes of "
-                                 f"shared memory, more than smem_bytes={smem_bytes}; there the "
-                                 f"backward takes the three passes (counted with kind='conv')")
-            plan = MonarchPlan(plan.N, 1, plan.M, 1, real, block, threads)
+            bp = fused_backward_plan(plan, smem_bytes)
+            if bp is None:
+                need = monarch_smem_bytes(plan.M, real, "grad", roots=least_roots(plan.M))
+                raise ValueError(f"L={L}: the fused Monarch grad kernel needs at least {need} "
+                                 f"bytes of shared memory, more than smem_bytes={smem_bytes} "
+                                 f"(or the forward takes three passes); there the backward "
+                                 f"takes the three passes (counted with kind='conv')")
+            plan = bp
         kinds = ("grad",) if kind == "grad" else plan.kernels()
         for kd in kinds:
             pa = plan.program_args(kd)
@@ -1957,6 +2230,8 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
         out.update(threads=plan.kernel_threads(kinds[0]), passes=plan.passes, smem_bytes=smem_bytes)
         if plan.passes == 3:
             out["plan"] = {"outer": plan.outer, "inner": plan.inner, "columns": plan.columns}
+        else:
+            out["plan"] = {"roots": plan.roots}
     else:
         if kind != "conv":
             raise ValueError("kernel='radix2' has no fused backward kernel: kind must be 'conv'")
@@ -2000,8 +2275,8 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
 SASS_REPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            "course", "results", "cuda", "sass_report.json")
 REPORT_CCS = ((8, 0), (9, 0))
-#: Lengths of the performance model: the Monarch kernel runs fused up to 8192 (float32, H100;
-#: 4096 on an A100), in three passes beyond.
+#: Lengths of the performance model: the Monarch kernel runs fused up to 16384 (float32, H100
+#: and A100: the row in place), in three passes beyond.
 MODEL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
@@ -2009,12 +2284,13 @@ def report_configurations(quick: bool = False) -> list[dict]:
     """Every configuration ``write_sass_report`` compiles (keyword arguments of sass_counts).
 
     The Monarch forward (default block) and the radix-2 kernel at every model length on sm_80
-    and sm_90, the Monarch kernel under that GPU's budget (``REPORT_SMEM``: fused, or three
-    passes beyond, e.g. L >= 8192 on the A100, L >= 16384 on the H100), the radix-2 kernel under
-    its 48 KiB (fused to L = 2048, three passes beyond). At L = 1024 (M = 1024): the Monarch
-    forward for blocks 8, 16 (float32) and 4, 8, 16 (float64), its fused backward for blocks 4
-    and 16 (float32), block 32 on sm_90 (float32). Ordered cheap first (block 32 takes minutes
-    of compiling). Block 64 is not compiled: its straight-line 64 x 64 blocks had not finished
+    and sm_90, the Monarch kernel under that GPU's budget (``REPORT_SMEM``: fused up to
+    L = 16384 on both, three passes beyond), the radix-2 kernel under its 48 KiB (fused to
+    L = 2048, three passes beyond). At L = 1024 (M = 1024): the Monarch forward for blocks 8,
+    16 (float32) and 4, 8, 16 (float64), its fused backward for blocks 4 and 16 (float32); the
+    fused backward at the longest L each GPU keeps it fused (float32: 4096 on sm_80, 8192 on
+    sm_90); block 32 on sm_90 (float32). Ordered cheap first (block 32 takes minutes of
+    compiling). Block 64 is not compiled: its straight-line 64 x 64 blocks had not finished
     compiling after about 40 CPU minutes. quick=True: one configuration of each kernel.
     """
     if quick:
@@ -2032,6 +2308,8 @@ def report_configurations(quick: bool = False) -> list[dict]:
             out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, dtype=torch.float64))
         for b in (4, 16):
             out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, kind="grad"))
+        out.append(dict(kernel="monarch", L={(8, 0): 4096, (9, 0): 8192}[cc], cc=cc,
+                        block=DEFAULT_BLOCK, kind="grad"))
     out.append(dict(kernel="monarch", L=1024, cc=(9, 0), block=32))
     return out
 

@@ -9,7 +9,8 @@ from the compiled machine code) and its memory traffic from ``io_model``. Per GP
 * issue rate: 4 warp schedulers per SM, each issuing one warp instruction per clock (A100 and
   H100 SMs both have four sub-partitions: NVIDIA A100 and H100 architecture whitepapers);
 * the busiest SM: the B*H row blocks are spread over the SMs in waves of (SMs x blocks per SM),
-  blocks per SM limited by shared memory, registers and threads (``occupancy``);
+  blocks per SM limited by shared memory, registers and threads (``occupancy``); the busiest SM
+  runs ceil(B*H / SMs) blocks, in full waves and a partial last wave of the rest;
 * latency hiding, an assumption of this model: an SM issues at full rate only with at least
   ``WARPS_FOR_FULL_ISSUE`` = 16 warps resident (4 per scheduler); with fewer, proportionally
   slower. Shared-memory bank conflicts and the L2 are not modelled;
@@ -118,9 +119,14 @@ def kernel_time(gpu, *, rows: int, L: int, sass_per_element: float, threads: int
     waves = -(-per_sm // bps)
     resident = min(bps, per_sm)
     warps = resident * -(-threads // 32)
-    eff = min(1.0, warps / WARPS_FOR_FULL_ISSUE)
     warp_insts_block = sass_per_element * L / 32
-    issue = waves * resident * warp_insts_block / (g.schedulers * g.clock_hz * eff)
+    # wave by wave: full waves of ``resident`` blocks, then the rest (a partial last wave issues
+    # its own blocks' instructions, at the rate its warps allow)
+    issue = 0.0
+    for n, count in ((resident, per_sm // resident), (per_sm % resident, 1)):
+        if n and count:
+            eff = min(1.0, n * -(-threads // 32) / WARPS_FOR_FULL_ISSUE)
+            issue += count * n * warp_insts_block / (g.schedulers * g.clock_hz * eff)
     hbm = hbm_bytes / g.hbm_bytes_per_s
     return {"time": max(issue, hbm), "issue": issue, "hbm": hbm, "blocks_per_sm": bps,
             "waves": waves, "warps": warps, "bound": "issue" if issue >= hbm else "HBM"}
@@ -139,12 +145,15 @@ def _pick(rows, **want):
     return None
 
 
-def _table_bytes(M: int, outer: int, kind: str, s: int = 4) -> int:
+def _table_bytes(M: int, outer: int, kind: str, s: int = 4, roots: int | None = None) -> int:
     """Bytes of the constant tables one launch of Monarch kernel ``kind`` reads (from HBM once;
-    its other blocks hit the L2)."""
+    its other blocks hit the L2); roots: the fused kernel's root table size Q."""
     from . import cuda as kc
-    t = kc.monarch_tables(M, np.float32 if s == 4 else np.float64, outer)
-    names = {"conv": ("roots", "twiddles"), "outer": ("roots_outer", "twiddles_outer"),
+    real = np.float32 if s == 4 else np.float64
+    t = kc.monarch_tables(M, real, outer) if outer > 1 else kc.monarch_tables(M, real, roots=roots)
+    if kind == "conv" and kc.check_roots(M, roots) == M:
+        return (t["roots"].size + t["twiddles"].size) * s      # no fine table to read
+    names = {"conv": ("roots", "roots_fine", "twiddles"), "outer": ("roots_outer", "twiddles_outer"),
              "outer_inverse": ("roots_outer", "twiddles_outer"),
              "inner": ("roots_inner", "twiddles_split")}[kind]
     return sum(t[n].size for n in names) * s
@@ -166,8 +175,10 @@ def monarch_time(gpu, row: dict, *, B: int, H: int) -> dict:
     M = N // 2
     if row.get("passes", 1) == 1:
         res = row["resources"][0]
-        smem = kc.monarch_smem_bytes(M, np.float32, "conv")
-        hbm = io_model.fused_conv(B, H, L, real_input=True).bytes + _table_bytes(M, 1, "conv")
+        roots = row["plan"]["roots"]
+        smem = kc.monarch_smem_bytes(M, np.float32, "conv", roots=roots)
+        hbm = (io_model.fused_conv(B, H, L, real_input=True).bytes
+               + _table_bytes(M, 1, "conv", roots=roots))
         t = kernel_time(g, rows=R, L=L, sass_per_element=row["per_element"], threads=row["threads"],
                         registers=res["registers"], smem_bytes=smem, hbm_bytes=hbm)
         return {"time": t["time"], "bound": t["bound"], "passes": [t]}
@@ -219,7 +230,8 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
                 issue = r2["hot"] * R * L / 32 / g.issue_per_s
                 row.update(radix2_sass=r2["hot"], radix2_s=max(issue, traffic.bytes / g.hbm_bytes_per_s))
             fused = mon is not None and mon.get("passes", 1) == 1
-            if fused and kc.monarch_smem_bytes(N // 2, np.float32, "conv") > g.smem_per_block:
+            if fused and kc.monarch_smem_bytes(N // 2, np.float32, "conv",
+                                                roots=mon["plan"]["roots"]) > g.smem_per_block:
                 mon = None                       # a fused row made for another GPU's budget
             if mon is not None:
                 t = monarch_time(g, mon, B=B, H=H)

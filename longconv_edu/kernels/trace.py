@@ -40,8 +40,9 @@ Schedules of ``trace_conv``:
   an inverse-FFT kernel (-> y). Per row, with s bytes per real and complex spectra of N values: it
   reads (L + 6N) s bytes and writes (4N + L) s bytes, against (L + 2N) s and L s fused;
 * kernel ``"monarch"``: what ``cuda_conv`` (the registered ``cuda`` backend) launches: the fused
-  Monarch kernel (real-input trick, dense DFT blocks, its root tables staged into shared memory
-  from global memory, the cached half spectrum) for a row that fits ``smem_bytes``, else the
+  Monarch kernel (real-input trick, dense DFT blocks applied in place, its root tables staged
+  into shared memory from global memory, the cached half spectrum; the kernel's count-leading-
+  zeros, ``cuda.clz``, is the tracer's too) for a row that fits ``smem_bytes``, else the
   Monarch three passes (``monarch_plan``: outer factors over tiles of columns, inner Monarch
   convolutions, outer inverse, through the intermediate row ``w`` in global memory).
 
@@ -361,6 +362,14 @@ class _Tracer:
     @property
     def gridDim(self):
         return _Dim3(*self._local.grid)
+
+    @staticmethod
+    def clz(val):
+        """Leading zero bits of a 32-bit unsigned value (CUDA's __clz on a uint32)."""
+        v = int(val)
+        if not 0 <= v < 1 << 32:
+            raise ValueError(f"clz takes a 32-bit unsigned value, got {v}")
+        return 32 - v.bit_length()
 
     def syncthreads(self):
         loc = self._local
