@@ -1598,6 +1598,8 @@ row("lab.train.fit", "cfg a dict", lambda: _train.fit({}, "never-made"), TypeErr
 row("lab.train.fit", "out_dir under a file (checked before any work)",
     lambda: _train.fit(_train.RunConfig(), Path(__file__) / "run", progress=False), ValueError,
     r"out_dir '.*test_bad_inputs.py/run' is not a writable folder")
+row("lab.train.restore_model", "a folder with no checkpoint", lambda: _train.restore_model("no-such-run"), ValueError,
+    r"run_dir must be a run folder holding checkpoint.pt, got 'no-such-run' \(no no-such-run/checkpoint.pt\)")
 row("lab.train.evaluate", "batch_size 0 (was 'range() arg 3')", lambda: _train.evaluate(_NET, [], batch_size=0),
     ValueError, r"batch_size must be >= 1, got 0")
 row("lab.train.evaluate", "empty dataset (was ZeroDivisionError)", lambda: _train.evaluate(_NET, []), ValueError,
