@@ -250,8 +250,9 @@ EXPERIMENTS.update({
          ("longconv", "squash", {"lam": 0.001})),
         ("longconv/none", "longconv/none+kdrop0.2", "longconv/squash lam 0.001")),
     "noisy-end-2048": _end_experiment(
-        2048, "no regulariser against the paper's sCIFAR configuration",
-        (("longconv", "none"), PAPER_SCIFAR_ROW), ("longconv/none", PAPER_SCIFAR_LABEL)),
+        2048, "no regulariser, the paper's sCIFAR configuration and the SSM kernel",
+        (("longconv", "none"), PAPER_SCIFAR_ROW, ("ssm", "none")),
+        ("longconv/none", PAPER_SCIFAR_LABEL, "ssm")),
 })
 
 
