@@ -634,7 +634,10 @@ def plot_training_curves(summary: dict, *, keys=("train_loss", "val_acc")):
         ax.set_ylabel(key.replace("_", " "))
         if key.endswith("loss"):
             ax.set_yscale("log")
-    axes[0, -1].legend()
+    # one legend for all panels, below them: clear of every curve however many rows there are
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, max(1, len(labels))),
+               fontsize=8)
     fig.suptitle(summary.get("experiment", ""), fontsize=10)
     return fig
 
@@ -690,7 +693,7 @@ def plot_tap_rms(kernels: dict, *, layer: str = "layer0", boundary: int | None =
     if not keys:
         raise ValueError(f"kernels has no key ending in '/{layer}' (layer={layer!r}); its keys: "
                          f"{sorted(kernels)}")
-    fig, ax = _figure_and_axis(ax, width=6)
+    fig, ax = _figure_and_axis(ax, width=6.5)
     floor = None
     curves = []
     for key in keys:
@@ -711,7 +714,10 @@ def plot_tap_rms(kernels: dict, *, layer: str = "layer0", boundary: int | None =
     ax.set_ylabel(f"RMS of k[s], {window}-tap average")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=7)
+    if ax is fig.axes[0] and len(fig.axes) == 1:      # a figure of its own: the legend below the axes
+        fig.legend(loc="outside lower center", ncol=2, fontsize=7)
+    else:
+        ax.legend(fontsize=7)
     return fig
 
 
