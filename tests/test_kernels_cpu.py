@@ -225,13 +225,45 @@ def test_second_order_gradients_match_fft_conv():
     assert torch.autograd.gradgradcheck(cpu_conv, (uu, kk))
 
 
-def test_kernel_spectrum_computed_once_per_forward_and_backward(monkeypatch):
-    calls = []
-    real = cpu._spectrum
-    monkeypatch.setattr(cpu, "_spectrum", lambda *a: calls.append(1) or real(*a))
+def test_one_launch_per_pass_and_the_kernel_spectrum_computed_once(monkeypatch):
+    """The forward is one parallel launch (conv_rows), which also computes the kernel spectrum
+    and keeps it when a gradient is wanted; the backward reuses it (its launch gets no kernel
+    rows to transform); with nothing to differentiate no spectrum is kept."""
+    launches = []
+    real = cpu._parallel
+    monkeypatch.setattr(cpu, "_parallel", lambda kernel, *a: launches.append((kernel, a)) or real(kernel, *a))
     u, k, g = make(2, 3, 64, 64, seed=2, grad_output=True)
-    cpu_conv(u.requires_grad_(True), k.requires_grad_(True)).backward(g)
-    assert len(calls) == 1
+    M = cpu._points(64) // 2
+    y = cpu_conv(u.clone().requires_grad_(True), k.clone().requires_grad_(True))
+    (kernel, (_, kn, kre, _, *_)), = launches
+    assert kernel is cpu.conv_rows and kn.shape == (3, 64) and kre.shape == (3, M + 1)
+    y.backward(g)
+    assert [kern for kern, _ in launches] == [cpu.conv_rows, cpu.grad_rows]
+    assert launches[1][1][2] is kre                      # grad_rows gets the forward's spectrum
+    launches.clear()                                     # gradient of u only: a correlation
+    cpu_conv(u.clone().requires_grad_(True), k).backward(g)
+    (_, fwd), (kernel, bwd) = launches
+    assert kernel is cpu.conv_rows and bwd[1].shape[0] == 0 and bwd[2] is fwd[2]
+    launches.clear()
+    cpu_conv(u, k)                                       # nothing requires grad
+    (_, args), = launches
+    assert args[2].shape[0] == 0
+
+
+@pytest.mark.parametrize("B, H", [(16, 1), (5, 2), (1, 1)])
+def test_few_channels_split_the_batch(B, H):
+    """With fewer channels than tasks, each channel's batch is split over several tasks, each
+    with its own copy of the kernel spectrum; the first one keeps it for the backward."""
+    u, k, g = make(B, H, 300, 120, seed=B + H, grad_output=True)
+    assert cpu._n_split(B, H) == max(1, min(B, -(-4 * cpu._threads() // H)))
+    assert rel_err(cpu_conv(u, k).numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
+    ref_u, ref_k = causal_conv_grads_np(u.numpy(), k.numpy(), g.numpy())
+    for want_k in (True, False):
+        uu, kk = u.clone().requires_grad_(True), k.clone().requires_grad_(want_k)
+        cpu_conv(uu, kk).backward(g)
+        assert rel_err(uu.grad.numpy(), ref_u) < 1e-10
+        if want_k:
+            assert rel_err(kk.grad.numpy(), ref_k) < 1e-10
 
 
 @pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e-42), (torch.float64, 1e-310)])

@@ -13,8 +13,11 @@ row (b, h) at a time and does
 in a private buffer of 2 x N/2 floats (about 8L bytes in float32: 512 KiB at L = 64K, inside a
 1 MiB L2). Nothing but u, the kernel spectrum and y ever leave the core.
 
-The loop is ``conv_rows``, the first numba function below. How the FFT is made fast enough to
-matter (each trick is a function below):
+The loop is ``conv_rows``, the first numba function below: one parallel launch per call, one
+task per channel h (or per channel and part of the batch when there are few channels), which
+first transforms its channel's kernel k[h] (``kernel_row``) and then runs the rows of that
+channel against it, so the kernel spectrum is made where it is used, in cache, with no launch of
+its own. How the FFT is made fast enough to matter (each trick is a function below):
 
 * **Real-input trick.** The FFT size is N = 2L (zero padding makes the circular convolution
   causal, see ``conv.fft_conv``), but the input is real: pack it as N/2 complex numbers
@@ -49,9 +52,10 @@ matter (each trick is a function below):
 
 Backward (``_FusedConv.backward``): with G the spectrum of the output gradient,
 grad_u = irfft(G * conj(K)) (a correlation with the kernel: the same fused pass with the conjugate
-spectrum) and grad_k[h] = irfft(sum_b G_b * conj(U_b)) (a correlation with the input, summed over
-the batch). The sum is accumulated per channel by the thread that owns the channel, so no two
-threads ever add into the same numbers.
+spectrum, which the forward kept) and grad_k[h] = irfft(sum_b G_b * conj(U_b)) (a correlation
+with the input, summed over the batch). The sum is accumulated per channel by the thread that
+owns the channel, so no two threads ever add into the same numbers. A call with nothing to
+differentiate skips autograd and keeps no spectra.
 
 Shapes: u (B, H, L), k (H, Lk) with 1 <= Lk <= L, float32 or float64, CPU; y (B, H, L).
 The FFT size is N = the smallest power of two >= max(2L, 8); a length that is not a power of
@@ -177,25 +181,28 @@ inline = functools.partial(njit, fastmath=fm, cache=_CACHE, inline="always")
 # then the rows in and out (load_row, store_row). Drivers take the plan P (a _Plan: M and the
 # twiddle tables) instead of its seven fields.
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
-def conv_rows(x, kre, kim, P, n_chunks, y, ksign, scale):
-    """The heart: y[r] = first L samples of irfft(rfft(x[r]) * K[r % H]) for every row r.
+def conv_rows(x, k, kre, kim, P, n_split, y, ksign, scale):
+    """The heart: y[b, h] = first L samples of irfft(rfft(x[b, h]) * K[h]) for every row, one launch.
 
-    x, y: (R, L) with rows r = b*H + h; kre/kim: (H, M+1) kernel spectra in storage order;
-    ksign = -1 multiplies by conj(K) (a correlation: the backward of u). ``scale`` (1 / 4M) is
-    applied once, after the inverse, so small inputs do not sink into subnormals on the way.
-    Rows are split into n_chunks runs; each run owns one buffer of 2 x M numbers.
+    x, y: (B, H, L). K[h], the spectrum of k[h] (storage order), is computed here by each task
+    that needs it (``kernel_row``); kre/kim (H, M+1) keep it for the backward, or, when k has no
+    rows, already hold it. ksign = -1 multiplies by conj(K) (a correlation: the backward of u).
+    ``scale`` (1 / 4M) is applied once, after the inverse, so small inputs do not sink into
+    subnormals on the way. One task per channel h and part c of the batch (b = c, c + n_split,
+    ...); each owns a buffer of 2 x M numbers and its channel's spectrum, in cache for every row.
     """
-    R = x.shape[0]
-    H = kre.shape[0]
-    for c in prange(n_chunks):
+    B, H = x.shape[0], x.shape[1]
+    for task in prange(H * n_split):
+        h, c = task // n_split, task % n_split
         re = np.empty(P.M, x.dtype)
         im = np.empty(P.M, x.dtype)
-        for r in range(c * R // n_chunks, (c + 1) * R // n_chunks):
-            load_row(x[r], re, im, P.M)                        # u[r] -> z, packed, in cache
+        kr, ki = kernel_row(k, kre, kim, h, c, re, im, P)      # K[h], storage order
+        for b in range(c, B, n_split):
+            load_row(x[b, h], re, im, P.M)                     # u[b, h] -> z, packed, in cache
             fft_forward(re, im, P)                             # Z, bit-reversed
-            spectral_product(re, im, kre[r % H], kim[r % H], P, ksign)   # split, x K, merge
+            spectral_product(re, im, kr, ki, P, ksign)         # split, x K, merge
             fft_inverse(re, im, P)                             # natural order again
-            store_row(re, im, y[r], scale)                     # first L samples, scaled
+            store_row(re, im, y[b, h], scale)                  # first L samples, scaled
 
 
 # ---------------------------------------------------------------- butterflies
@@ -586,6 +593,35 @@ def store_row(re, im, y, scale):
     if n % 2:
         y[n - 1] = re[h] * scale
 
+# ---------------------------------------------------------------- the kernel's own spectrum
+@jit
+def row_spectrum(x, re, im, xre, xim, P, scale):
+    """The spectrum of the real row x (storage order, slot M = Nyquist, times 2 scale) in xre/xim;
+    re/im (M numbers each) are the work buffer."""
+    load_row(x, re, im, P.M)
+    fft_forward(re, im, P)
+    unpack(re, im, xre, xim, P, scale)
+
+@jit
+def kernel_row(k, kre, kim, h, c, re, im, P):
+    """The spectrum K[h] that task (h, c) of conv_rows multiplies by (unscaled, storage order).
+
+    If k has no rows, K is given: kre[h]. Otherwise it is computed from k[h] with the task's
+    buffer re/im: into kre[h] by the first task of channel h when kre has rows (it is kept for
+    the backward), else into a private row; no two tasks write the same numbers.
+    """
+    if k.shape[0] == 0:
+        return kre[h], kim[h]
+    if c == 0 and kre.shape[0] > 0:
+        kr = kre[h]
+        ki = kim[h]
+    else:
+        kr = np.empty(P.M + 1, re.dtype)
+        ki = np.empty(P.M + 1, re.dtype)
+    row_spectrum(k[h], re, im, kr, ki, P, re.dtype.type(0.5))   # unpack gives 2 X
+    return kr, ki
+
+
 # ---------------------------------------------------------------- the other parallel drivers
 # Like conv_rows (at the top), each takes the plan P (a _Plan: M and the twiddle tables).
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
@@ -594,9 +630,7 @@ def spectra(x, P, scale, xre, xim):
     for r in prange(x.shape[0]):
         re = np.empty(P.M, x.dtype)
         im = np.empty(P.M, x.dtype)
-        load_row(x[r], re, im, P.M)
-        fft_forward(re, im, P)
-        unpack(re, im, xre[r], xim[r], P, scale)
+        row_spectrum(x[r], re, im, xre[r], xim[r], P, scale)
 
 @njit(parallel=True, fastmath=fm, cache=_CACHE)
 def grad_rows(g, u, kre, kim, P, n_split, gu, gk, want_gu):
@@ -648,8 +682,32 @@ def _as_rows(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(-1, x.shape[-1]).numpy())
 
 
+def _as_numpy(x: torch.Tensor) -> np.ndarray:
+    """A C-contiguous NumPy view of a detached CPU tensor, same shape (copied if strided)."""
+    x = x.detach()
+    return (x if x.is_contiguous() else x.contiguous()).numpy()
+
+
+class _Setup(NamedTuple):
+    M: int                 # packed FFT size N/2
+    plan: _Plan
+    dtype: np.dtype
+    scale: np.floating     # 1 / 4M, applied after the inverse
+    plus: np.floating      # ksign for K (forward) and conj(K) (backward of u)
+    minus: np.floating
+
+
+@functools.lru_cache(maxsize=64)
+def _setup(L: int, dtype: torch.dtype) -> _Setup:
+    """Everything a call at length L and dtype needs besides its tensors, found once per (L, dtype)."""
+    M = _points(L) // 2
+    dt = np.dtype(str(dtype).removeprefix("torch."))
+    return _Setup(M, _plan(M, dt.name), dt, dt.type(1.0 / (4 * M)), dt.type(1), dt.type(-1))
+
+
 def _spectrum(k: torch.Tensor, M: int) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel spectra K, (H, M+1), in storage order, unscaled (the 1/4M comes after the inverse)."""
+    """Kernel spectra K, (H, M+1), in storage order, unscaled (for ``kernel_spectrum``; the
+    convolution computes its own inside conv_rows)."""
     kn = _as_rows(k)
     kre = np.empty((kn.shape[0], M + 1), kn.dtype)
     kim = np.empty_like(kre)
@@ -727,16 +785,34 @@ def _threads() -> int:
     return int(numba.get_num_threads())
 
 
-def _forward(u: torch.Tensor, kspec: tuple[np.ndarray, np.ndarray], ksign: int) -> torch.Tensor:
-    """conv_rows over the rows of u (B, H, L) with the kernel spectra kspec (from _spectrum)."""
+def _n_split(B: int, H: int) -> int:
+    """Parts of the batch per channel, so that there are about 4 tasks per thread (1 if H is large)."""
+    return max(1, min(B, -(-4 * _threads() // H)))
+
+
+def _forward(u: torch.Tensor, k: torch.Tensor, keep: bool):
+    """conv_rows over u (B, H, L) with kernel k (H, Lk), one launch: y and, if ``keep``, the
+    kernel spectra (kre, kim), (H, M+1) each, for the backward (else two empty arrays)."""
     B, H, L = u.shape
-    M = _points(L) // 2
-    un = _as_rows(u)
+    S = _setup(L, u.dtype)
+    un = _as_numpy(u)
     y = np.empty_like(un)
-    n_chunks = max(1, min(un.shape[0], 8 * _threads()))
-    _parallel(conv_rows, un, kspec[0], kspec[1], _plan(M, un.dtype.name), n_chunks, y,
-              un.dtype.type(ksign), un.dtype.type(1.0 / (4 * M)))
-    return torch.from_numpy(y).reshape(B, H, L)
+    kre = np.empty((H if keep else 0, S.M + 1), S.dtype)
+    kim = np.empty_like(kre)
+    _parallel(conv_rows, un, _as_numpy(k), kre, kim, S.plan, _n_split(B, H), y, S.plus, S.scale)
+    return torch.from_numpy(y), (kre, kim)
+
+
+def _correlate(g: torch.Tensor, kspec: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    """conv_rows with conj(K) from the saved spectra: the gradient of u."""
+    B, H, L = g.shape
+    S = _setup(L, g.dtype)
+    gn = _as_numpy(g)
+    y = np.empty_like(gn)
+    no_k = np.empty((0, 1), S.dtype)                 # k has no rows: K is given
+    _parallel(conv_rows, gn, no_k, kspec[0], kspec[1], S.plan, _n_split(B, H), y, S.minus,
+              S.scale)
+    return torch.from_numpy(y)
 
 
 def _flip(x: torch.Tensor) -> torch.Tensor:
@@ -755,9 +831,8 @@ class _FusedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, k):
         ctx.save_for_backward(u, k)
-        M = _points(u.shape[-1]) // 2
-        ctx.kspec = _spectrum(k, M)
-        return _forward(u, ctx.kspec, +1)
+        y, ctx.kspec = _forward(u, k, keep=True)
+        return y
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -770,18 +845,17 @@ class _FusedConv(torch.autograd.Function):
         if need_k:
             B, H, L = u.shape
             Lk = k.shape[1]
-            M = _points(L) // 2
+            S = _setup(L, u.dtype)
             gn, un = _as_rows(grad_y), _as_rows(u)
             n_split = max(1, min(B, -(-_threads() // H)))
             gu = np.empty_like(un) if need_u else np.empty((1, 1), un.dtype)
             gk = np.empty((H, n_split, Lk), un.dtype)
-            _parallel(grad_rows, gn, un, kre, kim, _plan(M, un.dtype.name), n_split, gu, gk,
-                      need_u)
-            grad_k = torch.from_numpy(gk.sum(axis=1))
+            _parallel(grad_rows, gn, un, kre, kim, S.plan, n_split, gu, gk, need_u)
+            grad_k = torch.from_numpy(gk.reshape(H, Lk) if n_split == 1 else gk.sum(axis=1))
             if need_u:
                 grad_u = torch.from_numpy(gu).reshape(B, H, L)
         elif need_u:
-            grad_u = _forward(grad_y, (kre, kim), -1)
+            grad_u = _correlate(grad_y, (kre, kim))
         return grad_u, grad_k
 
 
@@ -814,7 +888,9 @@ def cpu_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     _check_cpu(k, "k")
     if B * H == 0:                       # no rows: an empty result, still part of the graph
         return u * 0 + k.sum() * 0
-    return _FusedConv.apply(u, k)
+    if torch.is_grad_enabled() and (u.requires_grad or k.requires_grad):
+        return _FusedConv.apply(u, k)
+    return _forward(u, k, keep=False)[0]     # nothing to differentiate: no graph, no spectra kept
 
 
 def kernel_spectrum(k: torch.Tensor, L: int) -> torch.Tensor:
