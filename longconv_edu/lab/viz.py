@@ -106,6 +106,13 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     return fig, axes
 
 
+def _legend_below(ax) -> None:
+    """The axis's legend under its x label, outside the data (constrained layout makes room)."""
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.24),
+              ncol=min(2, max(1, len(labels))), fontsize=8, frameon=False)
+
+
 def _matrix(M, name: str) -> np.ndarray:
     """M as a 2-D NumPy array, or a clear error naming the argument."""
     M = as_numpy(M)
@@ -133,7 +140,7 @@ def plot_kernels(kernels: dict, *, title: str = "", ax=None):
     if title:
         ax.set_title(title)
     if len(kernels) > 1:
-        ax.legend()
+        _legend_below(ax)
     return fig
 
 
@@ -596,7 +603,7 @@ def plot_spectra(kernels: dict, *, title: str = "", ax=None, cutoff: float | Non
     if title:
         ax.set_title(title)
     if len(kernels) > 1 or not drew:
-        ax.legend()
+        _legend_below(ax)
     return fig
 
 
@@ -612,6 +619,10 @@ def plot_kernel_comparison(before, after, *, labels=("before", "after"), title: 
     plot_kernels({labels[0]: b[:n], labels[1]: a[:n]}, ax=axes[0, 0],
                  title="kernel" + (f" (first {n} taps)" if n < b.size else ""))
     plot_spectra({labels[0]: b, labels[1]: a}, ax=axes[0, 1], title="magnitude spectrum", cutoff=cutoff)
+    for ax in axes[0]:                         # one legend for both panels, below them
+        ax.get_legend().remove()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
