@@ -557,7 +557,7 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 
 
 # ============================================================================ the Monarch kernel
-# The registered ``cuda`` backend (issue 14). Everything above this line is the radix-2 kernel,
+# The registered ``cuda`` backend. Everything above this line is the radix-2 kernel,
 # kept as the notebook's "before" picture (``radix2_conv``).
 #
 # One thread block per row. With N = fft_size(L) and M = N/2, the real row u is read once as M

@@ -141,12 +141,12 @@ EXPERIMENTS = {
              smooth_width=7),
         (("longconv", "none"), ("longconv", "smooth"), ("longconv", "squash+smooth")),
         seeds=(0,)),
-    # "pathfinder-reg" was retired (issue 13): its generator draws paths that touch and markers that
+    # "pathfinder-reg" was retired: its generator draws paths that touch and markers that
     # look like dash fragments, and every model, the SSM included, stayed at the majority class.
 }
 
 # ---------------------------------------------------------------------------------------------
-# rung 7 redone (issue 13): the paper's regime, a 16x16 digit then noise (data.noisy_digits)
+# rung 7, second design: the paper's regime, a 16x16 digit then noise (data.noisy_digits)
 # ---------------------------------------------------------------------------------------------
 
 #: Shared by the noisy-digits tables. 300 training images, batch 16, 30 epochs: a one-seed pilot
