@@ -31,9 +31,9 @@ FFT size: N = the smallest power of two >= 2L by default (2L when L is a power o
 fft_conv); with ``factors=`` given, N = their product (any integers, e.g. (3, 5)), which must be
 >= L + Lk - 1 so that nothing wraps around. Kernel spectrum layout (``butterfly_kernel_spectrum``,
 the one rungs-1-4 layout; the rung-5 kernels store theirs in the order their stages produce and
-say so in their own ``kernel_spectrum``): K[h, j] is the j-th DFT coefficient of the zero-padded
-k[h] in NATURAL order (j = 0 .. N-1, all N of them, not the N/2 + 1 of an rfft), in u's complex
-dtype (complex64 for float32, complex128 for float64).
+say so: ``kernels.cpu.kernel_spectrum``, ``kernels.cuda.half_spectrum``): K[h, j] is the j-th
+DFT coefficient of the zero-padded k[h] in NATURAL order (j = 0 .. N-1, all N of them, not the
+N/2 + 1 of an rfft), in u's complex dtype (complex64 for float32, complex128 for float64).
 """
 from __future__ import annotations
 

@@ -37,10 +37,10 @@ from longconv_edu.kernels.cuda import (  # noqa: E402
     REAL_OF,
     cuda_conv,
     fused_backward_plan,
-    kernel_spectrum,
     make_plan,
     monarch_plan,
     radix2_conv,
+    radix2_kernel_spectrum,
     simulator_active,
 )
 
@@ -94,9 +94,9 @@ def test_radix2_three_pass_forward_and_backward(L, Lk, smem):
 
 
 @pytest.mark.parametrize("smem", [48 * 1024, 64])
-def test_kernel_spectrum_is_the_bit_reversed_dft(smem):
+def test_radix2_kernel_spectrum_is_the_bit_reversed_dft(smem):
     k = torch.randn(2, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    re, im = kernel_spectrum(k, 6, smem_bytes=smem, threads=2)       # N = 16
+    re, im = radix2_kernel_spectrum(k, 6, smem_bytes=smem, threads=2)       # N = 16
     N = re.shape[1]
     assert N == 16
     ref = torch.fft.fft(k, n=N)[:, bit_reversal_permutation(N)]

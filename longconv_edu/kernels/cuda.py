@@ -33,7 +33,7 @@ complex values, stored as a real and an imaginary plane), L writes of y. This is
 order in, spectrum out in *bit-reversed* order. The inverse undoes those stages one by one, so it
 takes bit-reversed order in and gives natural order out. A convolution only multiplies spectra
 pointwise, so if the kernel spectrum is stored in the same bit-reversed order, no permutation is
-ever needed. ``kernel_spectrum`` computes it with the same stages, so the layouts always agree.
+ever needed. ``radix2_kernel_spectrum`` computes it with the same stages, so the layouts always agree.
 (This is the answer to "how is k_f laid out?": N full complex values per channel, bit-reversed.)
 
 **Rows too long for shared memory: the three-pass scheme.** A tile of n values needs 2*n*s bytes
@@ -90,7 +90,7 @@ from ..fft import bit_reversal_permutation, fft_size
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "MonarchPlan", "monarch_plan", "monarch_tables", "run_monarch", "THREE_PASS_KINDS",
            "MONARCH_KINDS", "half_spectrum", "spectrum_pad", "device_smem_optin", "MONARCH_BLOCKS",
-           "DEFAULT_BLOCK", "REPORT_SMEM", "kernel_spectrum", "monarch_spans", "monarch_pairs",
+           "DEFAULT_BLOCK", "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
            "monarch_roots", "least_roots", "check_roots", "fused_backward_plan",
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
@@ -460,7 +460,7 @@ def check_launch_params(real, smem_bytes, threads):
     return smem_bytes, threads
 
 
-def kernel_spectrum(k: torch.Tensor, L: int, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
+def radix2_kernel_spectrum(k: torch.Tensor, L: int, *, smem_bytes: int = DEFAULT_SMEM_BYTES,
                     threads: int = DEFAULT_THREADS) -> tuple[torch.Tensor, torch.Tensor]:
     """The spectrum the fused kernel multiplies by: (re, im), each (H, N), bit-reversed order.
 
@@ -482,7 +482,7 @@ def kernel_spectrum(k: torch.Tensor, L: int, *, smem_bytes: int = DEFAULT_SMEM_B
 
 
 def bit_reversed_spectrum(k: torch.Tensor, N: int) -> torch.Tensor:
-    """What ``kernel_spectrum`` computes, by torch.fft: fft(k, n=N) in bit-reversed order, (H, N).
+    """What ``radix2_kernel_spectrum`` computes, by torch.fft: fft(k, n=N) in bit-reversed order, (H, N).
 
     The reference for the layout (and for the course exercise of that name); CPU or GPU, any
     float dtype, no numba. N must be a power of two >= Lk.
