@@ -231,11 +231,6 @@ def three_pass_traffic(B: int, H: int, L: int, *, dtype_bytes: int = 4, fft_size
     return Traffic.from_passes(passes, flops)
 
 
-#: The old name, kept working for callers not yet moved (``butterfly.three_pass_conv`` is the
-#: tensor op of the same scheme; this one counts its bytes). Not in ``__all__``.
-three_pass_conv = three_pass_traffic
-
-
 def flashbutterfly_conv(B: int, H: int, L: int, *, fast_memory_bytes: int, dtype_bytes: int = 4,
                         fft_size: int | None = None) -> Traffic:
     """The FlashButterfly schedule for a given fast-memory size: fused if a row fits, else 3-pass.

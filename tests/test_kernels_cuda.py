@@ -112,7 +112,7 @@ def test_tracer_three_pass_counts_equal_the_io_model(case):
     tr = trace_conv(u, k, smem_bytes=64, threads=2)      # tiles of 8 float32: three passes if N > 8
     ref = causal_conv_np(u.double().numpy(), k.double().numpy())
     assert rel_err(tr.y.numpy(), ref) < 2e-4
-    m = (io_model.three_pass_conv if tr.plan.passes == 3 else io_model.fused_conv)(
+    m = (io_model.three_pass_traffic if tr.plan.passes == 3 else io_model.fused_conv)(
         B, H, L, dtype_bytes=4)
     assert (tr.total.global_read, tr.total.global_write) == (m.bytes_read, m.bytes_written)
     assert len(tr.launches) == tr.plan.passes
@@ -140,7 +140,7 @@ def test_edges_stay_in_bounds(L, smem):
         u, k = make(1, 1, L, Lk, seed=L)
         tr = trace_conv(u, k, smem_bytes=smem, threads=2)
         assert rel_err(tr.y.numpy(), causal_conv_np(u.numpy(), k.numpy())) < 1e-10
-        m = (io_model.fused_conv if tr.plan.passes == 1 else io_model.three_pass_conv)(
+        m = (io_model.fused_conv if tr.plan.passes == 1 else io_model.three_pass_traffic)(
             1, 1, L, dtype_bytes=8)
         assert (tr.total.global_read, tr.total.global_write) == (m.bytes_read, m.bytes_written)
 

@@ -46,7 +46,7 @@ budget.) Hence the paper's scheme: pass 1, one block per column does the outer s
 writes the row back to global memory; pass 2, one block per contiguous block runs the fused
 forward / multiply / inverse on it (independent sub-problems); pass 3, one block per column
 undoes the outer stages and writes the first L outputs. Three round trips instead of one
-(``io_model.three_pass_conv``).
+(``io_model.three_pass_traffic``).
 
 **One source of truth, three executors.** Every launch runs one *block program*
 (``block_program``): load a tile -> [forward stages] -> [multiply] -> [inverse stages] -> store,
