@@ -1,6 +1,8 @@
 """Strip what changes on every run of a notebook but is no result: cell execution timestamps
-(``metadata.execution``, written by nbconvert and JupyterLab) and saved widget state
-(``metadata.widgets``, which holds every progress bar and slider a run created).
+(``metadata.execution``, written by nbconvert and JupyterLab), saved widget state
+(``metadata.widgets``, which holds every progress bar and slider a run created) and the
+widget views in cell outputs (a model id that points into that state; the output keeps its
+``text/plain`` form, which says what the widget is).
 
 Outputs, execution counts, cell tags (nbval reads ``nbval-ignore-output`` there), the kernelspec
 and language_info are kept, so nbval compares exactly what it compared before. Without this, one
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_GLOBS = ("notebooks/*.ipynb", "course/exercises/*.ipynb", "course/solutions/*.ipynb")
 VOLATILE_CELL_KEYS = ("execution",)
 VOLATILE_NOTEBOOK_KEYS = ("widgets",)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def committed_notebooks() -> list[Path]:
@@ -36,6 +39,8 @@ def volatile(nb) -> list[str]:
     found = [f"metadata.{k}" for k in VOLATILE_NOTEBOOK_KEYS if k in nb.metadata]
     found += [f"cell {i} metadata.{k}" for i, c in enumerate(nb.cells)
               for k in VOLATILE_CELL_KEYS if k in c.get("metadata", {})]
+    found += [f"cell {i} output {WIDGET_VIEW}" for i, c in enumerate(nb.cells)
+              for o in c.get("outputs", []) if WIDGET_VIEW in o.get("data", {})]
     return found
 
 
@@ -46,6 +51,8 @@ def strip(nb):
     for c in nb.cells:
         for k in VOLATILE_CELL_KEYS:
             c.get("metadata", {}).pop(k, None)
+        for o in c.get("outputs", []):
+            o.get("data", {}).pop(WIDGET_VIEW, None)
     return nb
 
 

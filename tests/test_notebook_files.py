@@ -72,6 +72,19 @@ def test_strip_removes_run_metadata_and_keeps_what_nbval_reads():
         (before.cells[0].outputs, 3, "print(1)")
 
 
+def test_strip_drops_widget_views_and_keeps_their_text():
+    """A displayed widget's view (a model id into the stripped state) goes; its text/plain stays."""
+    view = {"model_id": "0123abcd", "version_major": 2, "version_minor": 0}
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("w", execution_count=1, outputs=[
+        nbformat.v4.new_output("display_data", data={strip_metadata.WIDGET_VIEW: view,
+                                                     "text/plain": "Squash explorer"})]))
+    assert strip_metadata.volatile(nb) == [f"cell 0 output {strip_metadata.WIDGET_VIEW}"]
+    strip_metadata.strip(nb)
+    assert strip_metadata.volatile(nb) == []
+    assert nb.cells[0].outputs[0].data == {"text/plain": "Squash explorer"}
+
+
 def test_strip_file_rewrites_only_the_metadata(tmp_path):
     """A committed notebook with timestamps put back comes out byte for byte as committed."""
     src = LESSONS[0]
