@@ -268,11 +268,14 @@ def fit(cfg: RunConfig, out_dir, *, resume: bool = False, progress: bool = True,
     if problem:
         raise ValueError(problem.replace("--out", "out_dir", 1))
     d = dist_.setup()
+    finished = False
     try:
-        return _fit(cfg, out, d, resume=resume, progress=progress and d.rank == 0,
-                    cache_dir=cache_dir, log=log or (lambda s: tqdm.write(s)), tqdm=tqdm)
+        result = _fit(cfg, out, d, resume=resume, progress=progress and d.rank == 0,
+                      cache_dir=cache_dir, log=log or (lambda s: tqdm.write(s)), tqdm=tqdm)
+        finished = True
+        return result
     finally:
-        dist_.teardown(d)
+        dist_.teardown(d, finished=finished)
 
 
 @dataclass
