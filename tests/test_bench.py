@@ -181,13 +181,14 @@ def test_peers_compute_the_same_convolution():
         assert torch.allclose(torch.as_tensor(out), ref, atol=1e-10), name
 
 
-def test_block_mode_times_a_layer_per_backend(tmp_path, capsys):
+def test_block_mode_times_a_layer_per_backend(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     rc = main(["bench", "--block", "--lengths", "16", "--rows", "4", "--batch", "2",
                "--repeats", "1", "--backends", "fft", "numba", "--out", str(tmp_path),
                "--name", "blk", "--no-progress"])
     assert rc == 0
     report = json.loads((tmp_path / "blk.json").read_text())
-    assert report["mode"] == "block"
+    assert report["mode"] == "block" and report["omp_wait_policy"] == "PASSIVE"    # recorded
     rows = {r["backend"]: r for r in report["results"]}
     assert set(rows) == {"fft", "numba"} and all(r["status"] == "ok" for r in rows.values())
     assert rows["fft"]["speedup_vs_fft"] == pytest.approx(1.0)

@@ -469,7 +469,9 @@ def benchmark_block(names, lengths, *, rows=256, batch=2, dtype="float32", repea
     report = {"started": _now(), "machine": machine_info(), "mode": "block",
               "config": dict(lengths=list(lengths), rows=rows, batch=batch, channels=H,
                              dtype=dtype, repeats=repeats, seed=seed, backends=list(names)),
-              "load_average_start": _loadavg(), "results": []}
+              "load_average_start": _loadavg(),
+              # torch's OpenMP pool reads it once, at start-up: what this process runs under
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "results": []}
     for L in lengths:
         torch.manual_seed(seed)
         u = torch.randn(B, H, L, dtype=tdtype)
