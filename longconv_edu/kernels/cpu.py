@@ -676,16 +676,15 @@ def _check_cpu(x: torch.Tensor, name: str) -> None:
                          f"(move it with .cpu(), or use backend='cuda' on a GPU)")
 
 
-def _as_rows(x: torch.Tensor) -> np.ndarray:
-    """A C-contiguous (rows, length) NumPy view of a detached CPU tensor (copied if strided)."""
-    x = x.detach()
-    return np.ascontiguousarray(x.reshape(-1, x.shape[-1]).numpy())
-
-
 def _as_numpy(x: torch.Tensor) -> np.ndarray:
     """A C-contiguous NumPy view of a detached CPU tensor, same shape (copied if strided)."""
     x = x.detach()
     return (x if x.is_contiguous() else x.contiguous()).numpy()
+
+
+def _as_rows(x: torch.Tensor) -> np.ndarray:
+    """The same as (rows, length): every leading dimension folded into the rows."""
+    return _as_numpy(x).reshape(-1, x.shape[-1])
 
 
 class _Setup(NamedTuple):
@@ -705,14 +704,15 @@ def _setup(L: int, dtype: torch.dtype) -> _Setup:
     return _Setup(M, _plan(M, dt.name), dt, dt.type(1.0 / (4 * M)), dt.type(1), dt.type(-1))
 
 
-def _spectrum(k: torch.Tensor, M: int) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel spectra K, (H, M+1), in storage order, unscaled (for ``kernel_spectrum``; the
-    convolution computes its own inside conv_rows)."""
-    kn = _as_rows(k)
-    kre = np.empty((kn.shape[0], M + 1), kn.dtype)
-    kim = np.empty_like(kre)
-    _parallel(spectra, kn, _plan(M, kn.dtype.name), kn.dtype.type(0.5), kre, kim)
-    return kre, kim
+def _spectrum(x: torch.Tensor, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spectra of the rows of x (every leading dimension folded in), (rows, M+1) each, in storage
+    order, unscaled: for ``kernel_spectrum`` and ``cpu_rfft`` (the convolution computes the
+    kernel's own inside conv_rows)."""
+    xn = _as_rows(x)
+    xre = np.empty((xn.shape[0], M + 1), xn.dtype)
+    xim = np.empty_like(xre)
+    _parallel(spectra, xn, _plan(M, xn.dtype.name), xn.dtype.type(0.5), xre, xim)
+    return xre, xim
 
 
 # ---------------------------------------------------------------- threads: safe under threads and fork
@@ -785,9 +785,10 @@ def _threads() -> int:
     return int(numba.get_num_threads())
 
 
-def _n_split(B: int, H: int) -> int:
-    """Parts of the batch per channel, so that there are about 4 tasks per thread (1 if H is large)."""
-    return max(1, min(B, -(-4 * _threads() // H)))
+def _n_split(B: int, H: int, per_thread: int = 4) -> int:
+    """Parts of the batch per channel, so that there are about ``per_thread`` tasks per thread
+    (1 if H is large). The backward asks for 1: each part costs a partial kernel gradient."""
+    return max(1, min(B, -(-per_thread * _threads() // H)))
 
 
 def _forward(u: torch.Tensor, k: torch.Tensor, keep: bool):
@@ -847,7 +848,7 @@ class _FusedConv(torch.autograd.Function):
             Lk = k.shape[1]
             S = _setup(L, u.dtype)
             gn, un = _as_rows(grad_y), _as_rows(u)
-            n_split = max(1, min(B, -(-_threads() // H)))
+            n_split = _n_split(B, H, per_thread=1)
             gu = np.empty_like(un) if need_u else np.empty((1, 1), un.dtype)
             gk = np.empty((H, n_split, Lk), un.dtype)
             _parallel(grad_rows, gn, un, kre, kim, S.plan, n_split, gu, gk, need_u)
@@ -923,11 +924,7 @@ def cpu_rfft(x: torch.Tensor, n: int) -> torch.Tensor:
         raise ValueError(f"x must have 1 <= x.shape[-1] <= n/2 = {n // 2} (the zero-padded "
                          f"half is what the fused kernel assumes), got shape {tuple(x.shape)}")
     M = n // 2
-    xn = _as_rows(x)
-    xre = np.empty((xn.shape[0], M + 1), xn.dtype)
-    xim = np.empty_like(xre)
-    _parallel(spectra, xn, _plan(M, xn.dtype.name), xn.dtype.type(0.5), xre, xim)
-    return _natural_order(xre, xim, M).reshape(*x.shape[:-1], M + 1)
+    return _natural_order(*_spectrum(x, M), M).reshape(*x.shape[:-1], M + 1)
 
 
 def _natural_order(xre: np.ndarray, xim: np.ndarray, M: int) -> torch.Tensor:
