@@ -202,9 +202,10 @@ def test_notebook_renders_in_browser(lab_page, name):
     page = lab_page.page
     cells_on_page = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count()
     assert cells_on_page == len(nb.cells), f"{name}: {cells_on_page} cells on the page, {len(nb.cells)} in the file"
+    # open_notebook returned, so the kernel reached idle; it may be busy again by now (the page
+    # asks it for comm and kernel info), so its status is not read a second time
     state = lab_page.state()
     assert state["kernelName"] == "longconv-edu", f"{name} started kernel {state['kernelName']!r}"
-    assert state["kernel"] == "idle", f"{name}: kernel {state['kernel']!r}"
     assert lab_page.errors() == [], f"{name} as committed shows errors: {lab_page.errors()}"
     lab_page.screenshot(f"notebook_{Path(name).stem}.png")
 
