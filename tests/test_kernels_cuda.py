@@ -344,6 +344,39 @@ def test_monarch_source_is_straight_line_per_factor():
     assert re.search(r"\* K\d+", src8)                              # W_8 has 1/sqrt(2) entries
     assert kc.monarch_threads(8192) == 1024 and kc.monarch_threads(1024) == 256
     assert kc.monarch_threads(16, 256) == 16
+    # the fused forward: two p-point groups per thread and factor, 256 to 1024 threads
+    assert kc.monarch_threads(8192, block=8) == 512 and kc.monarch_threads(16384, block=8) == 1024
+    assert kc.monarch_threads(8192, kind="inner", block=8) == 1024     # three passes: M/8
+    assert [kc.default_block(M) for M in (1, 512, 1024, 2048, 1 << 20)] == [4, 4, 4, 8, 8]
+
+
+@pytest.mark.parametrize("p", kc.MONARCH_BLOCKS)
+@pytest.mark.parametrize("sgn", [1, -1])
+def test_dft_block_source_is_the_dft_matrix(p, sgn):
+    # the generated p-point block (dense sums for p <= 4, its own factorisation in registers
+    # beyond) run as plain Python on float64 values, against numpy's FFT (the oracle): the
+    # forward block is fft, the unscaled inverse is p * ifft; rounding only (1e-13 relative)
+    consts = {}
+    lines, outs = kc._dft_lines(p, sgn, consts, np.float64, "")
+    assert (lines == []) == (p <= kc.DENSE_BLOCK_MAX)
+    rng = np.random.default_rng(p)
+    x = rng.standard_normal(p) + 1j * rng.standard_normal(p)
+    env = {**consts, "ZERO": 0.0}
+    env.update({f"t{r}r": x[r].real for r in range(p)})
+    env.update({f"t{r}i": x[r].imag for r in range(p)})
+    for line in lines:
+        exec(line, env)
+    y = np.array([eval(er, env) + 1j * eval(ei, env) for er, ei in outs])
+    ref = np.fft.fft(x) if sgn > 0 else p * np.fft.ifft(x)
+    assert np.abs(y - ref).max() <= 1e-13 * np.abs(ref).max()
+    # the factorised block is cheaper than the dense sum it replaces (p >= 8): count the
+    # arithmetic operators in the generated code
+    if p >= 8:
+        def ops(exprs):
+            return sum(e.count(" + ") + e.count(" - ") + e.count(" * ") for e in exprs)
+        dense = ops([e for pair in kc._dft_terms(p, sgn, {}, np.float64) for e in pair])
+        nested = ops([ln.split("=", 1)[1] for ln in lines] + [e for pair in outs for e in pair])
+        assert nested < 0.4 * dense
 
 
 # ----------------------------------------------------------------------------- SASS and the model
@@ -501,11 +534,16 @@ def test_gpu_script_fails_loudly_on_a_mismatch(monkeypatch, tmp_path, capsys):
 def test_monarch_plan_fused_then_three_passes():
     f32, h100, a100 = np.float32, 227 * 1024, 163 * 1024
     # fused: the row in place (2 M reals) and the root tables. L = 16384 (M = 16384): 128 KiB of
-    # row; all of W_M would take 128 KiB more, so Q = 4096 (32 KiB) and W_M^t for t < 4 (32 B)
+    # row; all of W_M would take 128 KiB more, so Q = the largest factor span below M that fits:
+    # 4 x 4 blocks (spans 16384, 4096, ...): Q = 4096 (32 KiB) and W_M^t for t < 4 (32 B); the
+    # default 8 x 8 blocks (spans 16384, 2048, ...): Q = 2048 and W_M^t for t < 8
     for smem in (h100, a100):
-        p = kc.monarch_plan(16384, f32, smem_bytes=smem)
+        p = kc.monarch_plan(16384, f32, smem_bytes=smem, block=4)
         assert (p.passes, p.roots) == (1, 4096)
         assert p.shared_bytes("conv") == (2 * 16384 + 2 * 4096 + 2 * 4) * 4 <= smem
+        p = kc.monarch_plan(16384, f32, smem_bytes=smem)
+        assert (p.block, p.passes, p.roots) == (8, 1, 2048)
+        assert p.shared_bytes("conv") == (2 * 16384 + 2 * 2048 + 2 * 8) * 4 <= smem
         p = kc.monarch_plan(8192, f32, smem_bytes=smem)           # 64 KiB + W_M: one table
         assert (p.passes, p.roots) == (1, 8192) and p.shared_bytes("conv") == 4 * 8192 * 4
     for L, outer in ((32768, 8), (65536, 16)):
@@ -532,8 +570,10 @@ def test_fused_backward_plan_under_each_gpus_budget():
         assert (bp is not None) == fused, (L, smem)
         if bp is not None:
             assert bp.shared_bytes("grad") <= smem and bp.kernel_threads("grad") == 256
-    bp = kc.fused_backward_plan(kc.monarch_plan(8192, f32, smem_bytes=h100), h100)
+    bp = kc.fused_backward_plan(kc.monarch_plan(8192, f32, smem_bytes=h100, block=4), h100)
     assert bp.roots == 2048 and bp.shared_bytes("grad") == (6 * 8192 + 4 + 2 * 2048 + 2 * 4) * 4
+    bp = kc.fused_backward_plan(kc.monarch_plan(8192, f32, smem_bytes=h100), h100)   # p = 8
+    assert bp.roots == 1024 and bp.shared_bytes("grad") == (6 * 8192 + 4 + 2 * 1024 + 2 * 8) * 4
     # the three passes' plan has no fused backward
     assert kc.fused_backward_plan(kc.monarch_plan(65536, f32, smem_bytes=h100), h100) is None
 

@@ -176,10 +176,13 @@ def test_monarch_fused_forward_and_both_gradients(L, Lk, dtype, block, smem):
 
 def test_monarch_4096_float64_fused_backward_with_two_level_twiddles():
     # float64 L = 4096 under 227 KiB: the forward keeps all of W_M (4 M values = 128 KiB), the
-    # fused backward (6 M + 4 values = 192 KiB) only W_1024 and W_4096^t for t < 4
-    plan = monarch_plan(4096, np.float64, smem_bytes=227 * 1024)
-    assert (plan.passes, plan.roots) == (1, 4096)
-    assert fused_backward_plan(plan, 227 * 1024).roots == 1024
+    # fused backward (6 M + 4 values = 192 KiB) only W_Q and W_4096^t for t < 4096/Q, Q the
+    # largest factor span that fits: 1024 with 4 x 4 blocks (spans 4096, 1024, ...), 512 with
+    # 8 x 8 blocks (the default at M = 4096: spans 4096, 512, 64, 8)
+    for block, Q in ((4, 1024), (None, 512)):
+        plan = monarch_plan(4096, np.float64, smem_bytes=227 * 1024, block=block)
+        assert (plan.passes, plan.roots) == (1, 4096)
+        assert fused_backward_plan(plan, 227 * 1024).roots == Q
 
 
 # ----------------------------------------------------------------------------- the Monarch three passes

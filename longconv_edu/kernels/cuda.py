@@ -1,7 +1,7 @@
 """Rung 5a: the fused FlashButterfly convolution as a Numba CUDA kernel, trainable and verifiable.
 
 Two kernels live here. ``cuda_conv``, the registered ``cuda`` backend, is the Monarch form (the
-"Monarch kernel" section below: dense DFT blocks, the real-input trick, generated source with
+"Monarch kernel" section below: DFT blocks as small mat-vecs, the real-input trick, generated source with
 every index a literal): one launch per row where the row fits one block's shared memory, the
 Monarch three-pass scheme beyond (outer factors over coalesced tiles of columns, inner Monarch
 convolutions, outer inverse). ``radix2_conv`` is the textbook radix-2 kernel the course starts
@@ -90,7 +90,7 @@ from ..fft import bit_reversal_permutation, fft_size
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "MonarchPlan", "monarch_plan", "monarch_tables", "run_monarch", "THREE_PASS_KINDS",
            "MONARCH_KINDS", "half_spectrum", "spectrum_pad", "device_smem_optin", "MONARCH_BLOCKS",
-           "DEFAULT_BLOCK", "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
+           "default_block", "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
            "monarch_roots", "least_roots", "check_roots", "fused_backward_plan",
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
@@ -563,8 +563,9 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # One thread block per row. With N = fft_size(L) and M = N/2, the real row u is read once as M
 # complex values z[m] = u[2m] + i u[2m+1] (the real-input trick: an M-point complex FFT instead
 # of an N-point one). The M-point DFT is a product of S = ceil(log2 M / log2 p) Monarch factors:
-# each is a block-diagonal matrix of dense p x p DFT blocks (p = ``block``, 4 by default) with
-# its twiddles folded in, applied as small dense complex mat-vecs out of shared memory, IN PLACE
+# each is a block-diagonal matrix of p x p DFT blocks (p = ``block``, ``default_block(M)``: 8, or
+# 4 for M <= 1024) with its twiddles folded in, applied as small complex mat-vecs in registers
+# (p <= 4 as dense sums, larger p by the block's own factorisation: ``_dft_lines``), IN PLACE
 # (``_inplace_factor_source``): factor f of span P (sub-transforms of P values, stride s = P/p)
 # lets a thread load its group of p values q0 + r s into registers, apply the block, multiply
 # output k by W_P^(j k) (j = the group's offset in its sub-transform) and store output k back
@@ -592,7 +593,17 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # tiles of columns, applies the conjugate twiddles and the inverse outer factors, writes y.
 # Two more round trips of w (N reals per row) than the fused kernel.
 MONARCH_BLOCKS = (2, 4, 8, 16, 32, 64)
-DEFAULT_BLOCK = 4
+
+
+def default_block(M: int) -> int:
+    """The Monarch block size p the ``cuda`` backend takes for rows of M complex values: 8, or 4
+    for M <= 1024. Chosen by the performance model from the SASS report (course page 05,
+    "choosing p"): an 8 x 8 block, evaluated in registers (``_dft_lines``), costs fewer
+    instructions per value than two 4 x 4 factors with a shared-memory round trip and a barrier
+    between them; at M <= 1024 the 256 rows of the model's batch leave too few warps per SM
+    unless each row keeps 256 threads busy, which p = 4 does and p = 8 does not."""
+    M = check_int(M, "M", min=1)
+    return 4 if M <= 1024 else 8
 #: Shared memory assumed when no GPU is present (simulator, compile-only): the H100's opt-in
 #: maximum per block, 227 KiB (NVIDIA H100 tuning guide, "shared memory capacity").
 H100_SMEM_OPTIN = 227 * 1024
@@ -660,7 +671,7 @@ def monarch_smem_bytes(M: int, real, kind: str = "conv", *, roots: int | None = 
 
 
 def monarch_roots(M: int, real, smem_bytes: int, kind: str = "conv",
-                  block: int = DEFAULT_BLOCK) -> int | None:
+                  block: int | None = None) -> int | None:
     """The root table Q a fused Monarch kernel ``kind`` ("conv" or "grad") of M complex values
     takes under ``smem_bytes``: the largest candidate whose block fits, so the fewest factors
     pay for two-level twiddles (a factor of span P > Q does); None when not even
@@ -669,7 +680,7 @@ def monarch_roots(M: int, real, smem_bytes: int, kind: str = "conv",
     M = check_int(M, "M", min=1, power_of_two=True)
     check_choice(kind, "kind", ("conv", "grad"))
     smem_bytes = check_int(smem_bytes, "smem_bytes", min=1)
-    block = check_block(block)
+    block = default_block(M) if block is None else check_block(block)
     q0 = least_roots(M)
     for Q in sorted({P for P in monarch_spans(M, block) if P >= q0} | {q0, M}, reverse=True):
         if monarch_smem_bytes(M, real, kind, roots=Q) <= smem_bytes:
@@ -683,13 +694,7 @@ def _dft_terms(p: int, sgn: int, consts: dict, real) -> list[tuple[str, str]]:
     are exactly 0 or +-1 (the four quarter turns) become additions; every other entry is a
     named constant ``K<j>`` of type ``real`` (added to ``consts``)."""
     def const(v: float) -> str:
-        v = float(real(v))
-        for name, c in consts.items():
-            if name.startswith("K") and float(c) == v:
-                return name
-        name = f"K{len(consts)}"
-        consts[name] = real(v)
-        return name
+        return _const(v, consts, real)
 
     def lin(pairs):                     # sum of coef * var, coefficients exact where they can be
         out = []
@@ -725,6 +730,88 @@ def _dft_terms(p: int, sgn: int, consts: dict, real) -> list[tuple[str, str]]:
             im_terms += [(d, f"t{r}r"), (c, f"t{r}i")]
         rows.append((lin(re_terms), lin(im_terms)))
     return rows
+
+
+#: Blocks this size or smaller are written out as dense sums (2 and 4: only additions, since
+#: every entry is 0 or a quarter turn); larger blocks are evaluated by their own factorisation.
+DENSE_BLOCK_MAX = 4
+
+
+def _dft_lines(p: int, sgn: int, consts: dict, real, ind: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Source of the p-point DFT block y_s = sum_r t_r W_p^(sgn r s) on registers t{r}r, t{r}i:
+    (lines, outs), outs[s] = (re, im) of y_s after ``lines`` ran.
+
+    p <= ``DENSE_BLOCK_MAX``: the dense sums of ``_dft_terms``, no lines. Larger p: the block's
+    own Monarch factorisation, one level down and in registers: p = m q (m = 4, or 2 for p = 8),
+    r = m r2 + r1, s = s1 + q s2, so
+        y_(s1 + q s2) = sum_r1 W_m^(r1 s2) W_p^(r1 s1) sum_r2 W_q^(r2 s1) t_(m r2 + r1):
+    m DFTs of q points, the constant twiddles W_p^(r1 s1) (quarter turns as swaps and signs),
+    q DFTs of m points. The same matrix as the dense sum, at about 5 p log2(p) real flops
+    instead of 8 p^2: on CUDA cores, without a tensor core to do the dense product in one
+    instruction, this is what makes a 16-point block cheaper per value than a 4-point one."""
+    if p <= DENSE_BLOCK_MAX:
+        return [], _dft_terms(p, sgn, consts, real)
+    lines: list[str] = []
+    count = [0]
+
+    def fresh() -> tuple[str, str]:
+        count[0] += 1
+        return f"v{count[0]}r", f"v{count[0]}i"
+
+    tok = re.compile(r"\bt(\d+)([ri])\b")
+
+    def dft(xs, n):
+        if n <= DENSE_BLOCK_MAX:
+            outs = []
+            for er, ei in _dft_terms(n, sgn, consts, real):
+                vr, vi = fresh()
+                def sub(m):
+                    return xs[int(m.group(1))][0 if m.group(2) == "r" else 1]
+                lines.append(f"{ind}{vr} = {tok.sub(sub, er)}")
+                lines.append(f"{ind}{vi} = {tok.sub(sub, ei)}")
+                outs.append((vr, vi))
+            return outs
+        m = 4 if n >= 16 else 2
+        q = n // m
+        cols = [dft([xs[m * r2 + r1] for r2 in range(q)], q) for r1 in range(m)]
+        for r1 in range(1, m):
+            for s1 in range(1, q):
+                cols[r1][s1] = twiddle(cols[r1][s1], (r1 * s1) % n, n)
+        out = [None] * n
+        for s1 in range(q):
+            for s2, y in enumerate(dft([cols[r1][s1] for r1 in range(m)], m)):
+                out[s1 + q * s2] = y
+        return out
+
+    def twiddle(x, e, n):                          # x W_n^(sgn e), a constant
+        a, b = x
+        if e == 0:
+            return x
+        if 2 * e == n:
+            return f"(-{a})", f"(-{b})"
+        if 4 * e == n or 4 * e == 3 * n:          # -+ i sgn
+            d = -sgn if 4 * e == n else sgn
+            return (f"(-{b})", a) if d > 0 else (b, f"(-{a})")
+        ang = -2 * math.pi * e / n * sgn
+        c, d = _const(math.cos(ang), consts, real), _const(math.sin(ang), consts, real)
+        vr, vi = fresh()
+        lines.append(f"{ind}{vr} = {a} * {c} - {b} * {d}")
+        lines.append(f"{ind}{vi} = {a} * {d} + {b} * {c}")
+        return vr, vi
+
+    outs = dft([(f"t{r}r", f"t{r}i") for r in range(p)], p)
+    return lines, outs
+
+
+def _const(v: float, consts: dict, real) -> str:
+    """The name of the constant v of type ``real`` (``K<j>``, added to ``consts`` once)."""
+    v = float(real(v))
+    for name, c in consts.items():
+        if name.startswith("K") and float(c) == v:
+            return name
+    name = f"K{len(consts)}"
+    consts[name] = real(v)
+    return name
 
 
 def _u(n: int, consts: dict) -> str:
@@ -806,7 +893,9 @@ def _factor_source(M: int, block: int, src: str, dst: str, sgn: int, consts: dic
             else:
                 lines.append(f"{i2}t{r}r = {a}_re[{off}]")
                 lines.append(f"{i2}t{r}i = {a}_im[{off}]")
-        for s, (er, ei) in enumerate(_dft_terms(p, sgn, consts, real)):
+        pre, outs = _dft_lines(p, sgn, consts, real, i2)
+        lines += pre
+        for s, (er, ei) in enumerate(outs):
             q = f"q0 + {u(s * span * mult)}" if s else "q0"
             lines.append(f"{i2}{b}_re[{q}] = {er}")
             lines.append(f"{i2}{b}_im[{q}] = {ei}")
@@ -885,7 +974,9 @@ def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind
         if sgn > 0:
             for r in range(p):
                 lines += [f"{i2}t{r}r = a_re[{slot(r)}]", f"{i2}t{r}i = a_im[{slot(r)}]"]
-            for k, (er, ei) in enumerate(_dft_terms(p, +1, consts, real)):
+            pre, outs = _dft_lines(p, +1, consts, real, i2)
+            lines += pre
+            for k, (er, ei) in enumerate(outs):
                 q = slot(rev[k])
                 if k == 0 or s == 1:
                     lines += [f"{i2}a_re[{q}] = {er}", f"{i2}a_im[{q}] = {ei}"]
@@ -900,7 +991,9 @@ def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind
                 else:
                     lines += [f"{i2}xr = a_re[{q}]", f"{i2}xi = a_im[{q}]", *twiddle(k, P),
                               f"{i2}t{k}r = xr * wr + xi * wi", f"{i2}t{k}i = xi * wr - xr * wi"]
-            for r, (er, ei) in enumerate(_dft_terms(p, -1, consts, real)):
+            pre, outs = _dft_lines(p, -1, consts, real, i2)
+            lines += pre
+            for r, (er, ei) in enumerate(outs):
                 lines += [f"{i2}a_re[{slot(r)}] = {er}", f"{i2}a_im[{slot(r)}] = {ei}"]
         lines.append(f"{ind}cuda.syncthreads()")
     return lines
@@ -987,16 +1080,20 @@ def _block(template: str, ind: str, **names) -> list[str]:
     return [ind + line for line in template.format(**names).splitlines()]
 
 
-def monarch_threads(M: int, threads: int | None = None, kind: str = "conv") -> int:
+def monarch_threads(M: int, threads: int | None = None, kind: str = "conv", block: int = 4) -> int:
     """Threads of a Monarch block for M-point transforms (a compile-time constant of the kernel:
-    the launch uses exactly this many): ``threads`` capped at M, or by default M/8 between 256
-    and 1024, so that the long rows, whose shared memory leaves room for one block per SM, still
-    have 32 warps on it to hide latency (shorter rows fit several blocks per SM). The fused
+    the launch uses exactly this many): ``threads`` capped at M, or by default, for the fused
+    forward, M / (2 p) between 256 and 1024 (two p-point groups per thread and factor: M/8 for
+    p = 4, M/16 for p = 8), so that the long rows, whose shared memory leaves room for one block
+    per SM, still have 32 warps on it to hide latency (shorter rows fit several blocks per SM);
+    the three-pass kernels take M/8 between 256 and 1024 whatever p (their shared memory leaves
+    one or a few blocks per SM, so they keep the warps). The fused
     backward (kind "grad") takes 256 by default: its loop over the batch makes the compiler
     keep each thread's addresses live through the whole loop, and with more threads (fewer
     registers each) they spill (1024 threads at M = 8192: 232 bytes; 256: 58 registers, none)."""
     if threads is None:
-        threads = DEFAULT_THREADS if kind == "grad" else min(1024, max(DEFAULT_THREADS, M // 8))
+        per = 2 * check_block(block) if kind == "conv" else 8
+        threads = DEFAULT_THREADS if kind == "grad" else min(1024, max(DEFAULT_THREADS, M // per))
     return max(1, min(threads, M))
 
 
@@ -1047,7 +1144,7 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
         return _three_pass(M, block, real, kind, threads, outer, columns)
     Q = check_roots(M, roots)
     F = M // Q if Q < M else 0                    # the fine table (two-level twiddles) or none
-    NT = monarch_threads(M, threads, kind)
+    NT = monarch_threads(M, threads, kind, block)
     consts: dict = {}
     u = functools.partial(_u, consts=consts)
     I = "    "
@@ -1411,7 +1508,7 @@ class MonarchPlan:
     inner: int
     columns: int
     real: type
-    block: int = DEFAULT_BLOCK
+    block: int
     threads: int | None = None
     roots: int | None = None
 
@@ -1436,7 +1533,7 @@ class MonarchPlan:
 
     def kernel_threads(self, kind: str) -> int:
         """Threads per block of kernel ``kind`` (a compile-time constant of that kernel)."""
-        return monarch_threads(self._items(kind), self.threads, kind)
+        return monarch_threads(self._items(kind), self.threads, kind, self.block)
 
     def shared_bytes(self, kind: str) -> int:
         """Dynamic shared memory per block of kernel ``kind`` (``monarch_smem_bytes``)."""
@@ -1508,12 +1605,12 @@ def fused_backward_plan(plan: MonarchPlan, smem_bytes: int) -> MonarchPlan | Non
 
 def _monarch_max_length(real, smem_bytes: int) -> int:
     top, M = 0, 1                       # L <= M has FFT size 2M
-    while M <= 1 << 40 and _monarch_plan_or_none(2 * M, real, smem_bytes, DEFAULT_BLOCK, None):
+    while M <= 1 << 40 and _monarch_plan_or_none(2 * M, real, smem_bytes, default_block(M), None):
         top, M = M, 2 * M
     return top
 
 
-def monarch_plan(L: int, real, *, smem_bytes: int, block: int = DEFAULT_BLOCK,
+def monarch_plan(L: int, real, *, smem_bytes: int, block: int | None = None,
                  threads: int | None = None, name: str = "u") -> MonarchPlan:
     """The plan ``cuda_conv`` uses for rows of length L: fused if a row (N/2 complex values,
     transformed in place, and the smallest root tables) fits ``smem_bytes``, with the largest
@@ -1524,10 +1621,10 @@ def monarch_plan(L: int, real, *, smem_bytes: int, block: int = DEFAULT_BLOCK,
     if real not in _NUMBA_NAME:
         raise TypeError(f"real must be np.float32 or np.float64, got {real!r}")
     smem_bytes = check_int(smem_bytes, "smem_bytes", min=1)
-    block = check_block(block)
+    N = fft_size(L)
+    block = default_block(max(N // 2, 1)) if block is None else check_block(block)
     if threads is not None:
         threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
-    N = fft_size(L)
     plan = _monarch_plan_or_none(N, real, smem_bytes, block, threads)
     if plan is None:
         top = max_length(real, smem_bytes, kernel="monarch")
@@ -1831,7 +1928,7 @@ def check_block(block) -> int:
 
 
 def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None,
-              threads: int | None = None, block: int = DEFAULT_BLOCK) -> torch.Tensor:
+              threads: int | None = None, block: int | None = None) -> torch.Tensor:
     """Causal long convolution by the Monarch FlashButterfly kernels (differentiable).
 
     u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; float32 or float64, contiguous, same device
@@ -1864,8 +1961,9 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     smem_bytes = check_int(smem_bytes, "smem_bytes", min=low)
     if threads is not None:
         threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
-    block = check_block(block)
+    block = None if block is None else check_block(block)
     plan = monarch_plan(u.shape[2], real, smem_bytes=smem_bytes, block=block, threads=threads)
+    block = plan.block
     if (torch.is_grad_enabled() and (u.requires_grad or k.requires_grad) and plan.passes == 1
             and fused_backward_plan(plan, smem_bytes) is None
             and _three_pass_plan(plan.N, real, smem_bytes, block, threads) is None):
@@ -2167,7 +2265,7 @@ REPORT_SMEM = {(8, 0): 163 * 1024, (9, 0): H100_SMEM_OPTIN}
 
 
 def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(9, 0),
-                block: int = DEFAULT_BLOCK, kind: str = "conv", threads: int | None = None,
+                block: int | None = None, kind: str = "conv", threads: int | None = None,
                 smem_bytes: int | None = None) -> dict:
     """SASS instructions per output element of one forward convolution row of length L.
 
@@ -2188,7 +2286,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
     if dtype not in REAL_OF:
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     cc = check_cc(cc)
-    block = check_block(block)
+    block = None if block is None else check_block(block)
     check_choice(kind, "kind", ("conv", "grad"))
     real = REAL_OF[dtype]
     if threads is not None:
@@ -2209,6 +2307,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
                                  f"{sorted(REPORT_SMEM)} only)")
             smem_bytes = REPORT_SMEM[cc]
         plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads, name="L")
+        out["block"] = plan.block
         if kind == "grad":
             bp = fused_backward_plan(plan, smem_bytes)
             if bp is None:
@@ -2283,34 +2382,35 @@ MODEL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 def report_configurations(quick: bool = False) -> list[dict]:
     """Every configuration ``write_sass_report`` compiles (keyword arguments of sass_counts).
 
-    The Monarch forward (default block) and the radix-2 kernel at every model length on sm_80
-    and sm_90, the Monarch kernel under that GPU's budget (``REPORT_SMEM``: fused up to
-    L = 16384 on both, three passes beyond), the radix-2 kernel under its 48 KiB (fused to
-    L = 2048, three passes beyond). At L = 1024 (M = 1024): the Monarch forward for blocks 8,
-    16 (float32) and 4, 8, 16 (float64), its fused backward for blocks 4 and 16 (float32); the
-    fused backward at the longest L each GPU keeps it fused (float32: 4096 on sm_80, 8192 on
-    sm_90); block 32 on sm_90 (float32). Ordered cheap first (block 32 takes minutes of
-    compiling). Block 64 is not compiled: its straight-line 64 x 64 blocks had not finished
-    compiling after about 40 CPU minutes. quick=True: one configuration of each kernel.
+    The Monarch forward and the radix-2 kernel at every model length on sm_80 and sm_90: the
+    Monarch kernel with its default block (``default_block``) and with the other of p = 4 and
+    p = 8 (the rows the choice of p is made from), under that GPU's budget (``REPORT_SMEM``:
+    fused up to L = 16384 on both, three passes beyond), the radix-2 kernel under its 48 KiB
+    (fused to L = 2048, three passes beyond). At L = 1024 (M = 1024): the Monarch forward for
+    block 16 (float32) and 4, 8, 16 (float64), its fused backward for blocks 4, 8 and 16
+    (float32); the fused backward at the longest L each GPU keeps it fused (float32: 4096 on
+    sm_80, 8192 on sm_90); blocks 32 and 64 on sm_90 (float32). quick=True: one configuration
+    of each kernel.
     """
     if quick:
-        return [dict(kernel="monarch", L=1024, cc=(9, 0), block=DEFAULT_BLOCK),
+        return [dict(kernel="monarch", L=1024, cc=(9, 0)),
                 dict(kernel="radix2", L=1024, cc=(9, 0))]
     out = []
     for cc in REPORT_CCS:
         for L in MODEL_LENGTHS:
-            out.append(dict(kernel="monarch", L=L, cc=cc, block=DEFAULT_BLOCK))
+            out.append(dict(kernel="monarch", L=L, cc=cc))
             out.append(dict(kernel="radix2", L=L, cc=cc))
+            out.append(dict(kernel="monarch", L=L, cc=cc, block=12 - default_block(L)))
     for cc in REPORT_CCS:
-        for b in (8, 16):
-            out.append(dict(kernel="monarch", L=1024, cc=cc, block=b))
+        out.append(dict(kernel="monarch", L=1024, cc=cc, block=16))
         for b in (4, 8, 16):
             out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, dtype=torch.float64))
-        for b in (4, 16):
+        for b in (4, 8, 16):
             out.append(dict(kernel="monarch", L=1024, cc=cc, block=b, kind="grad"))
         out.append(dict(kernel="monarch", L={(8, 0): 4096, (9, 0): 8192}[cc], cc=cc,
-                        block=DEFAULT_BLOCK, kind="grad"))
-    out.append(dict(kernel="monarch", L=1024, cc=(9, 0), block=32))
+                        kind="grad"))
+    for b in (32, 64):
+        out.append(dict(kernel="monarch", L=1024, cc=(9, 0), block=b))
     return out
 
 

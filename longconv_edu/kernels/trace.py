@@ -70,7 +70,6 @@ import torch
 
 from .._checks import check_bool, check_choice, check_conv_inputs, check_int
 from .cuda import (
-    DEFAULT_BLOCK,
     DEFAULT_SMEM_BYTES,
     REAL_OF,
     MonarchPlan,
@@ -622,7 +621,7 @@ def trace_kernel(kernel, grid, threads: int, *args, smem_bytes: int = 0, names=N
 
 def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
                scheme: str = "flashbutterfly", smem_bytes: int = DEFAULT_SMEM_BYTES,
-               threads: int = 2, block: int = DEFAULT_BLOCK, record: bool = False,
+               threads: int = 2, block: int | None = None, record: bool = False,
                drop_barriers=None) -> Trace:
     """Run the convolution of u (B, H, L) with k (H, Lk) under the tracer; count its traffic.
 
@@ -645,7 +644,7 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
         raise ValueError(f"u is on device {u.device}; the tracer runs on CPU tensors (.cpu())")
     real = REAL_OF[u.dtype]
     smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
-    block = check_int(block, "block", min=2, max=64, power_of_two=True)
+    block = None if block is None else check_int(block, "block", min=2, max=64, power_of_two=True)
     record = check_bool(record, "record")
     drop = _check_drop(drop_barriers)
     tracer = _Tracer(record)
