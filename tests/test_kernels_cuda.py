@@ -334,6 +334,13 @@ def test_bad_block_is_refused(block):
         kc.cuda_conv(u, k, block=block)
 
 
+@pytest.mark.parametrize("M,exc,match", [(0, ValueError, r"^M must be >= 1, got 0$"),
+                                         (1024.0, TypeError, r"^M must be an int, got ")])
+def test_bad_default_block_argument_is_refused(M, exc, match):
+    with pytest.raises(exc, match=match):
+        kc.default_block(M)
+
+
 def test_monarch_source_is_straight_line_per_factor():
     # M = 64, blocks of 4: three factors each way; every index is an unsigned literal; the DFT
     # entries 0 and +-1 of a 4-point block are additions (no constant K<j> needed)

@@ -90,7 +90,7 @@ from ..fft import bit_reversal_permutation, fft_size
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "MonarchPlan", "monarch_plan", "monarch_tables", "run_monarch", "THREE_PASS_KINDS",
            "MONARCH_KINDS", "half_spectrum", "spectrum_pad", "device_smem_optin", "MONARCH_BLOCKS",
-           "default_block", "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
+           "default_block", "check_block", "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
            "monarch_roots", "least_roots", "check_roots", "fused_backward_plan",
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
@@ -604,6 +604,8 @@ def default_block(M: int) -> int:
     unless each row keeps 256 threads busy, which p = 4 does and p = 8 does not."""
     M = check_int(M, "M", min=1)
     return 4 if M <= 1024 else 8
+
+
 #: Shared memory assumed when no GPU is present (simulator, compile-only): the H100's opt-in
 #: maximum per block, 227 KiB (NVIDIA H100 tuning guide, "shared memory capacity").
 H100_SMEM_OPTIN = 227 * 1024
@@ -747,8 +749,9 @@ def _dft_lines(p: int, sgn: int, consts: dict, real, ind: str) -> tuple[list[str
         y_(s1 + q s2) = sum_r1 W_m^(r1 s2) W_p^(r1 s1) sum_r2 W_q^(r2 s1) t_(m r2 + r1):
     m DFTs of q points, the constant twiddles W_p^(r1 s1) (quarter turns as swaps and signs),
     q DFTs of m points. The same matrix as the dense sum, at about 5 p log2(p) real flops
-    instead of 8 p^2: on CUDA cores, without a tensor core to do the dense product in one
-    instruction, this is what makes a 16-point block cheaper per value than a 4-point one."""
+    instead of the dense sum's (208 for p = 8 with its exact entries folded, 76 this way): on
+    CUDA cores, without a tensor core to do the dense product in one instruction, this is what
+    lets p = 8 take fewer SASS instructions per element than p = 4 (the SASS report)."""
     if p <= DENSE_BLOCK_MAX:
         return [], _dft_terms(p, sgn, consts, real)
     lines: list[str] = []
@@ -762,11 +765,11 @@ def _dft_lines(p: int, sgn: int, consts: dict, real, ind: str) -> tuple[list[str
 
     def dft(xs, n):
         if n <= DENSE_BLOCK_MAX:
+            def sub(m):                            # t{r}r / t{r}i -> the names of xs[r]
+                return xs[int(m.group(1))][0 if m.group(2) == "r" else 1]
             outs = []
             for er, ei in _dft_terms(n, sgn, consts, real):
                 vr, vi = fresh()
-                def sub(m):
-                    return xs[int(m.group(1))][0 if m.group(2) == "r" else 1]
                 lines.append(f"{ind}{vr} = {tok.sub(sub, er)}")
                 lines.append(f"{ind}{vi} = {tok.sub(sub, ei)}")
                 outs.append((vr, vi))
@@ -2400,7 +2403,8 @@ def report_configurations(quick: bool = False) -> list[dict]:
         for L in MODEL_LENGTHS:
             out.append(dict(kernel="monarch", L=L, cc=cc))
             out.append(dict(kernel="radix2", L=L, cc=cc))
-            out.append(dict(kernel="monarch", L=L, cc=cc, block=12 - default_block(L)))
+            other = 8 if default_block(L) == 4 else 4        # M = L for these powers of two
+            out.append(dict(kernel="monarch", L=L, cc=cc, block=other))
     for cc in REPORT_CCS:
         out.append(dict(kernel="monarch", L=1024, cc=cc, block=16))
         for b in (4, 8, 16):

@@ -77,6 +77,7 @@ from .cuda import (
     Program,
     bind_cuda,
     block_program,
+    check_block,
     check_launch_params,
     half_spectrum,
     make_plan,
@@ -644,7 +645,7 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
         raise ValueError(f"u is on device {u.device}; the tracer runs on CPU tensors (.cpu())")
     real = REAL_OF[u.dtype]
     smem_bytes, threads = check_launch_params(real, smem_bytes, threads)
-    block = None if block is None else check_int(block, "block", min=2, max=64, power_of_two=True)
+    block = None if block is None else check_block(block)
     record = check_bool(record, "record")
     drop = _check_drop(drop_barriers)
     tracer = _Tracer(record)
