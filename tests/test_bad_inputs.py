@@ -52,6 +52,8 @@ ELSEWHERE = {
     "kernels.ptx": "ptxas/nvdisasm tooling: tests/test_kernels_cuda.py",
     "kernels.perf_model": "the GPU performance model: tests/test_kernels_cuda.py",
     "kernels.cuda_check": "the GPU check script (a command line): tests/test_kernels_cuda.py",
+    "kernels.dsmem": "Numba intrinsics (typed at compile time) and cluster_dims: "
+                     "tests/test_kernels_cuda.py (test_bad_cluster_arguments_are_refused)",
     "lab": "a package docstring, no functions",
     "lab.data": "datasets and atomic writes: tests/test_data.py (test_bad_input)",
     "lab.experiments": "the experiments' tables: tests/test_train.py",
@@ -1383,6 +1385,10 @@ def _trace_rows():
         r"drop_barriers\[i\] must be >= 0, got -1")
     row("kernels.trace.trace_conv", "block 3", lambda: tr.trace_conv(u64, k64, kernel="monarch", block=3),
         ValueError, r"block must be a power of two, got 3")
+    row("kernels.trace.trace_conv", "cluster 3", lambda: tr.trace_conv(u64, k64, kernel="monarch", cluster=3),
+        ValueError, r"cluster must be a power of two, got 3")
+    row("kernels.trace.trace_conv", "cluster 16", lambda: tr.trace_conv(u64, k64, kernel="monarch", cluster=16),
+        ValueError, r"cluster must be <= 8, got 16")
     row("kernels.trace.trace_conv", "monarch too little fast memory for any plan",
         lambda: tr.trace_conv(u64, k64, kernel="monarch", smem_bytes=64), ValueError,
         r"u has length L=4: FFT size 8 does not fit the Monarch kernel's fast memory .* "

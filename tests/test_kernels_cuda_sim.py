@@ -228,3 +228,35 @@ def test_monarch_fused_forward_three_pass_backward_and_one_gradient():
     kk = k.clone().requires_grad_(True)
     (gk_only,) = torch.autograd.grad(cuda_conv(u, kk, smem_bytes=2048, threads=8), (kk,), g)
     assert rel_err(gk_only.numpy(), gk_ref.numpy()) < 1e-10
+
+
+# ----------------------------------------------------------------------------- the cluster kernel
+# Rows held by a cluster of C thread blocks through distributed shared memory (sm_90; float32 on
+# an H100: L = 32K with C = 2, 64K with C = 4). The simulator runs the kernel's one-block
+# emulation (``kernels.dsmem``: C thread groups, C slices of one shared array); forced here at
+# small L by a budget ``smem`` that fits M/C values (and the three passes the backward takes) but
+# not M/(C/2): the plan takes the fewest C that fits.
+# Oracles: numpy's float64 convolution for y (float64 within 1e-12, float32 within CONV_TOL),
+# torch.fft's float64 autograd for both gradients (the backward takes the three passes).
+@pytest.mark.parametrize("B,H,L,Lk,dtype,C,block,smem", [
+    (1, 1, 64, 64, torch.float64, 2, 4, 1152),       # M = 64: 2 CTAs of 32
+    (2, 3, 256, 13, torch.float64, 4, 4, 2304),      # 4 CTAs of 64: pairs of CTAs 1 and 3 via DSMEM
+    (1, 2, 100, 37, torch.float64, 2, 2, 1280),      # not a power of two; 2 x 2 blocks
+    (1, 1, 1000, 1000, torch.float32, 4, 4, 2560),   # not a power of two, float32, two-level twiddles
+    (1, 1, 2048, 2048, torch.float64, 8, 4, 5120),   # 8 CTAs of 256
+    (1, 1, 4096, 1000, torch.float64, 2, 8, 34304)])  # 2 x 2048, 8 x 8 blocks
+def test_monarch_cluster_forward_and_both_gradients(B, H, L, Lk, dtype, C, block, smem):
+    real = REAL_OF[dtype]
+    plan = monarch_plan(L, real, smem_bytes=smem, block=block, cluster=C)
+    assert plan.cluster == C and plan.kernels() == ("cluster",)
+    assert monarch_plan(L, real, smem_bytes=smem, block=block).passes == 3   # without clusters
+    u, k = make(B, H, L, Lk, seed=L + C, dtype=dtype)
+    g = torch.randn(B, H, L, generator=torch.Generator().manual_seed(C), dtype=dtype)
+    y, gu, gk = _grads(lambda a, b: cuda_conv(a, b, smem_bytes=smem, threads=32, block=block,
+                                              cluster=C), u, k, g)
+    y_ref, gu_ref, gk_ref = _grads64(u, k, g)
+    tol = 1e-12 if dtype == torch.float64 else TOL[dtype]
+    assert rel_err(y.detach().double().numpy(), causal_conv_np(u.double().numpy(), k.double().numpy())) < tol
+    for got, ref in ((gu, gu_ref), (gk, gk_ref)):
+        assert rel_err(got.double().numpy(), ref.detach().numpy()) < max(tol, 1e-10)
+

@@ -2,7 +2,9 @@
 
 Two kernels live here. ``cuda_conv``, the registered ``cuda`` backend, is the Monarch form (the
 "Monarch kernel" section below: DFT blocks as small mat-vecs, the real-input trick, generated source with
-every index a literal): one launch per row where the row fits one block's shared memory, the
+every index a literal): one launch per row where the row fits one block's shared memory, on
+sm_90 one launch per row held by a thread block cluster beyond that (``_cluster``, with the
+distributed shared memory primitives of ``kernels.dsmem``), else the
 Monarch three-pass scheme beyond (outer factors over coalesced tiles of columns, inner Monarch
 convolutions, outer inverse). ``radix2_conv`` is the textbook radix-2 kernel the course starts
 from (the "before" picture; described first, right below; no backend uses it). The compiler tools
@@ -90,7 +92,8 @@ from ..fft import bit_reversal_permutation, fft_size
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "MonarchPlan", "monarch_plan", "monarch_tables", "run_monarch", "THREE_PASS_KINDS",
            "MONARCH_KINDS", "half_spectrum", "spectrum_pad", "device_smem_optin", "MONARCH_BLOCKS",
-           "default_block", "check_block", "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
+           "default_block", "check_block", "check_cluster", "device_cluster_max", "CLUSTER_SIZES",
+           "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
            "monarch_roots", "least_roots", "check_roots", "fused_backward_plan",
            "Program", "block_program", "bind_cuda", "Plan",
            "make_plan", "simulator_active", "kernel_resources", "KernelResources", "ptxas_path",
@@ -626,7 +629,7 @@ def monarch_factors(M: int, block: int) -> list[int]:
 #: "inner_spectrum" (the inner factors and the real-input split only: the half spectrum of a
 #: row, for grad_k), pass 3 "outer_inverse" (the conjugate twiddles, the inverse outer factors).
 THREE_PASS_KINDS = ("outer", "inner", "inner_spectrum", "outer_inverse")
-MONARCH_KINDS = ("conv", "grad") + THREE_PASS_KINDS
+MONARCH_KINDS = ("conv", "grad") + THREE_PASS_KINDS + ("cluster",)
 
 
 def least_roots(M: int) -> int:
@@ -647,7 +650,7 @@ def check_roots(M: int, roots) -> int:
 
 
 def monarch_smem_bytes(M: int, real, kind: str = "conv", *, roots: int | None = None,
-                       outer: int = 1, columns: int = 1) -> int:
+                       outer: int = 1, columns: int = 1, cluster: int = 2) -> int:
     """Dynamic shared memory of one block of Monarch kernel ``kind`` for rows of M complex values.
 
     "conv" (fused): the row, M values transformed in place, and the root tables: W_Q^t
@@ -656,11 +659,15 @@ def monarch_smem_bytes(M: int, real, kind: str = "conv", *, roots: int | None = 
     channel's grad_k accumulator, 4 (M + 1). Three passes, M = outer x inner: "inner" and
     "inner_spectrum" hold two inner rows in two buffers and the inner root table, 10 inner;
     "outer" and "outer_inverse" a tile of outer x columns values in two buffers and the outer
-    root table, 4 outer columns + 2 outer.
+    root table, 4 outer columns + 2 outer. "cluster": one of the ``cluster`` CTAs that hold a
+    row together (``_cluster``), each as a fused "conv" block of M / cluster values.
     """
     M = check_int(M, "M", min=1, power_of_two=True)
     check_choice(kind, "kind", MONARCH_KINDS)
     s = np.dtype(real).itemsize
+    if kind == "cluster":
+        C = check_int(cluster, "cluster", min=2, max=max(2, M // 2), power_of_two=True)
+        return monarch_smem_bytes(M // C, real, "conv", roots=roots)
     if kind in ("conv", "grad"):
         Q = check_roots(M, roots)
         tables = 2 * Q + (2 * (M // Q) if Q < M else 0)
@@ -1002,7 +1009,8 @@ def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind
     return lines
 
 
-def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list[str]:
+def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special,
+                 top: int | None = None) -> list[str]:
     """Source of the loop over the pairs of positions (i, i2) of the bit-reversed row whose
     frequencies k and M - k the real-input split joins (``monarch_pairs``), NT threads.
 
@@ -1015,7 +1023,8 @@ def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list
     twiddles per warp). Position 1 (k = M/2, its own partner) is ``special``, done by thread 0.
     ``body(ind, guard)`` gives the lines for one pair from i, i2, kb (where the partner's
     spectrum is: X[M] for pair 0) and e1 (the pair's number: its twiddle); guard: whether i2
-    may equal i (pair 0)."""
+    may equal i (pair 0). top: where the spectrum holds X[M] (default M; the cluster kernel's
+    CTA 0 holds M values of a longer row)."""
     u = functools.partial(_u, consts=consts)
     n0 = min(NT, max(M // 2, 1))
     out = [f"{ind}e1 = tid",
@@ -1023,7 +1032,7 @@ def _pair_source(M: int, NT: int, consts: dict, ind: str, body, special) -> list
            f"{ind}    hb = {u(1 << 31)} >> np.uint64(cuda.clz(np.uint32(e1)))   # e1's top bit; 0 for 0",
            f"{ind}    i = e1 + hb                            # e1 = 0: position 0 (DC, with X[M])",
            f"{ind}    i2 = {u(6)} * hb - {u(1)} - i if e1 != {u(0)} else {u(0)}",
-           f"{ind}    kb = i2 if e1 != {u(0)} else {u(M)}",
+           f"{ind}    kb = i2 if e1 != {u(0)} else {u(M if top is None else top)}",
            *body(ind + "    ", True)]
     if M >= 2:
         out += [f"{ind}if tid == {u(0)}:                     # position 1: k = M/2, its own partner",
@@ -1101,11 +1110,12 @@ def monarch_threads(M: int, threads: int | None = None, kind: str = "conv", bloc
 
 
 def monarch_source(M: int, block: int, real, kind: str = "conv", threads: int | None = None, *,
-                   outer: int = 1, columns: int = 1, roots: int | None = None) -> str:
+                   outer: int = 1, columns: int = 1, roots: int | None = None, cluster: int = 2,
+                   emulate: bool = False) -> str:
     """The Python source of the Monarch kernel ``kind`` for rows of M complex values (see
     ``monarch_program``): generated, so that every radix, stride, shift and DFT entry is a
     literal the compiler folds (entries 0 and +-1 become additions, no index is divided)."""
-    return _monarch(M, block, real, kind, threads, outer, columns, roots)[0]
+    return _monarch(M, block, real, kind, threads, outer, columns, roots, cluster, emulate)[0]
 
 
 _STRIDED = re.compile(r"^(\s*)for (\w+) in range\((r?tid), U(\d+), T\):(.*)$")
@@ -1137,7 +1147,7 @@ def _fixed_thread_loops(src: str, NT: int, consts: dict) -> str:
 
 
 def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, outer: int = 1,
-             columns: int = 1, roots: int | None = None):
+             columns: int = 1, roots: int | None = None, cluster: int = 2, emulate: bool = False):
     M = check_int(M, "M", min=1, power_of_two=True)
     block = check_block(block)
     check_choice(kind, "kind", MONARCH_KINDS)
@@ -1145,6 +1155,10 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
         raise TypeError(f"real must be np.float32 or np.float64, got {real!r}")
     if kind in THREE_PASS_KINDS:
         return _three_pass(M, block, real, kind, threads, outer, columns)
+    if kind == "cluster":
+        C = check_int(cluster, "cluster", min=2, max=8, power_of_two=True)
+        check_int(M, "M", min=2 * C)
+        return _cluster(M, C, block, real, threads, roots, bool(emulate))
     Q = check_roots(M, roots)
     F = M // Q if Q < M else 0                    # the fine table (two-level twiddles) or none
     NT = monarch_threads(M, threads, kind, block)
@@ -1451,8 +1465,196 @@ def _three_pass(M: int, block: int, real, kind: str, threads: int | None, outer:
     return src, g
 
 
+
+# ---------------------------------------------------------------------------- the cluster kernel
+#: Cluster sizes the Monarch cluster kernel takes (1: no cluster); 8 is CUDA's portable maximum.
+CLUSTER_SIZES = (1, 2, 4, 8)
+
+
+def _cmac(terms, consts: dict, real) -> tuple[str, str]:
+    """(re, im) source of sum_j w_j x_j for complex literals w_j and registers (xr, xi):
+    parts of w that round to 0 or +-1 become additions, others named constants."""
+    re_, im_ = [], []
+
+    def add(out, c, v):
+        if abs(c) < 1e-15:
+            return
+        if abs(abs(c) - 1) < 1e-15:
+            out.append(("+ " if c > 0 else "- ") + v)
+        else:
+            out.append(f"+ {_const(c, consts, real)} * {v}")
+    for w, xr, xi in terms:
+        c, s = float(np.real(w)), float(np.imag(w))
+        add(re_, c, xr), add(re_, -s, xi), add(im_, c, xi), add(im_, s, xr)
+
+    def join(parts):
+        if not parts:
+            return "ZERO"
+        s = " ".join(parts)
+        return s[2:] if s.startswith("+ ") else "-" + s[2:]
+    return join(re_), join(im_)
+
+
+def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int | None,
+             emulate: bool):
+    """Source of the cluster kernel: one row of M complex values held by a cluster of C thread
+    blocks (CTAs), M/C values each, through distributed shared memory (``kernels.dsmem``).
+
+    Write Ml = M/C, n = n' + Ml c and k = C k' + r (decimation in frequency at the top). Then
+        Z[C k' + r] = sum_n' W_Ml^(n' k') v_r[n'],  v_r[n'] = W_M^(r n') sum_c W_C^(r c) z[n' + Ml c]:
+    CTA r builds v_r as it loads the row (z is zero beyond M/2, the causal padding, so only
+    chunks c < C/2 are read) and applies the fused kernel's in-place Ml-point factors: its
+    position i holds Z[C rev(i) + r]. The real-input split joins k and M - k: for r = 0 both
+    are in CTA 0, at the fused kernel's pairs of an Ml-point row; for r > 0 the partner of
+    position i of CTA r is position Ml - 1 - i of CTA (C - r) mod C, so CTA r does the pairs of
+    its own positions i < Ml/2, reading and writing the partner's half through DSMEM (every
+    pair once, Ml/2 per CTA). The inverse runs the local factors backwards, and the outputs
+        z'[n' + Ml j] = sum_r W_C^(-j r) W_M^(-r n') a_r[n']   (j < C/2: the first L outputs)
+    are made by CTA n' // (Ml/C) from the C values a_r[n'] of all CTAs. Four cluster barriers:
+    before the pairs, before the inverse, before the outputs, before exit (a CTA's shared
+    memory must outlive the others' reads).
+
+    Arguments: (x, spec, roots, fine, tw, ctw, out, n_in, n_out, conj, scale); spec (S, 2,
+    M + pad) in the cluster's order (``_cluster_order``), tw (2, M) W_N^k for the frequency k at
+    each position of that order, ctw (2, M) W_M^t; roots, fine: the local Ml-point tables.
+    emulate: the simulator's variant (``kernels.dsmem``: one block of C x NT threads).
+    """
+    Ml = M // C
+    if C < 2 or Ml < 2:
+        raise ValueError(f"a cluster kernel needs C >= 2 and M/C >= 2, got M={M}, C={C}")
+    Q = check_roots(Ml, roots)
+    F = Ml // Q if Q < Ml else 0
+    NT = monarch_threads(Ml, threads, "conv", block)
+    S = 2 * Ml + 2 * Q + 2 * F                     # reals of one CTA's shared memory
+    consts: dict = {}
+    u = functools.partial(_u, consts=consts)
+    I, I2 = "    ", "        "
+    sync = "    cuda.syncthreads()" if emulate else "    cluster_sync()"
+    if emulate:
+        who = ["    smc = cuda.shared.array(0, SMEM_T)     # emulation: C thread groups, C slices",
+               f"    rank = np.uint64(cuda.threadIdx.x) // {u(NT)}",
+               f"    tid = np.uint64(cuda.threadIdx.x) & {u(NT - 1)}",
+               f"    sm = smc[rank * {u(S)}:(rank + {u(1)}) * {u(S)}]",
+               "    row = cuda.blockIdx.x"]
+    else:
+        who = ["    sm = cuda.shared.array(0, SMEM_T)",
+               "    smc = sm                                 # DSMEM addresses are taken from it",
+               f"    rank = np.uint64(cuda.blockIdx.x) & {u(C - 1)}   # the CTA's rank in its cluster",
+               "    tid = np.uint64(cuda.threadIdx.x)",
+               f"    row = np.uint64(cuda.blockIdx.x) >> {u(C.bit_length() - 1)}"]
+    head = [*who,
+            f"    a_re = sm[0:{Ml}]", f"    a_im = sm[{Ml}:{2 * Ml}]",
+            f"    w_re = sm[{2 * Ml}:{2 * Ml + Q}]", f"    w_im = sm[{2 * Ml + Q}:{2 * Ml + 2 * Q}]",
+            *([f"    f_re = sm[{2 * Ml + 2 * Q}:{2 * Ml + 2 * Q + F}]",
+               f"    f_im = sm[{2 * Ml + 2 * Q + F}:{2 * Ml + 2 * Q + 2 * F}]"] if F else []),
+            f"    rtid = {u(NT - 1)} - tid",
+            "    srow = np.uint32(row) % np.uint32(spec.shape[0])",
+            "    nu_in = np.uint64(n_in)", "    nu_out = np.uint64(n_out)",
+            f"    off = rank * {u(Ml)}                    # this CTA's positions in spec and tw",
+            f"    for m in range(tid, {u(Q)}, T):",
+            "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
+            *([f"    for m in range(tid, {u(F)}, T):",
+               "        f_re[m] = fine[0, m]", "        f_im[m] = fine[1, m]"] if F else [])]
+    load = [f"    for m in range(tid, {u(Ml)}, T):      # v_r[m]: the row's first C/2 chunks",
+            f"{I2}m2 = {u(2)} * m",
+            f"{I2}zr = x[row, m2] if m2 < nu_in else ZERO",
+            f"{I2}zi = x[row, m2 + {u(1)}] if m2 + {u(1)} < nu_in else ZERO"]
+    for c in range(1, C // 2):
+        load += [f"{I2}n2 = m2 + {u(2 * Ml * c)}",
+                 f"{I2}yr = x[row, n2] if n2 < nu_in else ZERO",
+                 f"{I2}yi = x[row, n2 + {u(1)}] if n2 + {u(1)} < nu_in else ZERO",
+                 f"{I2}t = (rank * {u(c * Ml)}) & {u(M - 1)}      # W_C^(r c) = W_M^(r c Ml)",
+                 f"{I2}wr = ctw[0, t]", f"{I2}wi = ctw[1, t]",
+                 f"{I2}zr += yr * wr - yi * wi", f"{I2}zi += yr * wi + yi * wr"]
+    load += [f"{I2}t = rank * m", f"{I2}wr = ctw[0, t]", f"{I2}wi = ctw[1, t]",
+             f"{I2}a_re[m] = zr * wr - zi * wi", f"{I2}a_im[m] = zr * wi + zi * wr",
+             "    cuda.syncthreads()"]
+    fwd = _inplace_factor_source(Ml, block, +1, consts, real, I, Q)
+    inv = _inplace_factor_source(Ml, block, -1, consts, real, I, Q, "rtid")
+    split = functools.partial(_block, _SPLIT, z1r="ar", z1i="ai", z2r="br", z2i="bi",
+                              x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i")
+    merge = functools.partial(_block, _MERGE, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
+                              z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i")
+
+    def product(ind, k1, k2):
+        return [f"{ind}kr1 = spec[srow, 0, {k1}]", f"{ind}ki1 = conj * spec[srow, 1, {k1}]",
+                f"{ind}kr2 = spec[srow, 0, {k2}]", f"{ind}ki2 = conj * spec[srow, 1, {k2}]",
+                f"{ind}y1r = x1r * kr1 - x1i * ki1", f"{ind}y1i = x1r * ki1 + x1i * kr1",
+                f"{ind}y2r = x2r * kr2 - x2i * ki2", f"{ind}y2i = x2r * ki2 + x2i * kr2"]
+
+    def local_body(ind, guard):                    # CTA 0: the fused kernel's pairs
+        return [f"{ind}wr = tw[0, i]", f"{ind}wi = tw[1, i]", f"{ind}ar = a_re[i]",
+                f"{ind}ai = a_im[i]", f"{ind}br = a_re[i2]", f"{ind}bi = a_im[i2]",
+                *split(ind), *product(ind, "i", "kb"), *merge(ind),
+                f"{ind}a_re[i] = z1r", f"{ind}a_im[i] = z1i",
+                *([f"{ind}if i2 != i:", f"{ind}    a_re[i2] = z2r", f"{ind}    a_im[i2] = z2i"]
+                  if guard else [f"{ind}a_re[i2] = z2r", f"{ind}a_im[i2] = z2i"])]
+
+    def local_special(ind):
+        return [f"{ind}zr = a_re[{u(1)}]", f"{ind}zi = a_im[{u(1)}]",
+                f"{ind}kr = spec[srow, 0, {u(1)}]", f"{ind}ki = conj * spec[srow, 1, {u(1)}]",
+                f"{ind}a_re[{u(1)}] = zr * kr + zi * ki      # Z[M/2] conj(K[M/2])",
+                f"{ind}a_im[{u(1)}] = zi * kr - zr * ki"]
+    pairs = [f"    if rank == {u(0)}:          # CTA 0: frequencies C k', pairs inside the CTA",
+             *_pair_source(Ml, NT, consts, I2, local_body, local_special, top=M),
+             "    else:                        # CTA r: pairs with CTA C - r, through DSMEM",
+             f"{I2}pr = ({u(C)} - rank) & {u(C - 1)}",
+             f"{I2}bp = dsmem_base(smc, pr)",
+             f"{I2}kp = pr * {u(Ml)}",
+             f"{I2}for i in range(tid, {u(Ml // 2)}, T):",
+             f"{I2}    i2 = {u(Ml - 1)} - i",
+             f"{I2}    wr = tw[0, off + i]", f"{I2}    wi = tw[1, off + i]",
+             f"{I2}    ar = a_re[i]", f"{I2}    ai = a_im[i]",
+             f"{I2}    br = dsmem_load(smc, bp, i2)", f"{I2}    bi = dsmem_load(smc, bp, i2 + {u(Ml)})",
+             *split(I2 + I), *product(I2 + I, "off + i", "kp + i2"), *merge(I2 + I),
+             f"{I2}    a_re[i] = z1r", f"{I2}    a_im[i] = z1i",
+             f"{I2}    dsmem_store(smc, bp, i2, z2r)", f"{I2}    dsmem_store(smc, bp, i2 + {u(Ml)}, z2i)"]
+    # the outputs: CTA rank makes n' in [rank Ml/C, (rank + 1) Ml/C), j < C/2
+    w = Ml // C
+    store = [*(f"    b{s} = dsmem_base(smc, {u(s)})" for s in range(C)),
+             f"    for m in range(tid, {u(w)}, T):      # the C values a_r[n'] -> C/2 outputs",
+             f"{I2}n = rank * {u(w)} + m"]
+    for s in range(C):
+        store += [f"{I2}xr = dsmem_load(smc, b{s}, n)", f"{I2}xi = dsmem_load(smc, b{s}, n + {u(Ml)})"]
+        if s:
+            store += [f"{I2}t = {u(s)} * n", f"{I2}wr = ctw[0, t]", f"{I2}wi = ctw[1, t]",
+                      f"{I2}v{s}r = xr * wr + xi * wi", f"{I2}v{s}i = xi * wr - xr * wi"]
+        else:
+            store += [f"{I2}v0r = xr", f"{I2}v0i = xi"]
+    for j in range(C // 2):
+        er, ei = _cmac([(np.exp(2j * np.pi * j * s / C), f"v{s}r", f"v{s}i") for s in range(C)],
+                       consts, real)
+        o = f"{u(2 * Ml * j)} + {u(2)} * n" if j else f"{u(2)} * n"
+        store += [f"{I2}o = {o}", f"{I2}if o < nu_out:", f"{I2}    out[row, o] = ({er}) * scale",
+                  f"{I2}if o + {u(1)} < nu_out:", f"{I2}    out[row, o + {u(1)}] = ({ei}) * scale"]
+    body = ["def kernel(x, spec, roots, fine, tw, ctw, out, n_in, n_out, conj, scale):",
+            *head, *load, *fwd, sync, *pairs, sync, *inv, sync, *store, sync]
+    src = _fixed_thread_loops("\n".join(body) + "\n", NT, consts)
+    g = {"cuda": None, "np": np, "SMEM_T": numba.from_dtype(np.dtype(real)), "ZERO": real(0),
+         "HALF_R": real(0.5), **consts}
+    if emulate:
+        from . import dsmem
+        g.update(dsmem.emulated(C, S, None))
+        del g["cluster_sync"]
+    else:
+        from .dsmem import cluster_sync, dsmem_base, dsmem_load, dsmem_store
+        g.update(dsmem_base=dsmem_base, dsmem_load=dsmem_load, dsmem_store=dsmem_store,
+                 cluster_sync=cluster_sync)
+    return src, g
+
+
+@functools.cache
+def _cluster_order(M: int, C: int) -> np.ndarray:
+    """Index r Ml + i of the cluster kernel's spectrum and split twiddles -> frequency
+    C rev(i) + r (rev: bit reversal of log2(Ml) bits, Ml = M/C); M at M."""
+    Ml = M // C
+    rev = bit_reversal_permutation(Ml).numpy()
+    return np.append((C * rev[None, :] + np.arange(C)[:, None]).reshape(-1), M)
+
+
 def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int | None = None, *,
-                    outer: int = 1, columns: int = 1, roots: int | None = None):
+                    outer: int = 1, columns: int = 1, roots: int | None = None, cluster: int = 2,
+                    emulate: bool = False):
     """The Monarch kernel body for rows of M complex values, as a Python function in the CUDA
     style (its source: ``monarch_source``): kind "conv" (fused forward, or grad_u with
     conj=-1), "grad" (fused backward: one block per channel, a loop over the batch: grad_u and
@@ -1472,10 +1674,15 @@ def monarch_program(M: int, block: int, real, kind: str = "conv", threads: int |
       pair order, out (R, n_out).
     grad args: (g, u, spec, roots, fine, tw, grad_u, grad_k, B, H, n_in, n_k, scale)
       g, u, grad_u (B*H, L); spec (H, 2, M + pad); grad_k (H, n_k).
+    kind "cluster": the row held by a cluster of ``cluster`` CTAs (sm_90; ``_cluster``, which
+    lists its arguments); emulate=True: its one-block variant for the simulator and the tracer.
     """
-    src, g = _monarch(M, block, real, kind, threads, outer, columns, roots)
+    src, g = _monarch(M, block, real, kind, threads, outer, columns, roots, cluster, emulate)
     if kind in ("inner", "inner_spectrum"):
         name = f"monarch_{kind}_I{M // outer}_p{block}_{_NUMBA_NAME[real]}"
+    elif kind == "cluster":
+        name = (f"monarch_cluster{cluster}_M{M}_Q{check_roots(M // cluster, roots)}_p{block}_"
+                f"{_NUMBA_NAME[real]}{'_emulated' if emulate else ''}")
     elif kind in THREE_PASS_KINDS:
         name = f"monarch_{kind}_O{outer}xI{M // outer}_C{columns}_p{block}_{_NUMBA_NAME[real]}"
     else:
@@ -1501,6 +1708,8 @@ class MonarchPlan:
 
     outer == 1: fused, one launch per row (kind "conv"; the backward: "grad" where it fits,
     ``fused_backward_plan``), with a root table of ``roots`` values (Q, ``monarch_roots``).
+    cluster = C > 1 (outer == 1): one launch, a cluster of C blocks per row, each holding M/C
+    values with a root table of ``roots`` values for M/C (kind "cluster", sm_90).
     outer > 1: three passes, M = outer x inner: pass 1 ("outer") one block per tile of
     ``columns`` consecutive columns of the (outer, inner) view of the row; pass 2 ("inner")
     outer/2 blocks per row, each two inner rows; pass 3 ("outer_inverse") as pass 1.
@@ -1514,6 +1723,7 @@ class MonarchPlan:
     block: int
     threads: int | None = None
     roots: int | None = None
+    cluster: int = 1
 
     @property
     def M(self) -> int:
@@ -1525,9 +1735,13 @@ class MonarchPlan:
 
     def kernels(self) -> tuple:
         """The kinds a forward convolution launches, in order."""
+        if self.cluster > 1:
+            return ("cluster",)
         return ("conv",) if self.passes == 1 else ("outer", "inner", "outer_inverse")
 
     def _items(self, kind: str) -> int:
+        if kind == "cluster":
+            return self.M // self.cluster
         if kind in ("conv", "grad"):
             return self.M
         if kind in ("inner", "inner_spectrum"):
@@ -1536,18 +1750,23 @@ class MonarchPlan:
 
     def kernel_threads(self, kind: str) -> int:
         """Threads per block of kernel ``kind`` (a compile-time constant of that kernel)."""
-        return monarch_threads(self._items(kind), self.threads, kind, self.block)
+        kd = "conv" if kind == "cluster" else kind       # each CTA of a cluster: a fused row
+        return monarch_threads(self._items(kind), self.threads, kd, self.block)
 
     def shared_bytes(self, kind: str) -> int:
         """Dynamic shared memory per block of kernel ``kind`` (``monarch_smem_bytes``)."""
         if kind in ("conv", "grad"):
             return monarch_smem_bytes(self.M, self.real, kind, roots=self.roots)
+        if kind == "cluster":
+            return monarch_smem_bytes(self.M, self.real, kind, roots=self.roots, cluster=self.cluster)
         return monarch_smem_bytes(self.M, self.real, kind, outer=self.outer, columns=self.columns)
 
     def blocks_per_row(self, kind: str) -> int:
         """Thread blocks one row takes in kernel ``kind`` (the grid is rows x this)."""
         if kind in ("conv", "grad"):
             return 1
+        if kind == "cluster":
+            return self.cluster
         if kind in ("inner", "inner_spectrum"):
             return self.outer // 2
         return self.inner // self.columns
@@ -1560,6 +1779,9 @@ class MonarchPlan:
         base = dict(block=self.block, real=self.real, kind=kind, threads=nt)
         if kind in ("conv", "grad"):
             return dict(M=self.M, roots=check_roots(self.M, self.roots), **base)
+        if kind == "cluster":
+            return dict(M=self.M, cluster=self.cluster,
+                        roots=check_roots(self.M // self.cluster, self.roots), **base)
         if kind in ("inner", "inner_spectrum"):
             return dict(M=2 * self.inner, outer=2, **base)
         return dict(M=self.M, outer=self.outer, columns=self.columns, **base)
@@ -1587,10 +1809,19 @@ def _three_pass_plan(N: int, real, smem_bytes: int, block: int, threads) -> Mona
     return MonarchPlan(N, outer, inner, cols, real, block, threads)
 
 
-def _monarch_plan_or_none(N: int, real, smem_bytes: int, block: int, threads):
-    Q = monarch_roots(N // 2, real, smem_bytes, "conv", block)
+def _monarch_plan_or_none(N: int, real, smem_bytes: int, block: int, threads, cluster: int = 1):
+    """Fused if the row fits one block; else a cluster of the fewest C <= ``cluster`` blocks
+    whose M/C values each fit; else three passes; else None."""
+    M = N // 2
+    Q = monarch_roots(M, real, smem_bytes, "conv", block)
     if Q is not None:
-        return MonarchPlan(N, 1, N // 2, 1, real, block, threads, Q)
+        return MonarchPlan(N, 1, M, 1, real, block, threads, Q)
+    C = 2
+    while C <= cluster and M // C >= 2:
+        Q = monarch_roots(M // C, real, smem_bytes, "conv", block)
+        if Q is not None:
+            return MonarchPlan(N, 1, M, 1, real, block, threads, Q, C)
+        C *= 2
     return _three_pass_plan(N, real, smem_bytes, block, threads)
 
 
@@ -1598,7 +1829,7 @@ def fused_backward_plan(plan: MonarchPlan, smem_bytes: int) -> MonarchPlan | Non
     """The plan of the fused backward ("grad": one block per channel) for the rows of ``plan``
     under ``smem_bytes``, with its own root table (``monarch_roots(..., "grad")``), or None
     when it does not fit (the backward then takes the three passes)."""
-    if plan.passes != 1:
+    if plan.passes != 1 or plan.cluster > 1:
         return None
     Q = monarch_roots(plan.M, plan.real, smem_bytes, "grad", plan.block)
     if Q is None:
@@ -1614,10 +1845,12 @@ def _monarch_max_length(real, smem_bytes: int) -> int:
 
 
 def monarch_plan(L: int, real, *, smem_bytes: int, block: int | None = None,
-                 threads: int | None = None, name: str = "u") -> MonarchPlan:
+                 threads: int | None = None, name: str = "u", cluster: int = 1) -> MonarchPlan:
     """The plan ``cuda_conv`` uses for rows of length L: fused if a row (N/2 complex values,
     transformed in place, and the smallest root tables) fits ``smem_bytes``, with the largest
-    root table that fits (``monarch_roots``), else the three-pass scheme.
+    root table that fits (``monarch_roots``), else, where ``cluster`` > 1 allows it (thread
+    block clusters: sm_90), a cluster of the fewest C <= ``cluster`` blocks whose N/(2C)
+    values fit, else the three-pass scheme.
     Lengths no plan fits raise ValueError naming ``name`` and the longest L this budget allows.
     """
     L = check_int(L, "L", min=1)
@@ -1628,7 +1861,8 @@ def monarch_plan(L: int, real, *, smem_bytes: int, block: int | None = None,
     block = default_block(max(N // 2, 1)) if block is None else check_block(block)
     if threads is not None:
         threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
-    plan = _monarch_plan_or_none(N, real, smem_bytes, block, threads)
+    cluster = check_cluster(cluster)
+    plan = _monarch_plan_or_none(N, real, smem_bytes, block, threads, cluster)
     if plan is None:
         top = max_length(real, smem_bytes, kernel="monarch")
         raise ValueError(
@@ -1640,7 +1874,8 @@ def monarch_plan(L: int, real, *, smem_bytes: int, block: int | None = None,
 
 
 # ---------------------------------------------------------------------------- host side
-def monarch_tables(M: int, real, outer: int = 1, *, roots: int | None = None) -> dict:
+def monarch_tables(M: int, real, outer: int = 1, *, roots: int | None = None,
+                   cluster: int = 1) -> dict:
     """The constant tables the Monarch kernels read, each (2, n) (re, im), computed in float64
     and rounded once to ``real`` (N = 2M):
 
@@ -1652,23 +1887,47 @@ def monarch_tables(M: int, real, outer: int = 1, *, roots: int | None = None) ->
     outer > 1 (three passes, M = outer x inner): "roots_outer" W_outer^t, "roots_inner"
     W_inner^t, "twiddles_outer" W_M^(k1 b) at k1 inner + b (pass 1 and, conjugated, pass 3),
     "twiddles_split" W_N^k at the position of Z[k], k = k1 + outer k2 at k1 inner + k2.
+    cluster = C > 1 (the cluster kernel, outer == 1): "roots" and "roots_fine" of the local
+    M/C-point transform (Q = ``roots`` for M/C), "cluster_split" W_N^k for the frequency k at
+    each index of ``_cluster_order`` (M values) and "cluster_roots" W_M^t (t < M).
     The arrays are read-only and shared between calls.
     """
     M = check_int(M, "M", min=1, power_of_two=True)
     if real not in _NUMBA_NAME:
         raise TypeError(f"real must be np.float32 or np.float64, got {real!r}")
     outer = check_int(outer, "outer", min=1, max=max(1, M // 2), power_of_two=True)
+    cluster = check_int(cluster, "cluster", min=1, max=8, power_of_two=True)
     if outer > 1:
+        if cluster > 1:
+            raise ValueError(f"cluster={cluster} needs outer=1 (a cluster holds the whole row), "
+                             f"got outer={outer}")
         return _tables_np(M, real, outer, None)
+    if cluster > 1:
+        check_int(M, "M", min=2 * cluster)
+        return _cluster_tables_np(M, real, cluster, check_roots(M // cluster, roots))
     return _tables_np(M, real, 1, check_roots(M, roots))
 
 
 @functools.cache
+def _cluster_tables_np(M: int, real, C: int, Q: int) -> dict:
+    t = dict(_tables_np(M // C, real, 1, Q))
+    del t["twiddles"]                                  # the local pairs' table: not used
+    k = _cluster_order(M, C)[:M]
+    t["cluster_split"] = _planes(np.exp(-2j * np.pi * k / (2 * M)), real)
+    t["cluster_roots"] = _planes(np.exp(-2j * np.pi * np.arange(M) / M), real)
+    return t
+
+
+def _planes(z: np.ndarray, real) -> np.ndarray:
+    """Complex float64 values as a read-only (2, n) table of ``real`` (re, im), rounded once."""
+    a = np.ascontiguousarray(np.stack([z.real, z.imag]).astype(real))
+    a.flags.writeable = False
+    return a
+
+
+@functools.cache
 def _tables_np(M: int, real, outer: int, Q) -> dict:
-    def planes(z):
-        a = np.ascontiguousarray(np.stack([z.real, z.imag]).astype(real))
-        a.flags.writeable = False
-        return a
+    planes = functools.partial(_planes, real=real)
     if outer == 1:
         first, _ = monarch_pairs(M)
         k = bit_reversal_permutation(M).numpy()[first]               # pair 0: k = 0, W = 1
@@ -1708,22 +1967,25 @@ def spectrum_pad(real) -> int:
     return max(1, _SECTOR // np.dtype(real).itemsize)
 
 
-def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
+def half_spectrum(k: torch.Tensor, N: int, outer: int = 1, cluster: int = 1) -> torch.Tensor:
     """The kernel spectrum the Monarch kernels multiply by: rfft(k, n=N) as a real tensor
     (H, 2, N/2 + ``spectrum_pad(real)``) (re, im; each plane padded with zeros so that both
     start on a 32-byte sector), in the order the kernel holds its row: for the fused kernel
     (outer == 1) K[rev(i)] at i < N/2 (rev: bit reversal of log2(N/2) bits, the order its
     in-place forward factors leave), for the three-pass kernels (outer > 1) K[k1 + outer k2] at
-    k1 inner + k2, so that pass 2 reads it in order; K[N/2] at N/2 in both. Cached on the kernel
+    k1 inner + k2, so that pass 2 reads it in order, for the cluster kernel (cluster = C > 1)
+    K[C rev(i) + r] at r N/(2C) + i (``_cluster_order``); K[N/2] at N/2 in all. Cached on the kernel
     tensor's identity and version (``k._version`` changes on every in-place update, e.g. an
     optimizer step), so repeated forwards compute it once."""
-    key = (id(k), k.data_ptr(), k._version, tuple(k.shape), N, outer, k.dtype, str(k.device))
+    key = (id(k), k.data_ptr(), k._version, tuple(k.shape), N, outer, cluster, k.dtype,
+           str(k.device))
     hit = _SPECTRA.get(key)
     if hit is not None:
         return hit
     kf = torch.fft.rfft(k.detach(), n=N)
     spec = torch.stack([kf.real, kf.imag], dim=1)
-    order = _outer_inner_order(N // 2, outer) if outer > 1 else _fused_order(N // 2)
+    order = (_outer_inner_order(N // 2, outer) if outer > 1 else
+             _cluster_order(N // 2, cluster) if cluster > 1 else _fused_order(N // 2))
     pad = spectrum_pad(REAL_OF[k.dtype])
     spec = torch.nn.functional.pad(spec[:, :, torch.from_numpy(order).to(k.device)], (0, pad - 1))
     spec = spec.contiguous()
@@ -1735,7 +1997,7 @@ def half_spectrum(k: torch.Tensor, N: int, outer: int = 1) -> torch.Tensor:
 
 _SIGS = {  # the kernels' arguments: a = 2-D array, s = 3-D array (spectra), i = int64, r = real
     "conv": "asaaaaiirr", "grad": "aasaaaaaiiiir", "outer": "aaaai", "inner": "aasaair",
-    "inner_spectrum": "asaai", "outer_inverse": "aaaair"}
+    "inner_spectrum": "asaai", "outer_inverse": "aaaair", "cluster": "asaaaaaiirr"}
 
 
 def _monarch_sig(kind: str, real) -> str:
@@ -1746,13 +2008,17 @@ def _monarch_sig(kind: str, real) -> str:
 
 @functools.cache
 def _monarch_compiled(M: int, block: int, real, kind: str, threads: int, outer: int = 1,
-                      columns: int = 1, roots: int | None = None):
+                      columns: int = 1, roots: int | None = None, cluster: int = 2):
     from numba import cuda as ncuda
+
+    from . import dsmem
+    sim = simulator_active()
     fn = bind_cuda(monarch_program(M, block, real, kind, threads, outer=outer, columns=columns,
-                                   roots=roots), ncuda)
-    if simulator_active():                          # the simulator's jit takes no launch bounds
+                                   roots=roots, cluster=cluster, emulate=sim), ncuda)
+    if sim:                                         # the simulator's jit takes no launch bounds
         return ncuda.jit(_monarch_sig(kind, real))(fn)
-    return ncuda.jit(_monarch_sig(kind, real), launch_bounds=(threads,))(fn)
+    with dsmem.cluster_dims(cluster if kind == "cluster" else 1):
+        return ncuda.jit(_monarch_sig(kind, real), launch_bounds=(threads,))(fn)
 
 
 def device_smem_optin(device_index: int = 0) -> int:
@@ -1764,6 +2030,18 @@ def device_smem_optin(device_index: int = 0) -> int:
     if not ncuda.is_available():
         return H100_SMEM_OPTIN
     return int(ncuda.gpus[device_index].MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+
+
+def device_cluster_max(device_index: int = 0) -> int:
+    """The largest thread block cluster ``cuda_conv`` uses by default on this device: 8 (CUDA's
+    portable maximum) on compute capability 9.0 and later, else 1 (no clusters); 1 in the
+    simulator and without a GPU."""
+    if simulator_active():
+        return 1
+    from numba import cuda as ncuda
+    if not ncuda.is_available():
+        return 1
+    return 8 if tuple(ncuda.gpus[device_index].compute_capability) >= (9, 0) else 1
 
 
 def _opt_in(dispatcher, nbytes: int, device_index: int) -> None:
@@ -1794,14 +2072,19 @@ class _MonarchExecutor(_NumbaExecutor):
         return _DEVICE_TABLES[key][1]
 
     def launch_monarch(self, plan: MonarchPlan, kind: str, grid, *args):
+        """grid: for kind "cluster", rows: the GPU runs C blocks per row (one cluster), the
+        simulator one block of C x threads (``kernels.dsmem``: the emulation)."""
         pa = plan.program_args(kind)
+        C = pa.get("cluster", 1)
         k = _monarch_compiled(pa["M"], pa["block"], pa["real"], kind, pa["threads"],
-                              pa.get("outer", 1), pa.get("columns", 1), pa.get("roots"))
+                              pa.get("outer", 1), pa.get("columns", 1), pa.get("roots"),
+                              pa.get("cluster", 2))
         smem = plan.shared_bytes(kind)
         args = [self._view(a) for a in args]
         if self.sim:
-            k[grid, pa["threads"], 0, smem](*args)
+            k[grid, C * pa["threads"], 0, C * smem](*args)
             return
+        grid = (grid[0] * C, *grid[1:])
         idx = self.device.index or 0
         stream = self.cuda.external_stream(torch.cuda.current_stream(self.device).cuda_stream)
         with self.cuda.gpus[idx]:
@@ -1815,7 +2098,8 @@ class _MonarchExecutor(_NumbaExecutor):
 def _device_tables(ex, plan: MonarchPlan) -> dict:
     roots = plan.roots if plan.passes == 1 else None
     return {name: ex.array(a, name)
-            for name, a in monarch_tables(plan.M, plan.real, plan.outer, roots=roots).items()}
+            for name, a in monarch_tables(plan.M, plan.real, plan.outer, roots=roots,
+                                          cluster=plan.cluster).items()}
 
 
 def run_monarch(ex, x, spec, conj: bool, plan: MonarchPlan, out) -> None:
@@ -1829,6 +2113,11 @@ def run_monarch(ex, x, spec, conj: bool, plan: MonarchPlan, out) -> None:
     r = plan.real
     sign = r(-1 if conj else 1)
     t = _device_tables(ex, plan)
+    if plan.cluster > 1:                          # one cluster of C blocks per row (sm_90)
+        ex.launch_monarch(plan, "cluster", (R,), x, spec, t["roots"], t["roots_fine"],
+                          t["cluster_split"], t["cluster_roots"], out, Lx, out.shape[1], sign,
+                          r(1.0 / plan.M))
+        return
     if plan.passes == 1:
         ex.launch_monarch(plan, "conv", (R,), x, spec, t["roots"], t["roots_fine"], t["twiddles"],
                           out, Lx, out.shape[1], sign, r(1.0 / plan.M))
@@ -1888,7 +2177,7 @@ class _MonarchConv(torch.autograd.Function):
     def forward(ctx, u, k, plan, smem_bytes):
         B, H, L = u.shape
         ex = _MonarchExecutor(u.device)
-        spec = half_spectrum(k, plan.N, plan.outer)
+        spec = half_spectrum(k, plan.N, plan.outer, plan.cluster)
         y = torch.empty(B * H, L, dtype=u.dtype, device=u.device)
         run_monarch(ex, u.view(B * H, L), spec, False, plan, y)
         ctx.save_for_backward(u, k)
@@ -1914,7 +2203,7 @@ class _MonarchConv(torch.autograd.Function):
                               t["roots_fine"], t["twiddles"], gu, gk, B, H, L, Lk,
                               plan.real(1.0 / plan.M))
             return gu.view(B, H, L), gk, None, None
-        if plan.passes == 1:                              # fused forward, three-pass backward
+        if plan.passes == 1:                    # fused or cluster forward, three-pass backward
             plan = _three_pass_plan(plan.N, plan.real, smem_bytes, plan.block, plan.threads)
         need_u, need_k = ctx.needs_input_grad[:2]
         gu = torch.empty(B * H, L, dtype=u.dtype, device=u.device) if need_u else None
@@ -1925,13 +2214,20 @@ class _MonarchConv(torch.autograd.Function):
                 gk.view(B, H, Lk).sum(0) if need_k else None, None, None)
 
 
+def check_cluster(cluster) -> int:
+    """The largest thread block cluster a plan may use: 1 (none), 2, 4 or 8 (CUDA's portable
+    maximum)."""
+    return check_int(cluster, "cluster", min=1, max=8, power_of_two=True)
+
+
 def check_block(block) -> int:
     block = check_int(block, "block", min=2, max=64, power_of_two=True)
     return block
 
 
 def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None,
-              threads: int | None = None, block: int | None = None) -> torch.Tensor:
+              threads: int | None = None, block: int | None = None,
+              cluster: int | None = None) -> torch.Tensor:
     """Causal long convolution by the Monarch FlashButterfly kernels (differentiable).
 
     u: (B, H, L), k: (H, Lk) with 1 <= Lk <= L; float32 or float64, contiguous, same device
@@ -1946,6 +2242,10 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     an H100, 4096 on an A100).
     block: Monarch block size p (DFT blocks of p x p), a power of two 2..64. threads: threads per
     block, a power of two <= 1024 (default: chosen per kernel, ``monarch_threads``).
+    cluster: the largest thread block cluster a row too long for one block may take (1, 2, 4
+    or 8; ``monarch_plan``); default ``device_cluster_max``: 8 on sm_90 and later (float32 on
+    an H100: L = 32K in clusters of 2, 64K of 4), 1 elsewhere and in the simulator, where an
+    explicit value runs the cluster kernel's one-block emulation.
     """
     check_conv_inputs(u, k)
     _check_contiguous(u, "u")
@@ -1965,7 +2265,15 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     if threads is not None:
         threads = check_int(threads, "threads", min=1, max=1024, power_of_two=True)
     block = None if block is None else check_block(block)
-    plan = monarch_plan(u.shape[2], real, smem_bytes=smem_bytes, block=block, threads=threads)
+    top = device_cluster_max(u.device.index or 0 if u.device.type == "cuda" else 0)
+    if cluster is None:
+        cluster = top
+    cluster = check_cluster(cluster)
+    if cluster > max(top, 1 if not simulator_active() else 8):
+        raise ValueError(f"cluster={cluster} needs thread block clusters (compute capability "
+                         f"9.0 or later); this device allows cluster <= {top}")
+    plan = monarch_plan(u.shape[2], real, smem_bytes=smem_bytes, block=block, threads=threads,
+                        cluster=cluster)
     block = plan.block
     if (torch.is_grad_enabled() and (u.requires_grad or k.requires_grad) and plan.passes == 1
             and fused_backward_plan(plan, smem_bytes) is None
@@ -2154,6 +2462,8 @@ def _match_loops(sass, plan: list[tuple]) -> list[dict]:
     a small tile), one such group per copy, which then shares the items equally. None matched:
     the loop was unrolled completely into straight-line code (counted in ``setup``).
     """
+    if BARRIER in plan:
+        return _match_segments(sass, plan)
     loops = [lp for lp in sass.loops if lp.inner]
     out, j = [], 0
     for name, cls, sigma, items, most in plan:
@@ -2191,9 +2501,142 @@ def _match_loops(sass, plan: list[tuple]) -> list[dict]:
     return out
 
 
+def _shared_store_words(sass, start: int = 0, end: int | None = None, outside: bool = False) -> int:
+    """Words (4 bytes) stored to shared memory by one pass over ops[start:end+1] (STS.64: 2,
+    STS.128: 4); outside=True: only the straight-line code (no loop's instructions)."""
+    inside = set()
+    if outside:
+        for lp in sass.loops:
+            inside.update(range(lp.start, lp.end + 1))
+    end = len(sass.ops) - 1 if end is None else end
+    return sum(4 if o.endswith(".128") else 2 if o.endswith(".64") else 1
+               for i, o in enumerate(sass.ops[start:end + 1], start)
+               if o.split(".")[0] == "STS" and i not in inside)
+
+
+#: A plan entry: a barrier (``cuda.syncthreads()``, BAR in SASS) between two source loops.
+BARRIER = ("barrier",)
+
+
+def _units(sass, loops, entry_ok):
+    """Consecutive loops of one segment as units: a remainder loop (one item per iteration)
+    and the unrolled main loop after it are one unit, any other loop is one."""
+    units, i = [], 0
+    while i < len(loops):
+        if (i + 1 < len(loops) and entry_ok(loops[i]) == 1 and (entry_ok(loops[i + 1]) or 0) > 1):
+            units.append((loops[i], loops[i + 1]))
+            i += 2
+        else:
+            units.append((loops[i],))
+            i += 1
+    return units
+
+
+def _match_segments(sass, plan: list) -> list[dict]:
+    """``_match_loops`` for plans whose barriers are marked (``BARRIER``): the SASS is cut at its
+    BAR instructions into segments, which must be as many as the plan's, and each segment's loops
+    are matched to that segment's source loops only. Within a segment a loop (or a remainder and
+    its main loop) goes to a source loop of its class whose stores per item divide its stores, in
+    program order; where the compiler unrolled some loops of a segment completely, the loops left
+    are given to the source loops with the most items (the compiler unrolls short trip counts)."""
+    import itertools
+    bars = [i for i, o in enumerate(sass.ops) if o.split(".")[0] == "BAR"]
+    segs = [[]]
+    for e in plan:
+        if e == BARRIER:
+            segs.append([])
+        else:
+            segs[-1].append(e)
+    if len(bars) != len(segs) - 1:
+        raise RuntimeError(f"{sass.name[:60]}: {len(bars)} BAR instructions in the SASS, but the "
+                           f"source has {len(segs) - 1} barriers: the loop map would be a guess")
+    inner = [lp for lp in sass.loops if lp.inner]
+    if any(lp.start <= b <= lp.end for lp in inner for b in bars):
+        raise RuntimeError(f"{sass.name[:60]}: a loop contains a barrier")
+    out = []
+    for k, entries in enumerate(segs):
+        lo = bars[k - 1] if k else -1
+        hi = bars[k] if k < len(bars) else len(sass.ops)
+        loops = [lp for lp in inner if lo < lp.start < hi]
+
+        def per_item(lp, e):                       # items per iteration, or None if e cannot be lp
+            c = sass.count(lp.start, lp.end)
+            st = c["shared_store"] + c["global_store"]
+            return st // e[2] if _loop_class(c) == e[1] and st and st % e[2] == 0 else None
+        best = None
+        if True:
+            for chosen in itertools.combinations(range(len(entries)), min(len(entries), len(loops))):
+                # units: try to pair remainder + main loops for each chosen entry in order
+                assign, j, ok = {}, 0, True
+                for ci, ei in enumerate(chosen):
+                    if j >= len(loops):
+                        break
+                    e = entries[ei]
+                    u0 = per_item(loops[j], e)
+                    if u0 is None:
+                        ok = False
+                        break
+                    group = [(loops[j], u0)]
+                    j += 1
+                    left = len(chosen) - ci - 1
+                    if (u0 == 1 and j < len(loops) and len(loops) - j > left
+                            and (per_item(loops[j], e) or 0) > 1):
+                        group = [(loops[j], per_item(loops[j], e))]   # remainder + main
+                        j += 1
+                    while left == 0 and j < len(loops) and per_item(loops[j], e):
+                        group.append((loops[j], per_item(loops[j], e)))   # versions of the
+                        j += 1           # loop (unswitched on a block-uniform branch)
+                    assign[ei] = group
+                if not ok or j != len(loops):
+                    continue
+                score = sum(entries[ei][3] for ei in assign)
+                if best is None or score > best[0]:
+                    best = (score, assign)
+        if loops and best is None:
+            raise RuntimeError(f"{sass.name[:60]}: the {len(loops)} loops of segment {k} match no "
+                               f"source loops of {[e[0] for e in entries]}")
+        assign = best[1] if best else {}
+        for ei, (name, _cls, _sigma, items, _most) in enumerate(entries):
+            if ei not in assign:
+                out.append({"loop": name, "items": items, "unroll": "full", "path": None,
+                            "per_item": None, "instructions": 0.0})
+                continue
+            group = assign[ei]                   # a remainder's few items are left out; versions
+            per = [sass.min_path(lp) / u for lp, u in group]   # of a loop share its items
+            sts = [_shared_store_words(sass, lp.start, lp.end) / u for lp, u in group]
+            out.append({"loop": name, "items": items, "unroll": group[0][1], "copies": len(group),
+                        "at": [lp.start for lp, _ in group],
+                        "path": max(sass.min_path(lp) for lp, _ in group),
+                        "per_item": sum(per) / len(per), "instructions": items * sum(per) / len(per),
+                        "shared_stores": items * sum(sts) / len(sts)})
+    return out
+
+
+def _with_barriers(facs: list) -> list:
+    """Each factor's source loop followed by its barrier."""
+    return [x for f in facs for x in (f, BARRIER)]
+
+
 def _monarch_loop_plan(plan: MonarchPlan, kind: str) -> list[tuple]:
     """The thread-strided loops of Monarch kernel ``kind``, in program order, with their items
-    per thread block (for the fused kernel a block is a row)."""
+    per thread block (for the fused kernel a block is a row; for the cluster kernel the mean
+    over its C blocks, since CTA 0 does the local pairs and the others the DSMEM pairs)."""
+    if kind == "cluster":
+        C = plan.cluster
+        Ml, Q = plan.M // C, check_roots(plan.M // C, plan.roots)
+        NT = plan.kernel_threads(kind)
+        facs = [("factor", "shared", 2 * p, Ml // p, 2) for p in monarch_factors(Ml, plan.block)]
+        fine = [("fine roots", "load", 2, Ml // Q, 2)] if Q < Ml else []
+        octaves, H = [], NT
+        while H <= Ml // 4:
+            octaves.append((f"CTA 0: split x K merge, octave {2 * H}", "mixed", 4, H / C, 2))
+            H *= 2
+        # the pairs end with a cluster barrier, not a BAR: they share a segment with the first
+        # inverse factor
+        return [("roots", "load", 2, Q, 2), *fine, ("load, x W_M^(r n)", "load", 2, Ml, 2), BARRIER,
+                *_with_barriers(facs), *octaves,
+                ("CTAs r > 0: split x K merge via DSMEM", "mixed", 2, (C - 1) / C * Ml / 2, 2),
+                *_with_barriers(facs[::-1]), ("outputs: C values via DSMEM", "store", C, Ml / C, 2)]
     if kind in ("conv", "grad"):
         if kind != "conv":
             raise ValueError("per-element SASS counts are made for kind='conv' (the forward)")
@@ -2208,21 +2651,23 @@ def _monarch_loop_plan(plan: MonarchPlan, kind: str) -> list[tuple]:
         while H <= M // 4:
             octaves.append((f"split x K merge, octave {2 * H}", "mixed", 4, H, 2))
             H *= 2
-        return [("roots", "load", 2, Q, 2), *fine, ("load", "load", 2, M, 2), *facs, *octaves,
-                *facs, ("store", "store", 2, M, 2)]
+        return [("roots", "load", 2, Q, 2), *fine, ("load", "load", 2, M, 2), BARRIER,
+                *_with_barriers(facs), *octaves, BARRIER,
+                *_with_barriers(facs[::-1]), ("store", "store", 2, M, 2)]   # inverse: reversed
     O, I, C = plan.outer, plan.inner, plan.columns
     if kind == "inner":
         facs = [("factor", "shared", 2 * p, 2 * I // p, 2) for p in monarch_factors(I, plan.block)]
-        return [("roots", "load", 2, I, 2), ("load", "load", 2, 2 * I, 2), *facs,
-                ("split x K merge", "mixed", 4, I, 2), *facs, ("store", "store", 2, 2 * I, 2)]
+        return [("roots", "load", 2, I, 2), ("load", "load", 2, 2 * I, 2), BARRIER,
+                *_with_barriers(facs), ("split x K merge", "mixed", 4, I, 2), BARRIER,
+                *_with_barriers(facs), ("store", "store", 2, 2 * I, 2)]
     facs = [("factor", "shared", 2 * p, C * O // p, 2) for p in monarch_factors(O, plan.block)]
     if kind == "outer":
         return [("roots", "load", 2, O, 2), ("load", "load", 1, O * C, 2),
-                ("zero padding", "fill", 2, O * C // 2, 2), *facs,
+                ("zero padding", "fill", 2, O * C // 2, 2), BARRIER, *_with_barriers(facs),
                 ("x twiddle, store", "store", 2, O * C, 2)]
     if kind == "outer_inverse":
-        return [("roots", "load", 2, O, 2), ("load, x twiddle", "load", 2, O * C, 2), *facs,
-                ("store", "store", 1, O * C, 2)]
+        return [("roots", "load", 2, O, 2), ("load, x twiddle", "load", 2, O * C, 2), BARRIER,
+                *_with_barriers(facs), ("store", "store", 1, O * C, 2)]
     raise ValueError(f"per-element SASS counts are made for the forward's kernels "
                      f"{plan.kernels()}, not {kind!r}")
 
@@ -2250,10 +2695,12 @@ def _compiled_sass(kernel: str, key: tuple, cc: tuple):
 
     from . import ptx
     if kernel == "monarch":
+        from . import dsmem
         pa = dict(key)
         fn = bind_cuda(monarch_program(**pa), ncuda)
-        text = ncuda.compile_ptx(fn, _monarch_sig(pa["kind"], pa["real"]), cc=cc,
-                                 launch_bounds=(pa["threads"],))[0]
+        with dsmem.cluster_dims(pa.get("cluster", 1) if pa["kind"] == "cluster" else 1):
+            text = ncuda.compile_ptx(fn, _monarch_sig(pa["kind"], pa["real"]), cc=cc,
+                                     launch_bounds=(pa["threads"],))[0]
     else:
         (p,) = key
         text = _radix2_ptx(p, cc)
@@ -2269,16 +2716,20 @@ REPORT_SMEM = {(8, 0): 163 * 1024, (9, 0): H100_SMEM_OPTIN}
 
 def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(9, 0),
                 block: int | None = None, kind: str = "conv", threads: int | None = None,
-                smem_bytes: int | None = None) -> dict:
+                smem_bytes: int | None = None, cluster: int | None = None) -> dict:
     """SASS instructions per output element of one forward convolution row of length L.
 
     kernel: "monarch" (the registered ``cuda`` backend: fused where the row fits ``smem_bytes``,
-    else its three passes; default budget: the opt-in maximum of the GPU of compute capability
-    ``cc``, ``REPORT_SMEM``) or "radix2" (the "before" kernel, fused or three passes under its
-    48 KiB default). Returns {"kernel", "L", "cc", "dtype", "block", "kind", "passes",
+    else a thread block cluster or its three passes; default budget: the opt-in maximum of the GPU
+    of compute capability ``cc``, ``REPORT_SMEM``) or "radix2" (the "before" kernel, fused or
+    three passes under its 48 KiB default). cluster: the largest cluster the Monarch plan may
+    take (``monarch_plan``; default 8 on sm_90 and later, else 1; cluster=1 gives sm_90's
+    three-pass rows). Returns {"kernel", "L", "cc", "dtype", "block", "kind", "passes",
     "per_element" (hot loops + setup), "hot", "setup", "loops": [...], "resources": [...]}; one
     resources entry per launch, with its registers, spills, shared memory and (Monarch) its own
-    "per_element", "threads" and "blocks_per_row". kind "grad" (the fused backward) gives
+    "per_element", "threads" and "blocks_per_row"; Monarch: "shared_store_words", the 4-byte
+    words stored to shared memory per row by the same loop map (its check: the tracer counts the
+    kernel's shared writes independently, and they agree to a few per cent). kind "grad" (the fused backward) gives
     resources and the static instruction count only. The method is described above this
     function in the source (and in course page 05). Compiling takes seconds per kernel; results
     are cached per process.
@@ -2302,6 +2753,8 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
                            "reads the committed report, course/results/cuda/sass_report.json)")
     out = {"kernel": kernel, "L": L, "cc": list(cc), "dtype": str(dtype).split(".")[-1],
            "block": block if kernel == "monarch" else 2, "kind": kind, "threads": threads}
+    if cluster is not None:
+        cluster = check_cluster(cluster)
     launches = []          # (resources, sass, loop plan or None, threads per row, extra info)
     if kernel == "monarch":
         if smem_bytes is None:
@@ -2309,7 +2762,11 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
                 raise ValueError(f"cc={cc}: give smem_bytes (the default budget is known for "
                                  f"{sorted(REPORT_SMEM)} only)")
             smem_bytes = REPORT_SMEM[cc]
-        plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads, name="L")
+        if cluster is None:                     # thread block clusters from sm_90 on
+            cluster = 8 if tuple(cc) >= (9, 0) else 1
+        out["cluster_max"] = cluster
+        plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads, name="L",
+                            cluster=cluster)
         out["block"] = plan.block
         if kind == "grad":
             bp = fused_backward_plan(plan, smem_bytes)
@@ -2333,7 +2790,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
         if plan.passes == 3:
             out["plan"] = {"outer": plan.outer, "inner": plan.inner, "columns": plan.columns}
         else:
-            out["plan"] = {"roots": plan.roots}
+            out["plan"] = {"roots": plan.roots, "cluster": plan.cluster}
     else:
         if kind != "conv":
             raise ValueError("kernel='radix2' has no fused backward kernel: kind must be 'conv'")
@@ -2344,7 +2801,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             res, sass = _compiled_sass("radix2", (p,), cc)
             tiles = plan.N // p.n
             launches.append((res, sass, _radix2_loop_plan(p, tiles), 1, plan.block(p.n) * tiles, {}))
-    loops, hot, setup, resources = [], 0.0, 0.0, []
+    loops, hot, setup, resources, stores = [], 0.0, 0.0, [], 0.0
     for res, sass, lplan, nb, nthreads, info in launches:
         entry = {"kernel": sass.name[:60], "registers": res.registers,
                  "spill_stores": res.spill_stores, "spill_loads": res.spill_loads,
@@ -2356,7 +2813,12 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
         ls = _match_loops(sass, lplan)          # per thread block (radix-2: per row)
         for x in ls:
             x["instructions"] *= nb
+            if "shared_stores" in x:
+                x["shared_stores"] *= nb
         loops += ls
+        if kernel == "monarch":                  # the same loop map, counting shared stores
+            stores += (sum(x.get("shared_stores", 0.0) for x in ls)
+                       + _shared_store_words(sass, outside=True) * nthreads * nb)
         hot_l = sum(x["instructions"] for x in ls) / L
         inside = set()
         for lp in sass.loops:
@@ -2369,6 +2831,8 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
     out.update(resources=resources)
     if kind == "conv":
         out.update(per_element=hot + setup, hot=hot, setup=setup, loops=loops)
+        if kernel == "monarch":
+            out["shared_store_words"] = stores
     return out
 
 
@@ -2378,7 +2842,7 @@ SASS_REPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pa
                            "course", "results", "cuda", "sass_report.json")
 REPORT_CCS = ((8, 0), (9, 0))
 #: Lengths of the performance model: the Monarch kernel runs fused up to 16384 (float32, H100
-#: and A100: the row in place), in three passes beyond.
+#: and A100: the row in place); beyond, in clusters of 2 and 4 on sm_90, in three passes on sm_80.
 MODEL_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
@@ -2388,7 +2852,8 @@ def report_configurations(quick: bool = False) -> list[dict]:
     The Monarch forward and the radix-2 kernel at every model length on sm_80 and sm_90: the
     Monarch kernel with its default block (``default_block``) and with the other of p = 4 and
     p = 8 (the rows the choice of p is made from), under that GPU's budget (``REPORT_SMEM``:
-    fused up to L = 16384 on both, three passes beyond), the radix-2 kernel under its 48 KiB
+    fused up to L = 16384 on both; beyond, three passes on sm_80 and thread block clusters on
+    sm_90, whose three-pass rows are compiled too, with cluster=1), the radix-2 kernel under its 48 KiB
     (fused to L = 2048, three passes beyond). At L = 1024 (M = 1024): the Monarch forward for
     block 16 (float32) and 4, 8, 16 (float64), its fused backward for blocks 4, 8 and 16
     (float32); the fused backward at the longest L each GPU keeps it fused (float32: 4096 on
@@ -2405,6 +2870,8 @@ def report_configurations(quick: bool = False) -> list[dict]:
             out.append(dict(kernel="radix2", L=L, cc=cc))
             other = 8 if default_block(L) == 4 else 4        # M = L for these powers of two
             out.append(dict(kernel="monarch", L=L, cc=cc, block=other))
+            if cc >= (9, 0) and L > 16384:                   # clusters' rows; and without them
+                out.append(dict(kernel="monarch", L=L, cc=cc, cluster=1))
     for cc in REPORT_CCS:
         out.append(dict(kernel="monarch", L=1024, cc=cc, block=16))
         for b in (4, 8, 16):
@@ -2481,7 +2948,8 @@ def sass_report(path: str = SASS_REPORT) -> list[dict]:
 
 def sass_table(rows) -> str:
     """The report as a text table: kernel, L, block, dtype, kind, target, passes (launches per
-    row), SASS per element (and the part of it in loops), registers (one per launch: the
+    row; "1 C2": one launch, a cluster of 2 blocks per row), SASS per element (and the part of
+    it in loops), registers (one per launch: the
     three-pass paths launch three kernels), spill bytes, stack bytes, shared memory per block
     (dynamic + static, the largest launch)."""
     if not isinstance(rows, list):
@@ -2497,8 +2965,10 @@ def sass_table(rows) -> str:
         smem = max(x.get("dynamic_shared", 0) + x.get("static_shared", 0) for x in res)
         per = f"{r['per_element']:.0f}" if "per_element" in r else ("error" if "error" in r else "-")
         hot = f"{r['hot']:.0f}" if "hot" in r else "-"
+        C = (r.get("plan") or {}).get("cluster", 1)
+        passes = f"{r.get('passes', 1)} C{C}" if C > 1 else str(r.get("passes", 1))
         lines.append(f"{r['kernel']:<8}{r['L']:>6}{r.get('block', ''):>4} {r.get('dtype', 'float32'):<8}"
-                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{r.get('passes', 1):>6}{per:>9}"
+                     f"{r.get('kind', 'conv'):<5}sm_{r['cc'][0]}{r['cc'][1]:<2}{passes:>6}{per:>9}"
                      f"{hot:>9}{regs:>12}{spill:>8}{stack:>6}{smem:>8}")
     return "\n".join(lines)
 

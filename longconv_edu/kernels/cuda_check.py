@@ -5,9 +5,11 @@
     python -m longconv_edu.kernels.cuda --model                     # the performance model
 
 --check: cuda_conv against torch.fft's fft_conv, forward and forward+backward (both gradients),
-  B=2, H=64 at L = 256, 1K, 4K, 16K, 64K and a non-power of two (3000); float32, relative
+  B=2, H=64 at L = 256, 1K, 4K, 16K, 32K, 64K and a non-power of two (3000); float32, relative
   error (max |a - b| / max |b|) below 1e-4 (float32 rounding of log2 N stages and L-term sums,
-  with headroom); any mismatch: exit status 1.
+  with headroom); any mismatch: exit status 1. Each row names the path (fused, a cluster of C
+  blocks, three passes); where it is a cluster (sm_90, L > 16K), the three passes (cluster=1)
+  are checked and timed too, as rows of their own.
 --bench: median of 25 timed runs (after 5 warm-up runs) of each, with CUDA events, at
   B*H = 256 (B=4, H=64) for the same lengths; writes DIR/cuda_bench.json and DIR/cuda_bench.png
   (the ratio fft_conv time / cuda_conv time per L, forward and forward+backward).
@@ -22,7 +24,7 @@ import sys
 
 import torch
 
-CHECK_LENGTHS = (256, 1024, 3000, 4096, 16384, 65536)
+CHECK_LENGTHS = (256, 1024, 3000, 4096, 16384, 32768, 65536)
 TOL = 1e-4
 NO_GPU = ("no CUDA device: {why}. --check and --bench need an NVIDIA GPU, a CUDA build of torch "
           "and NUMBA_ENABLE_CUDASIM unset. Without a GPU, the same kernel code runs under numba's "
@@ -47,6 +49,25 @@ def _rel(a, b) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
+def conv_path(L: int, cluster=None) -> str:
+    """The path ``cuda_conv`` takes for float32 rows of length L on this GPU."""
+    import numpy as np
+
+    from .cuda import device_cluster_max, device_smem_optin, monarch_plan
+    c = device_cluster_max() if cluster is None else cluster
+    p = monarch_plan(L, np.float32, smem_bytes=device_smem_optin(), cluster=c)
+    return f"cluster of {p.cluster}" if p.cluster > 1 else "fused" if p.passes == 1 else "three passes"
+
+
+def _variants(L: int) -> list:
+    """(kwargs, path) of cuda_conv to run at L: the default, and the three passes too where the
+    default is a cluster."""
+    out = [({}, conv_path(L))]
+    if out[0][1].startswith("cluster"):
+        out.append(({"cluster": 1}, conv_path(L, 1)))
+    return out
+
+
 def check(lengths=CHECK_LENGTHS, *, B: int = 2, H: int = 64, log=print) -> list[dict]:
     """cuda_conv vs fft_conv on the GPU: forward and both gradients; rows with errors and 'ok'."""
     from ..conv import fft_conv
@@ -57,16 +78,18 @@ def check(lengths=CHECK_LENGTHS, *, B: int = 2, H: int = 64, log=print) -> list[
         u = torch.randn(B, H, L, device="cuda", generator=g, requires_grad=True)
         k = torch.randn(H, L, device="cuda", generator=g, requires_grad=True) / L ** 0.5
         gy = torch.randn(B, H, L, device="cuda", generator=g)
-        y = cuda_conv(u, k)
-        gu, gk = torch.autograd.grad(y, (u, k), gy)
         yr = fft_conv(u, k)
         gur, gkr = torch.autograd.grad(yr, (u, k), gy)
-        errs = {"y": _rel(y.detach(), yr.detach()), "grad_u": _rel(gu, gur), "grad_k": _rel(gk, gkr)}
-        row = {"L": L, **errs, "ok": all(e < TOL for e in errs.values())}
-        rows.append(row)
-        if log:
-            log(f"check L={L:>6}: y {errs['y']:.1e}  grad_u {errs['grad_u']:.1e}  grad_k "
-                f"{errs['grad_k']:.1e}  {'ok' if row['ok'] else 'MISMATCH'}")
+        for kw, how in _variants(L):
+            y = cuda_conv(u, k, **kw)
+            gu, gk = torch.autograd.grad(y, (u, k), gy)
+            errs = {"y": _rel(y.detach(), yr.detach()), "grad_u": _rel(gu, gur),
+                    "grad_k": _rel(gk, gkr)}
+            row = {"L": L, "path": how, **errs, "ok": all(e < TOL for e in errs.values())}
+            rows.append(row)
+            if log:
+                log(f"check L={L:>6} ({how}): y {errs['y']:.1e}  grad_u {errs['grad_u']:.1e}  "
+                    f"grad_k {errs['grad_k']:.1e}  {'ok' if row['ok'] else 'MISMATCH'}")
     return rows
 
 
@@ -95,19 +118,21 @@ def bench(lengths=CHECK_LENGTHS, *, B: int = 4, H: int = 64, log=print) -> list[
         u = torch.randn(B, H, L, device="cuda", requires_grad=True)
         k = torch.randn(H, L, device="cuda", requires_grad=True)
         gy = torch.randn(B, H, L, device="cuda")
-        row = {"L": L, "B": B, "H": H}
-        for name, fn in (("cuda_conv", cuda_conv), ("fft_conv", fft_conv)):
-            with torch.no_grad():
-                row[f"{name}_fwd_ms"] = _median_ms(lambda fn=fn, u=u, k=k: fn(u, k))
-            row[f"{name}_fwdbwd_ms"] = _median_ms(
-                lambda fn=fn, u=u, k=k, gy=gy: torch.autograd.grad(fn(u, k), (u, k), gy))
-        row["ratio_fwd"] = row["fft_conv_fwd_ms"] / row["cuda_conv_fwd_ms"]
-        row["ratio_fwdbwd"] = row["fft_conv_fwdbwd_ms"] / row["cuda_conv_fwdbwd_ms"]
-        rows.append(row)
-        if log:
-            log(f"bench L={L:>6}: fwd cuda {row['cuda_conv_fwd_ms']:.3f} ms, fft "
-                f"{row['fft_conv_fwd_ms']:.3f} ms (x{row['ratio_fwd']:.2f}); fwd+bwd "
-                f"x{row['ratio_fwdbwd']:.2f}")
+        for kw, how in _variants(L):            # fft_conv timed again beside each: interleaved
+            row = {"L": L, "B": B, "H": H, "path": how}
+            cc = (lambda a, b, kw=kw: cuda_conv(a, b, **kw))
+            for name, fn in (("cuda_conv", cc), ("fft_conv", fft_conv)):
+                with torch.no_grad():
+                    row[f"{name}_fwd_ms"] = _median_ms(lambda fn=fn, u=u, k=k: fn(u, k))
+                row[f"{name}_fwdbwd_ms"] = _median_ms(
+                    lambda fn=fn, u=u, k=k, gy=gy: torch.autograd.grad(fn(u, k), (u, k), gy))
+            row["ratio_fwd"] = row["fft_conv_fwd_ms"] / row["cuda_conv_fwd_ms"]
+            row["ratio_fwdbwd"] = row["fft_conv_fwdbwd_ms"] / row["cuda_conv_fwdbwd_ms"]
+            rows.append(row)
+            if log:
+                log(f"bench L={L:>6} ({how}): fwd cuda {row['cuda_conv_fwd_ms']:.3f} ms, fft "
+                    f"{row['fft_conv_fwd_ms']:.3f} ms (x{row['ratio_fwd']:.2f}); fwd+bwd "
+                    f"x{row['ratio_fwdbwd']:.2f}")
     return rows
 
 
@@ -116,9 +141,15 @@ def _plot(rows, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    Ls = [r["L"] for r in rows]
-    ax.plot(Ls, [r["ratio_fwd"] for r in rows], "o-", label="forward")
-    ax.plot(Ls, [r["ratio_fwdbwd"] for r in rows], "s-", label="forward + backward")
+    default = [r for r in rows if r.get("path") != "three passes" or
+               not any(o["L"] == r["L"] and o is not r for o in rows)]
+    Ls = [r["L"] for r in default]
+    ax.plot(Ls, [r["ratio_fwd"] for r in default], "o-", label="forward")
+    ax.plot(Ls, [r["ratio_fwdbwd"] for r in default], "s-", label="forward + backward")
+    extra = [r for r in rows if r not in default]
+    if extra:
+        ax.plot([r["L"] for r in extra], [r["ratio_fwd"] for r in extra], "x", color="gray",
+                label="forward, three passes (cluster=1)")
     ax.axhline(1, color="gray", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("L (B*H = 256, float32)")
@@ -126,7 +157,7 @@ def _plot(rows, path: str) -> None:
     ax.set_title(torch.cuda.get_device_name())
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -25,14 +25,21 @@ from the compiled machine code) and its memory traffic from ``io_model``. Per GP
   launch: every block reads them, all but the first from L2. Rows beyond one block's shared
   memory take three kernels, each timed on its own (its blocks per row, threads, registers,
   shared memory and SASS from the report) and the times added: the intermediate row (N reals)
-  goes to HBM and back twice. The L2 is not modelled: in particular, where B*H rows of
+  goes to HBM and back twice. On sm_90 such rows are held instead by a cluster of C blocks
+  (``kernels.cuda._cluster``: C = 2 at L = 32K, 4 at 64K): one kernel, R*C blocks of L/C
+  outputs each, the fused kernel's bytes (each block of a cluster reads the whole input row,
+  and the C - 1 repeat reads, made at the same time by the cluster's blocks, are counted as
+  L2 hits), on the SMs clusters can fill (``GPU.cluster_sms``: a worst case). Distributed
+  shared memory is slower than a block's own, and its latency is not modelled beyond the
+  warps rule above. The L2 is not modelled: in particular, where B*H rows of
   intermediate (B*H*N*4 bytes: 34 MB at L = 16K) would fit the L2 (40 MB A100, 50 MB H100),
   passes 2 and 3 may read part of it from there, faster than modelled.
 
 GPU numbers (public specifications): A100 SXM4 80 GB: 2039 GB/s HBM2e, 108 SMs, 1410 MHz boost,
 164 KiB shared memory per SM, 163 KiB per block with opt-in (NVIDIA A100 datasheet and
 whitepaper). H100 SXM5 80 GB: 3350 GB/s HBM3, 132 SMs, 1980 MHz (67 TFLOPS FP32 = 16896 lanes x
-2 x 1.98 GHz), 228 KiB per SM, 227 KiB per block (NVIDIA H100 datasheet and whitepaper; CUDA
+2 x 1.98 GHz), 8 GPCs holding 66 TPCs of 2 SMs, 228 KiB per SM, 227 KiB per block (NVIDIA H100
+datasheet and whitepaper; CUDA
 C++ Programming Guide, compute capability 8.0 / 9.0 table). Both: 65536 registers, 2048 threads
 and 32 blocks per SM.
 """
@@ -64,6 +71,19 @@ class GPU:
     regs_per_sm: int = 65536
     threads_per_sm: int = 2048
     blocks_per_sm: int = 32
+    gpcs: int | None = None
+
+    def cluster_sms(self, C: int) -> int:
+        """SMs that clusters of C blocks (one block per SM) can all occupy at once, in the worst
+        case this model assumes: a cluster runs inside one GPC, each GPC has an even number of
+        SMs (whole TPCs of 2), so C <= 2 loses none and a larger C may leave up to C - 2 idle
+        per GPC (on a GPU, cudaOccupancyMaxActiveClusters gives the real number)."""
+        C = check_int(C, "C", min=1, max=16, power_of_two=True)
+        if C <= 2:
+            return self.sms
+        if self.gpcs is None:
+            raise ValueError(f"{self.name}: GPC count unknown (no thread block clusters), C={C}")
+        return self.sms - (C - 2) * self.gpcs
 
     @property
     def issue_per_s(self) -> float:
@@ -73,7 +93,7 @@ class GPU:
 
 GPUS = {
     "A100": GPU("A100 SXM4 80GB", (8, 0), 2039e9, 108, 1410e6, 164 * 1024, 163 * 1024),
-    "H100": GPU("H100 SXM5 80GB", (9, 0), 3350e9, 132, 1980e6, 228 * 1024, 227 * 1024),
+    "H100": GPU("H100 SXM5 80GB", (9, 0), 3350e9, 132, 1980e6, 228 * 1024, 227 * 1024, gpcs=8),
 }
 WARPS_FOR_FULL_ISSUE = 16
 
@@ -105,17 +125,19 @@ def occupancy(gpu, *, threads: int, registers: int, smem_bytes: int) -> int:
 
 
 def kernel_time(gpu, *, rows: int, L: int, sass_per_element: float, threads: int,
-                registers: int, smem_bytes: int, hbm_bytes: float) -> dict:
+                registers: int, smem_bytes: int, hbm_bytes: float, sms: int | None = None) -> dict:
     """Modelled seconds of one kernel over ``rows`` row blocks: {"time", "issue", "hbm",
-    "blocks_per_sm", "waves", "warps", "bound"}."""
+    "blocks_per_sm", "waves", "warps", "bound"}; sms: the SMs the blocks may use (default
+    all; clusters: ``GPU.cluster_sms``)."""
     g = _gpu(gpu)
     rows = check_int(rows, "rows", min=1)
     L = check_int(L, "L", min=1)
+    sms = g.sms if sms is None else check_int(sms, "sms", min=1, max=g.sms)
     bps = occupancy(g, threads=threads, registers=registers, smem_bytes=smem_bytes)
     if bps == 0:
         raise ValueError(f"a block of {threads} threads x {registers} registers with {smem_bytes} "
                          f"bytes of shared memory does not fit one {g.name} SM")
-    per_sm = -(-rows // g.sms)                     # blocks the busiest SM runs in all
+    per_sm = -(-rows // sms)                       # blocks the busiest SM runs in all
     waves = -(-per_sm // bps)
     resident = min(bps, per_sm)
     warps = resident * -(-threads // 32)
@@ -145,11 +167,15 @@ def _pick(rows, **want):
     return None
 
 
-def _table_bytes(M: int, outer: int, kind: str, s: int = 4, roots: int | None = None) -> int:
+def _table_bytes(M: int, outer: int, kind: str, s: int = 4, roots: int | None = None,
+                 cluster: int = 1) -> int:
     """Bytes of the constant tables one launch of Monarch kernel ``kind`` reads (from HBM once;
     its other blocks hit the L2); roots: the fused kernel's root table size Q."""
     from . import cuda as kc
     real = np.float32 if s == 4 else np.float64
+    if kind == "cluster":
+        t = kc.monarch_tables(M, real, roots=roots, cluster=cluster)
+        return sum(a.size for a in t.values()) * s
     t = kc.monarch_tables(M, real, outer) if outer > 1 else kc.monarch_tables(M, real, roots=roots)
     if kind == "conv" and kc.check_roots(M, roots) == M:
         return (t["roots"].size + t["twiddles"].size) * s      # no fine table to read
@@ -173,6 +199,16 @@ def monarch_time(gpu, row: dict, *, B: int, H: int) -> dict:
     L, R = row["L"], B * H
     N = kc.fft_size(L)
     M = N // 2
+    C = row.get("plan", {}).get("cluster", 1)
+    if C > 1:                    # one cluster of C blocks per row, L/C outputs per block
+        res = row["resources"][0]
+        roots = row["plan"]["roots"]
+        hbm = (io_model.fused_conv(B, H, L, real_input=True).bytes
+               + _table_bytes(M, 1, "cluster", roots=roots, cluster=C))
+        t = kernel_time(g, rows=R * C, L=L // C, sass_per_element=row["per_element"],
+                        threads=row["threads"], registers=res["registers"],
+                        smem_bytes=res["dynamic_shared"], hbm_bytes=hbm, sms=g.cluster_sms(C))
+        return {"time": t["time"], "bound": t["bound"], "passes": [t]}
     if row.get("passes", 1) == 1:
         res = row["resources"][0]
         roots = row["plan"]["roots"]
@@ -219,8 +255,18 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
             row = {"gpu": name, "L": L, "B": B, "H": H}
             N = kc.fft_size(L)
             r2 = _pick(report, kernel="radix2", L=L, cc=cc, dtype="float32")
-            mon = _pick(report, kernel="monarch", L=L, cc=cc, dtype="float32", kind="conv",
-                        block=kc.default_block(N // 2))
+            top = 8 if g.cc >= (9, 0) else 1            # clusters from sm_90 on
+            mon = next((r for r in report if r["kernel"] == "monarch" and r["L"] == L
+                        and r["cc"] == cc and r.get("dtype") == "float32"
+                        and r.get("kind") == "conv" and r.get("block") == kc.default_block(N // 2)
+                        and r.get("cluster_max", top) == top and "per_element" in r), None)
+            tp = next((r for r in report if r["kernel"] == "monarch" and r["L"] == L
+                       and r["cc"] == cc and r.get("kind") == "conv" and r.get("passes") == 3
+                       and r.get("dtype") == "float32" and r.get("block") == kc.default_block(N // 2)
+                       and "per_element" in r), None)
+            if tp is not None and tp is not mon:          # the three passes, for comparison
+                row["three_pass_s"] = monarch_time(g, tp, B=B, H=H)["time"]
+                row["three_pass_speedup"] = fft_conv_bound(g, B, H, L) / row["three_pass_s"]
             bound = fft_conv_bound(g, B, H, L)
             row["fft_bound_s"] = bound
             if r2 is not None:
@@ -229,13 +275,15 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
                 # slow paths left out) and full occupancy, issue spread evenly over all SMs
                 issue = r2["hot"] * R * L / 32 / g.issue_per_s
                 row.update(radix2_sass=r2["hot"], radix2_s=max(issue, traffic.bytes / g.hbm_bytes_per_s))
-            fused = mon is not None and mon.get("passes", 1) == 1
+            C = (mon or {}).get("plan", {}).get("cluster", 1)
+            fused = mon is not None and mon.get("passes", 1) == 1 and C == 1
             if fused and kc.monarch_smem_bytes(N // 2, np.float32, "conv",
                                                 roots=mon["plan"]["roots"]) > g.smem_per_block:
                 mon = None                       # a fused row made for another GPU's budget
             if mon is not None:
                 t = monarch_time(g, mon, B=B, H=H)
-                row.update(path="monarch fused" if fused else "monarch three-pass",
+                row.update(path="monarch fused" if fused else f"monarch cluster of {C}" if C > 1
+                           else "monarch three-pass",
                            cuda_sass=mon["per_element"], cuda_s=t["time"], bound=t["bound"],
                            pass_s=[p["time"] for p in t["passes"]],
                            pass_bound=[p["bound"] for p in t["passes"]],
@@ -257,13 +305,13 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
 def model_table(rows=None) -> str:
     """``model_rows`` as a text table (microseconds; three passes: each kernel's time too, and
     the sum of their instruction times alone, with its speedup: the ceiling if no byte cost
-    anything)."""
+    anything; cluster rows: the three passes they replace, their time and speedup)."""
     rows = model_rows() if rows is None else rows
     if not isinstance(rows, list):
         raise TypeError(f"rows must be a list (from model_rows), got {type(rows).__name__}")
     head = (f"{'GPU':<6}{'L':>7}  {'cuda backend path':<20}{'SASS/elt':>9}{'cuda us':>9}"
             f"{'bound':>7}{'torch.fft >= us':>16}{'speedup':>9}{'radix-2 us':>11}  three passes: us, bound"
-            f" | issue alone")
+            f" | issue alone  (cluster rows: the three passes instead)")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "cuda_s" not in r:
@@ -273,7 +321,9 @@ def model_table(rows=None) -> str:
                       f"{r['cuda_s'] * 1e6:>9.1f}{r['bound']:>7}{r['fft_bound_s'] * 1e6:>16.1f}"
                       f"{r['speedup']:>9.2f}{r.get('radix2_s', math.nan) * 1e6:>11.1f}  "
                       + (f"{passes} | {r['issue_only_s'] * 1e6:.1f} us, {r['issue_only_speedup']:.2f}x"
-                         if len(r.get("pass_s", ())) > 1 else "")).rstrip())
+                         if len(r.get("pass_s", ())) > 1 else
+                         f"(three passes: {r['three_pass_s'] * 1e6:.1f} us, {r['three_pass_speedup']:.2f}x)"
+                         if "three_pass_s" in r else "")).rstrip())
     return "\n".join(lines)
 
 

@@ -78,6 +78,7 @@ from .cuda import (
     bind_cuda,
     block_program,
     check_block,
+    check_cluster,
     check_launch_params,
     half_spectrum,
     make_plan,
@@ -559,12 +560,13 @@ class _TracingExecutor:
 
     def launch_monarch(self, plan: MonarchPlan, kind: str, grid, *args):
         pa = plan.program_args(kind)          # threads: a compile-time constant of the kernel
-        fn = bind_cuda(monarch_program(**pa), self.t)
+        C = pa.get("cluster", 1)              # a cluster: its one-block emulation (kernels.dsmem)
+        fn = bind_cuda(monarch_program(**pa, emulate=C > 1), self.t)
         n = {"conv": plan.M, "grad": plan.M, "outer": plan.outer, "inner": plan.inner,
-             "inner_spectrum": plan.inner, "outer_inverse": 1}[kind]
+             "inner_spectrum": plan.inner, "outer_inverse": 1, "cluster": plan.M // C}[kind]
         drop = self._dropped(len(monarch_factors(n, plan.block)))
-        self.t.run(fn, fn.__name__, None, grid, pa["threads"], self._wrap(fn, args),
-                   smem_bytes=plan.shared_bytes(kind), drop=drop)
+        self.t.run(fn, fn.__name__, None, grid, C * pa["threads"], self._wrap(fn, args),
+                   smem_bytes=C * plan.shared_bytes(kind), drop=drop)
 
 
 def _check_drop(drop_barriers):
@@ -623,7 +625,7 @@ def trace_kernel(kernel, grid, threads: int, *args, smem_bytes: int = 0, names=N
 def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
                scheme: str = "flashbutterfly", smem_bytes: int = DEFAULT_SMEM_BYTES,
                threads: int = 2, block: int | None = None, record: bool = False,
-               drop_barriers=None) -> Trace:
+               drop_barriers=None, cluster: int = 1) -> Trace:
     """Run the convolution of u (B, H, L) with k (H, Lk) under the tracer; count its traffic.
 
     CPU tensors, float32 or float64 (use tiny sizes: one Python thread per CUDA thread).
@@ -635,7 +637,9 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
     record=True keeps every access (for ``butterfly_schedule``). drop_barriers: None,
     "forward" (leave out the barrier after each forward stage or factor: the variant without
     the forward-stage ``cuda.syncthreads()``), or a tuple of barrier ordinals left out of every
-    launch.
+    launch. cluster (kernel "monarch"): the largest thread block cluster the plan may take
+    (``monarch_plan``); a cluster runs as its one-block emulation (``kernels.dsmem``), so its
+    accesses to the other blocks' shared memory count as shared accesses.
     Returns a Trace whose y is the traced run's output (so it is checked too).
     """
     B, H, L, Lk = check_conv_inputs(u, k)
@@ -658,8 +662,9 @@ def trace_conv(u: torch.Tensor, k: torch.Tensor, *, kernel: str = "radix2",
             raise ValueError(f"scheme {scheme!r} is a radix-2 schedule; kernel 'monarch' has one "
                              f"schedule, 'flashbutterfly' (fused, or three passes when a row "
                              f"does not fit smem_bytes)")
-        plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads)
-        spec = half_spectrum(torch.from_numpy(kk), plan.N, plan.outer).numpy().copy()
+        plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads,
+                            cluster=check_cluster(cluster))
+        spec = half_spectrum(torch.from_numpy(kk), plan.N, plan.outer, plan.cluster).numpy().copy()
         for a, label in ((x, "u"), (spec, "k_f"), (y, "y")):
             ex.name(a, label)
         run_monarch(ex, x, spec, False, plan, y)
