@@ -535,6 +535,20 @@ def test_gpu_script_without_a_gpu_says_so():
     assert r.stderr.startswith("no CUDA device: ") and "NUMBA_ENABLE_CUDASIM=1" in r.stderr
 
 
+def test_gpu_script_names_each_path_and_adds_the_three_passes_beside_a_cluster(monkeypatch):
+    # the paths the script would check and time on an H100 (227 KiB, clusters) and without
+    # clusters; where the default is a cluster, the three passes are a row of their own
+    from longconv_edu.kernels import cuda as kcuda
+    from longconv_edu.kernels import cuda_check
+    assert [cuda_check.conv_path(L, 8) for L in (1024, 16384, 32768, 65536)] == [
+        "fused", "fused", "cluster of 2", "cluster of 4"]
+    assert cuda_check.conv_path(65536, 1) == "three passes"
+    monkeypatch.setattr(kcuda, "device_cluster_max", lambda *a: 8)
+    assert [how for _, how in cuda_check._variants(32768)] == ["cluster of 2", "three passes"]
+    assert [kw for kw, _ in cuda_check._variants(32768)] == [{}, {"cluster": 1}]
+    assert [how for _, how in cuda_check._variants(4096)] == ["fused"]
+
+
 def test_gpu_script_fails_loudly_on_a_mismatch(monkeypatch, tmp_path, capsys):
     # the script's decision, with the GPU part replaced: one wrong row must give exit status 1
     import json
