@@ -74,6 +74,7 @@ device (zero-copy through ``__cuda_array_interface__``), or on the CPU when the 
 from __future__ import annotations
 
 import functools
+import itertools
 import linecache
 import math
 import os
@@ -2539,7 +2540,6 @@ def _match_segments(sass, plan: list) -> list[dict]:
     its main loop) goes to a source loop of its class whose stores per item divide its stores, in
     program order; where the compiler unrolled some loops of a segment completely, the loops left
     are given to the source loops with the most items (the compiler unrolls short trip counts)."""
-    import itertools
     bars = [i for i, o in enumerate(sass.ops) if o.split(".")[0] == "BAR"]
     segs = [[]]
     for e in plan:
@@ -2564,34 +2564,33 @@ def _match_segments(sass, plan: list) -> list[dict]:
             st = c["shared_store"] + c["global_store"]
             return st // e[2] if _loop_class(c) == e[1] and st and st % e[2] == 0 else None
         best = None
-        if True:
-            for chosen in itertools.combinations(range(len(entries)), min(len(entries), len(loops))):
-                # units: try to pair remainder + main loops for each chosen entry in order
-                assign, j, ok = {}, 0, True
-                for ci, ei in enumerate(chosen):
-                    if j >= len(loops):
-                        break
-                    e = entries[ei]
-                    u0 = per_item(loops[j], e)
-                    if u0 is None:
-                        ok = False
-                        break
-                    group = [(loops[j], u0)]
+        for chosen in itertools.combinations(range(len(entries)), min(len(entries), len(loops))):
+            # the chosen entries take the loops in order (a remainder + main pair, or versions)
+            assign, j, ok = {}, 0, True
+            for ci, ei in enumerate(chosen):
+                if j >= len(loops):
+                    break
+                e = entries[ei]
+                u0 = per_item(loops[j], e)
+                if u0 is None:
+                    ok = False
+                    break
+                group = [(loops[j], u0)]
+                j += 1
+                left = len(chosen) - ci - 1
+                if (u0 == 1 and j < len(loops) and len(loops) - j > left
+                        and (per_item(loops[j], e) or 0) > 1):
+                    group = [(loops[j], per_item(loops[j], e))]   # remainder + main
                     j += 1
-                    left = len(chosen) - ci - 1
-                    if (u0 == 1 and j < len(loops) and len(loops) - j > left
-                            and (per_item(loops[j], e) or 0) > 1):
-                        group = [(loops[j], per_item(loops[j], e))]   # remainder + main
-                        j += 1
-                    while left == 0 and j < len(loops) and per_item(loops[j], e):
-                        group.append((loops[j], per_item(loops[j], e)))   # versions of the
-                        j += 1           # loop (unswitched on a block-uniform branch)
-                    assign[ei] = group
-                if not ok or j != len(loops):
-                    continue
-                score = sum(entries[ei][3] for ei in assign)
-                if best is None or score > best[0]:
-                    best = (score, assign)
+                while left == 0 and j < len(loops) and per_item(loops[j], e):
+                    group.append((loops[j], per_item(loops[j], e)))   # versions of the
+                    j += 1           # loop (unswitched on a block-uniform branch)
+                assign[ei] = group
+            if not ok or j != len(loops):
+                continue
+            score = sum(entries[ei][3] for ei in assign)
+            if best is None or score > best[0]:
+                best = (score, assign)
         if loops and best is None:
             raise RuntimeError(f"{sass.name[:60]}: the {len(loops)} loops of segment {k} match no "
                                f"source loops of {[e[0] for e in entries]}")
