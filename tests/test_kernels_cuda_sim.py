@@ -237,7 +237,8 @@ def test_monarch_fused_forward_three_pass_backward_and_one_gradient():
 # small L by a budget ``smem`` that fits M/C values (and the three passes the backward takes) but
 # not M/(C/2): the plan takes the fewest C that fits.
 # Oracles: numpy's float64 convolution for y (float64 within 1e-12, float32 within CONV_TOL),
-# torch.fft's float64 autograd for both gradients (the backward takes the three passes).
+# torch.fft's float64 autograd for both gradients (grad_u: the cluster kernel with conj(K);
+# grad_k: the three passes).
 @pytest.mark.parametrize("B,H,L,Lk,dtype,C,block,smem", [
     (1, 1, 64, 64, torch.float64, 2, 4, 1152),       # M = 64: 2 CTAs of 32
     (2, 3, 256, 13, torch.float64, 4, 4, 2304),      # 4 CTAs of 64: pairs of CTAs 1 and 3 via DSMEM
@@ -260,3 +261,17 @@ def test_monarch_cluster_forward_and_both_gradients(B, H, L, Lk, dtype, C, block
     for got, ref in ((gu, gu_ref), (gk, gk_ref)):
         assert rel_err(got.double().numpy(), ref.detach().numpy()) < max(tol, 1e-10)
 
+
+
+def test_monarch_cluster_one_gradient_at_a_time():
+    # grad_u alone takes the cluster kernel with conj(K) (a correlation: its conj path), grad_k
+    # alone the three passes; each against torch.fft's float64 autograd
+    u, k = make(2, 2, 64, 30, seed=12)
+    g = torch.randn(2, 2, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    _, gu_ref, gk_ref = _grads64(u, k, g)
+    kw = dict(smem_bytes=1152, threads=16, block=4, cluster=2)
+    uu, kk = u.clone().requires_grad_(True), k.clone().requires_grad_(True)
+    (gu,) = torch.autograd.grad(cuda_conv(uu, k, **kw), (uu,), g)
+    (gk,) = torch.autograd.grad(cuda_conv(u, kk, **kw), (kk,), g)
+    assert rel_err(gu.numpy(), gu_ref.numpy()) < 1e-12
+    assert rel_err(gk.numpy(), gk_ref.numpy()) < 1e-12

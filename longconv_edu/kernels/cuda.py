@@ -2169,10 +2169,11 @@ def _run_monarch_backward(ex, g, u, spec, plan: MonarchPlan, grad_u, grad_k_rows
 
 
 class _MonarchConv(torch.autograd.Function):
-    """Forward: the Monarch kernels (fused, or three passes). Backward: the fused kernel (one
-    block per channel, one FFT of g per row shared by grad_u and grad_k, grad_k accumulated in
-    shared memory over the batch) where it fits ``smem_bytes``, else the three passes with
-    conjugated spectra."""
+    """Forward: the Monarch kernels (fused, a cluster, or three passes). Backward: the fused
+    kernel (one block per channel, one FFT of g per row shared by grad_u and grad_k, grad_k
+    accumulated in shared memory over the batch) where it fits ``smem_bytes``, else the three
+    passes with conjugated spectra; where the forward took a cluster, grad_u (a correlation with
+    k) takes the cluster kernel with conj(K), and only grad_k the three passes."""
 
     @staticmethod
     def forward(ctx, u, k, plan, smem_bytes):
@@ -2204,13 +2205,19 @@ class _MonarchConv(torch.autograd.Function):
                               t["roots_fine"], t["twiddles"], gu, gk, B, H, L, Lk,
                               plan.real(1.0 / plan.M))
             return gu.view(B, H, L), gk, None, None
-        if plan.passes == 1:                    # fused or cluster forward, three-pass backward
-            plan = _three_pass_plan(plan.N, plan.real, smem_bytes, plan.block, plan.threads)
         need_u, need_k = ctx.needs_input_grad[:2]
         gu = torch.empty(B * H, L, dtype=u.dtype, device=u.device) if need_u else None
         gk = torch.empty(B * H, Lk, dtype=u.dtype, device=u.device) if need_k else None
-        _run_monarch_backward(ex, g, u.view(B * H, L), half_spectrum(k, plan.N, plan.outer),
-                              plan, gu, gk)
+        if plan.cluster > 1 and need_u:                  # grad_u: the cluster kernel, conj(K)
+            run_monarch(ex, g, half_spectrum(k, plan.N, 1, plan.cluster), True, plan, gu)
+            gu_three = None
+        else:
+            gu_three = gu
+        if plan.passes == 1:                    # fused or cluster forward, three-pass backward
+            plan = _three_pass_plan(plan.N, plan.real, smem_bytes, plan.block, plan.threads)
+        if gu_three is not None or need_k:
+            _run_monarch_backward(ex, g, u.view(B * H, L), half_spectrum(k, plan.N, plan.outer),
+                                  plan, gu_three, gk)
         return (gu.view(B, H, L) if need_u else None,
                 gk.view(B, H, Lk).sum(0) if need_k else None, None, None)
 
