@@ -830,8 +830,11 @@ def test_bad_cluster_arguments_are_refused():
             kc.monarch_plan(64, np.float32, smem_bytes=4096, cluster=bad)
         with pytest.raises(exc, match="^cluster must"):
             trace_conv(u, k, kernel="monarch", cluster=bad)
-    with pytest.raises(ValueError, match=r"^C \(the cluster size\) must be an int in \[1, 8\]"):
+    with pytest.raises(ValueError, match=r"^C must be <= 8, got 16$"):
         with dsmem.cluster_dims(16):
+            pass
+    with pytest.raises(TypeError, match=r"^C must be an int"):
+        with dsmem.cluster_dims(2.0):
             pass
     with pytest.raises(ValueError, match="^cluster=2 needs outer=1"):
         kc.monarch_tables(64, np.float32, 4, cluster=2)

@@ -93,7 +93,7 @@ from ..fft import bit_reversal_permutation, fft_size
 __all__ = ["cuda_conv", "radix2_conv", "monarch_program", "monarch_factors", "monarch_smem_bytes",
            "MonarchPlan", "monarch_plan", "monarch_tables", "run_monarch", "THREE_PASS_KINDS",
            "MONARCH_KINDS", "half_spectrum", "spectrum_pad", "device_smem_optin", "MONARCH_BLOCKS",
-           "default_block", "check_block", "check_cluster", "device_cluster_max", "CLUSTER_SIZES",
+           "default_block", "check_block", "check_cluster", "default_cluster_max", "device_cluster_max",
            "REPORT_SMEM", "radix2_kernel_spectrum", "monarch_spans", "monarch_pairs",
            "monarch_roots", "least_roots", "check_roots", "fused_backward_plan",
            "Program", "block_program", "bind_cuda", "Plan",
@@ -1093,6 +1093,67 @@ def _block(template: str, ind: str, **names) -> list[str]:
     return [ind + line for line in template.format(**names).splitlines()]
 
 
+# The pieces of source the fused kernels ("conv", "grad") and the cluster kernel share.
+_split_pair = functools.partial(_block, _SPLIT, z1r="ar", z1i="ai", z2r="br", z2i="bi")
+_merge_pair = functools.partial(_block, _MERGE, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
+                                z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i")
+
+
+def _shared_row(M: int, Q: int, F: int) -> list[str]:
+    """One block's shared memory ``sm`` as the row of M values in place (a_re, a_im) and the
+    root tables W_Q^t (w) and, when F > 0, W_M^t for t < F (f)."""
+    return [f"    a_re = sm[0:{M}]", f"    a_im = sm[{M}:{2 * M}]",
+            f"    w_re = sm[{2 * M}:{2 * M + Q}]", f"    w_im = sm[{2 * M + Q}:{2 * M + 2 * Q}]",
+            *([f"    f_re = sm[{2 * M + 2 * Q}:{2 * M + 2 * Q + F}]",
+               f"    f_im = sm[{2 * M + 2 * Q + F}:{2 * M + 2 * Q + 2 * F}]"] if F else [])]
+
+
+def _stage_roots(Q: int, F: int, u) -> list[str]:
+    """The loops that stage the root tables into shared memory once per block."""
+    return [f"    for m in range(tid, {u(Q)}, T):             # stage the roots W_Q^t once per block",
+            "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
+            *([f"    for m in range(tid, {u(F)}, T):             # and the fine roots W_M^t, t < M/Q",
+               "        f_re[m] = fine[0, m]", "        f_im[m] = fine[1, m]"] if F else [])]
+
+
+def _z_pair(ind: str, t: str = "e1") -> list[str]:
+    """The pair's two values (positions i, i2) and its split twiddle tw[:, t]."""
+    return [f"{ind}wr = tw[0, {t}]", f"{ind}wi = tw[1, {t}]", f"{ind}ar = a_re[i]",
+            f"{ind}ai = a_im[i]", f"{ind}br = a_re[i2]", f"{ind}bi = a_im[i2]"]
+
+
+def _write_pair(ind: str, guard: bool) -> list[str]:
+    """The merged pair back to positions i and i2 (guard: i2 may equal i, pair 0)."""
+    return [f"{ind}a_re[i] = z1r", f"{ind}a_im[i] = z1i",
+            *([f"{ind}if i2 != i:", f"{ind}    a_re[i2] = z2r", f"{ind}    a_im[i2] = z2i"]
+              if guard else [f"{ind}a_re[i2] = z2r", f"{ind}a_im[i2] = z2i"])]
+
+
+def _pair_product(ind: str, srow: str, sign: str, k1: str = "i", k2: str = "kb") -> list[str]:
+    """y1 = x1 K[k], y2 = x2 K[M - k], K from spectrum row ``srow`` at indices k1 and k2, its
+    imaginary part multiplied by ``sign`` (conjugation)."""
+    return [f"{ind}kr1 = spec[{srow}, 0, {k1}]", f"{ind}ki1 = {sign}spec[{srow}, 1, {k1}]",
+            f"{ind}kr2 = spec[{srow}, 0, {k2}]", f"{ind}ki2 = {sign}spec[{srow}, 1, {k2}]",
+            f"{ind}y1r = x1r * kr1 - x1i * ki1", f"{ind}y1i = x1r * ki1 + x1i * kr1",
+            f"{ind}y2r = x2r * kr2 - x2i * ki2", f"{ind}y2i = x2r * ki2 + x2i * kr2"]
+
+
+def _conv_pair(ind: str, guard: bool, t: str = "e1") -> list[str]:
+    """One pair of the forward convolution: split, times the spectrum (conj when conj = -1),
+    merge, written back."""
+    return [*_z_pair(ind, t), *_split_pair(ind, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+            *_pair_product(ind, "srow", "conj * "), *_merge_pair(ind), *_write_pair(ind, guard)]
+
+
+def _conv_special(ind: str, u) -> list[str]:
+    """Position 1 (k = M/2, its own partner): X[M/2] = conj(Z[M/2]), and the merge of
+    Y = X[M/2] K[M/2] gives conj(Y), so Z[M/2] is multiplied by conj(K[M/2])."""
+    return [f"{ind}zr = a_re[{u(1)}]", f"{ind}zi = a_im[{u(1)}]",
+            f"{ind}kr = spec[srow, 0, {u(1)}]", f"{ind}ki = conj * spec[srow, 1, {u(1)}]",
+            f"{ind}a_re[{u(1)}] = zr * kr + zi * ki      # Z[M/2] conj(K[M/2])",
+            f"{ind}a_im[{u(1)}] = zi * kr - zr * ki"]
+
+
 def monarch_threads(M: int, threads: int | None = None, kind: str = "conv", block: int = 4) -> int:
     """Threads of a Monarch block for M-point transforms (a compile-time constant of the kernel:
     the launch uses exactly this many): ``threads`` capped at M, or by default, for the fused
@@ -1167,18 +1228,11 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
     u = functools.partial(_u, consts=consts)
     I = "    "
     head = [
-        "    sm = cuda.shared.array(0, SMEM_T)",
-        f"    a_re = sm[0:{M}]", f"    a_im = sm[{M}:{2 * M}]",
-        f"    w_re = sm[{2 * M}:{2 * M + Q}]", f"    w_im = sm[{2 * M + Q}:{2 * M + 2 * Q}]",
-        *([f"    f_re = sm[{2 * M + 2 * Q}:{2 * M + 2 * Q + F}]",
-           f"    f_im = sm[{2 * M + 2 * Q + F}:{2 * M + 2 * Q + 2 * F}]"] if F else []),
+        "    sm = cuda.shared.array(0, SMEM_T)", *_shared_row(M, Q, F),
         "    tid = np.uint64(cuda.threadIdx.x)",
         *([f"    rtid = {u(NT - 1)} - tid     # the inverse factors: groups in reverse thread order"]
           if kind == "conv" else []),
-        f"    for m in range(tid, {u(Q)}, T):             # stage the roots W_Q^t once per block",
-        "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
-        *([f"    for m in range(tid, {u(F)}, T):             # and the fine roots W_M^t, t < M/Q",
-           "        f_re[m] = fine[0, m]", "        f_im[m] = fine[1, m]"] if F else []),
+        *_stage_roots(Q, F, u),
     ]
     top = 2 * M + 2 * Q + 2 * F                   # the grad kernel's arrays start here
 
@@ -1201,61 +1255,33 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
         return [f"{ind}# {note}: the pairs (k, M - k), at positions (i, i2)",
                 *_pair_source(M, NT, consts, ind, body, special)]
 
-    def z_pair(ind):                              # the two values of the pair, and the twiddle
-        return [f"{ind}wr = tw[0, e1]", f"{ind}wi = tw[1, e1]", f"{ind}ar = a_re[i]",
-                f"{ind}ai = a_im[i]", f"{ind}br = a_re[i2]", f"{ind}bi = a_im[i2]"]
-
-    def write_pair(ind, guard):
-        return [f"{ind}a_re[i] = z1r", f"{ind}a_im[i] = z1i",
-                *([f"{ind}if i2 != i:", f"{ind}    a_re[i2] = z2r", f"{ind}    a_im[i2] = z2i"]
-                  if guard else [f"{ind}a_re[i2] = z2r", f"{ind}a_im[i2] = z2i"])]
-
-    def product(ind, srow, sign):                 # y1 = x1 K[k], y2 = x2 K[M - k]
-        return [f"{ind}kr1 = spec[{srow}, 0, i]", f"{ind}ki1 = {sign}spec[{srow}, 1, i]",
-                f"{ind}kr2 = spec[{srow}, 0, kb]", f"{ind}ki2 = {sign}spec[{srow}, 1, kb]",
-                f"{ind}y1r = x1r * kr1 - x1i * ki1", f"{ind}y1i = x1r * ki1 + x1i * kr1",
-                f"{ind}y2r = x2r * kr2 - x2i * ki2", f"{ind}y2i = x2r * ki2 + x2i * kr2"]
-
-    merge = functools.partial(_block, _MERGE, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
-                              z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i")
-    split = functools.partial(_block, _SPLIT, z1r="ar", z1i="ai", z2r="br", z2i="bi")
-    # position 1 (k = M/2): X[M/2] = conj(Z[M/2]), and the merge of Y gives conj(Y)
-
     fwd = _inplace_factor_source(M, block, +1, consts, real, I, Q)
     inv = _inplace_factor_source(M, block, -1, consts, real, I, Q, "rtid" if kind == "conv" else "tid")
     if kind == "conv":
-        def conv_body(ind, guard):
-            return [*z_pair(ind), *split(ind, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
-                    *product(ind, "srow", "conj * "), *merge(ind), *write_pair(ind, guard)]
-
-        def conv_special(ind):
-            return [f"{ind}zr = a_re[{u(1)}]", f"{ind}zi = a_im[{u(1)}]",
-                    f"{ind}kr = spec[srow, 0, {u(1)}]", f"{ind}ki = conj * spec[srow, 1, {u(1)}]",
-                    f"{ind}a_re[{u(1)}] = zr * kr + zi * ki      # Z[M/2] conj(K[M/2])",
-                    f"{ind}a_im[{u(1)}] = zi * kr - zr * ki"]
         body = ["def kernel(x, spec, roots, fine, tw, out, n_in, n_out, conj, scale):", *head,
                 "    row = cuda.blockIdx.x",
                 "    srow = np.uint32(row) % np.uint32(spec.shape[0])     # 32 bits: no division call",
                 "    nu_in = np.uint64(n_in)", "    nu_out = np.uint64(n_out)",
                 *load("x", "row", I), *fwd,
-                *pairs("real-input split, x K, merge", I, conv_body, conv_special),
+                *pairs("real-input split, x K, merge", I, _conv_pair,
+                       functools.partial(_conv_special, u=u)),
                 "    cuda.syncthreads()", *inv, *store("out", "row", "nu_out", I)]
     else:
         def u_body(ind, guard):                   # U_b's half spectrum, kept (X[M] last)
-            return [*z_pair(ind), *split(ind, x1r="u_re[i]", x1i="u_im[i]", x2r="u_re[kb]",
+            return [*_z_pair(ind), *_split_pair(ind, x1r="u_re[i]", x1i="u_im[i]", x2r="u_re[kb]",
                                          x2i="u_im[kb]")]
 
         def u_special(ind):
             return [f"{ind}u_re[{u(1)}] = a_re[{u(1)}]", f"{ind}u_im[{u(1)}] = -a_im[{u(1)}]"]
 
         def g_body(ind, guard):                   # G_b: one FFT for both gradients
-            return [*z_pair(ind), *split(ind, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+            return [*_z_pair(ind), *_split_pair(ind, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
                     f"{ind}ur = u_re[i]", f"{ind}ui = u_im[i]",
                     f"{ind}c_re[i] += x1r * ur + x1i * ui    # grad_k: G conj(U_b), no atomics",
                     f"{ind}c_im[i] += x1i * ur - x1r * ui",
                     f"{ind}ur = u_re[kb]", f"{ind}ui = u_im[kb]",
                     f"{ind}c_re[kb] += x2r * ur + x2i * ui", f"{ind}c_im[kb] += x2i * ur - x2r * ui",
-                    *product(ind, "h", "-"), *merge(ind), *write_pair(ind, guard)]
+                    *_pair_product(ind, "h", "-"), *_merge_pair(ind), *_write_pair(ind, guard)]
 
         def g_special(ind):
             return [f"{ind}gr = a_re[{u(1)}]", f"{ind}gi = -a_im[{u(1)}]",
@@ -1268,7 +1294,7 @@ def _monarch(M: int, block: int, real, kind: str, threads: int | None = None, ou
             return [f"{ind}wr = tw[0, e1]", f"{ind}wi = tw[1, e1]",
                     *_block(_MERGE, ind, y1r="c_re[i]", y1i="c_im[i]", y2r="c_re[kb]",
                             y2i="c_im[kb]", z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i"),
-                    *write_pair(ind, guard)]
+                    *_write_pair(ind, guard)]
 
         def k_special(ind):
             return [f"{ind}a_re[{u(1)}] = c_re[{u(1)}]", f"{ind}a_im[{u(1)}] = -c_im[{u(1)}]"]
@@ -1468,10 +1494,6 @@ def _three_pass(M: int, block: int, real, kind: str, threads: int | None, outer:
 
 
 # ---------------------------------------------------------------------------- the cluster kernel
-#: Cluster sizes the Monarch cluster kernel takes (1: no cluster); 8 is CUDA's portable maximum.
-CLUSTER_SIZES = (1, 2, 4, 8)
-
-
 def _cmac(terms, consts: dict, real) -> tuple[str, str]:
     """(re, im) source of sum_j w_j x_j for complex literals w_j and registers (xr, xi):
     parts of w that round to 0 or +-1 become additions, others named constants."""
@@ -1543,19 +1565,12 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
                f"    rank = np.uint64(cuda.blockIdx.x) & {u(C - 1)}   # the CTA's rank in its cluster",
                "    tid = np.uint64(cuda.threadIdx.x)",
                f"    row = np.uint64(cuda.blockIdx.x) >> {u(C.bit_length() - 1)}"]
-    head = [*who,
-            f"    a_re = sm[0:{Ml}]", f"    a_im = sm[{Ml}:{2 * Ml}]",
-            f"    w_re = sm[{2 * Ml}:{2 * Ml + Q}]", f"    w_im = sm[{2 * Ml + Q}:{2 * Ml + 2 * Q}]",
-            *([f"    f_re = sm[{2 * Ml + 2 * Q}:{2 * Ml + 2 * Q + F}]",
-               f"    f_im = sm[{2 * Ml + 2 * Q + F}:{2 * Ml + 2 * Q + 2 * F}]"] if F else []),
+    head = [*who, *_shared_row(Ml, Q, F),
             f"    rtid = {u(NT - 1)} - tid",
             "    srow = np.uint32(row) % np.uint32(spec.shape[0])",
             "    nu_in = np.uint64(n_in)", "    nu_out = np.uint64(n_out)",
             f"    off = rank * {u(Ml)}                    # this CTA's positions in spec and tw",
-            f"    for m in range(tid, {u(Q)}, T):",
-            "        w_re[m] = roots[0, m]", "        w_im[m] = roots[1, m]",
-            *([f"    for m in range(tid, {u(F)}, T):",
-               "        f_re[m] = fine[0, m]", "        f_im[m] = fine[1, m]"] if F else [])]
+            *_stage_roots(Q, F, u)]
     load = [f"    for m in range(tid, {u(Ml)}, T):      # v_r[m]: the row's first C/2 chunks",
             f"{I2}m2 = {u(2)} * m",
             f"{I2}zr = x[row, m2] if m2 < nu_in else ZERO",
@@ -1572,32 +1587,11 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
              "    cuda.syncthreads()"]
     fwd = _inplace_factor_source(Ml, block, +1, consts, real, I, Q)
     inv = _inplace_factor_source(Ml, block, -1, consts, real, I, Q, "rtid")
-    split = functools.partial(_block, _SPLIT, z1r="ar", z1i="ai", z2r="br", z2i="bi",
-                              x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i")
-    merge = functools.partial(_block, _MERGE, y1r="y1r", y1i="y1i", y2r="y2r", y2i="y2i",
-                              z1r="z1r", z1i="z1i", z2r="z2r", z2i="z2i")
-
-    def product(ind, k1, k2):
-        return [f"{ind}kr1 = spec[srow, 0, {k1}]", f"{ind}ki1 = conj * spec[srow, 1, {k1}]",
-                f"{ind}kr2 = spec[srow, 0, {k2}]", f"{ind}ki2 = conj * spec[srow, 1, {k2}]",
-                f"{ind}y1r = x1r * kr1 - x1i * ki1", f"{ind}y1i = x1r * ki1 + x1i * kr1",
-                f"{ind}y2r = x2r * kr2 - x2i * ki2", f"{ind}y2i = x2r * ki2 + x2i * kr2"]
-
-    def local_body(ind, guard):                    # CTA 0: the fused kernel's pairs
-        return [f"{ind}wr = tw[0, i]", f"{ind}wi = tw[1, i]", f"{ind}ar = a_re[i]",
-                f"{ind}ai = a_im[i]", f"{ind}br = a_re[i2]", f"{ind}bi = a_im[i2]",
-                *split(ind), *product(ind, "i", "kb"), *merge(ind),
-                f"{ind}a_re[i] = z1r", f"{ind}a_im[i] = z1i",
-                *([f"{ind}if i2 != i:", f"{ind}    a_re[i2] = z2r", f"{ind}    a_im[i2] = z2i"]
-                  if guard else [f"{ind}a_re[i2] = z2r", f"{ind}a_im[i2] = z2i"])]
-
-    def local_special(ind):
-        return [f"{ind}zr = a_re[{u(1)}]", f"{ind}zi = a_im[{u(1)}]",
-                f"{ind}kr = spec[srow, 0, {u(1)}]", f"{ind}ki = conj * spec[srow, 1, {u(1)}]",
-                f"{ind}a_re[{u(1)}] = zr * kr + zi * ki      # Z[M/2] conj(K[M/2])",
-                f"{ind}a_im[{u(1)}] = zi * kr - zr * ki"]
+    def local_pair(ind, guard):                   # CTA 0: the fused kernel's pairs, the
+        return _conv_pair(ind, guard, t="i")       # split twiddles by position
     pairs = [f"    if rank == {u(0)}:          # CTA 0: frequencies C k', pairs inside the CTA",
-             *_pair_source(Ml, NT, consts, I2, local_body, local_special, top=M),
+             *_pair_source(Ml, NT, consts, I2, local_pair, functools.partial(_conv_special, u=u),
+                           top=M),
              "    else:                        # CTA r: pairs with CTA C - r, through DSMEM",
              f"{I2}pr = ({u(C)} - rank) & {u(C - 1)}",
              f"{I2}bp = dsmem_base(smc, pr)",
@@ -1607,7 +1601,8 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
              f"{I2}    wr = tw[0, off + i]", f"{I2}    wi = tw[1, off + i]",
              f"{I2}    ar = a_re[i]", f"{I2}    ai = a_im[i]",
              f"{I2}    br = dsmem_load(smc, bp, i2)", f"{I2}    bi = dsmem_load(smc, bp, i2 + {u(Ml)})",
-             *split(I2 + I), *product(I2 + I, "off + i", "kp + i2"), *merge(I2 + I),
+             *_split_pair(I2 + I, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+             *_pair_product(I2 + I, "srow", "conj * ", "off + i", "kp + i2"), *_merge_pair(I2 + I),
              f"{I2}    a_re[i] = z1r", f"{I2}    a_im[i] = z1i",
              f"{I2}    dsmem_store(smc, bp, i2, z2r)", f"{I2}    dsmem_store(smc, bp, i2 + {u(Ml)}, z2i)"]
     # the outputs: CTA rank makes n' in [rank Ml/C, (rank + 1) Ml/C), j < C/2
@@ -1635,8 +1630,7 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
          "HALF_R": real(0.5), **consts}
     if emulate:
         from . import dsmem
-        g.update(dsmem.emulated(C, S, None))
-        del g["cluster_sync"]
+        g.update(dsmem.emulated(S))          # cluster_sync is written as cuda.syncthreads()
     else:
         from .dsmem import cluster_sync, dsmem_base, dsmem_load, dsmem_store
         g.update(dsmem_base=dsmem_base, dsmem_load=dsmem_load, dsmem_store=dsmem_store,
@@ -2033,16 +2027,21 @@ def device_smem_optin(device_index: int = 0) -> int:
     return int(ncuda.gpus[device_index].MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
 
 
+def default_cluster_max(cc) -> int:
+    """The largest thread block cluster a Monarch plan takes by default on compute capability
+    ``cc``: 8 (CUDA's portable maximum) from 9.0 on, else 1 (no clusters)."""
+    from .ptx import check_cc
+    return 8 if check_cc(cc) >= (9, 0) else 1
+
+
 def device_cluster_max(device_index: int = 0) -> int:
-    """The largest thread block cluster ``cuda_conv`` uses by default on this device: 8 (CUDA's
-    portable maximum) on compute capability 9.0 and later, else 1 (no clusters); 1 in the
-    simulator and without a GPU."""
+    """``default_cluster_max`` of this device; 1 in the simulator and without a GPU."""
     if simulator_active():
         return 1
     from numba import cuda as ncuda
     if not ncuda.is_available():
         return 1
-    return 8 if tuple(ncuda.gpus[device_index].compute_capability) >= (9, 0) else 1
+    return default_cluster_max(tuple(ncuda.gpus[device_index].compute_capability))
 
 
 def _opt_in(dispatcher, nbytes: int, device_index: int) -> None:
@@ -2769,7 +2768,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
                                  f"{sorted(REPORT_SMEM)} only)")
             smem_bytes = REPORT_SMEM[cc]
         if cluster is None:                     # thread block clusters from sm_90 on
-            cluster = 8 if tuple(cc) >= (9, 0) else 1
+            cluster = default_cluster_max(cc)
         out["cluster_max"] = cluster
         plan = monarch_plan(L, real, smem_bytes=smem_bytes, block=block, threads=threads, name="L",
                             cluster=cluster)

@@ -19,11 +19,11 @@ the compile: the NVVM annotations ``cluster_dim_x/y/z``, PTX ``.reqnctapercluste
 ordinary launch of a grid that is a multiple of C runs it in clusters (CUDA C++ Programming
 Guide: a kernel with a compile-time cluster size is launched with the usual syntax).
 
-numba's simulator cannot run clusters (it runs blocks one after another), so
-``EMULATED`` gives the same four names for a *one-block emulation*: the cluster's C blocks run
-as C groups of threads of one block sharing one shared array (``kernels.cuda`` generates that
-variant for the simulator tests); there ``cluster_sync`` is ``cuda.syncthreads`` and the remote
-accesses are plain indexing at an offset.
+numba's simulator cannot run clusters (it runs blocks one after another), so ``emulated``
+gives the three DSMEM names for a *one-block emulation*: the cluster's C blocks run as C groups
+of threads of one block sharing one shared array (``kernels.cuda`` generates that variant for
+the simulator and the tracer, with ``cuda.syncthreads()`` where the cluster barrier goes), and
+the remote accesses are plain indexing at an offset.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.cuda.extending import intrinsic
+
+from .._checks import check_int
 
 __all__ = ["cluster_sync", "dsmem_base", "dsmem_load", "dsmem_store", "cluster_dims",
            "emulated", "DSMEM_INSTRUCTIONS"]
@@ -158,8 +160,7 @@ def cluster_dims(C: int):
     (numba-cuda sets its kernel annotations in ``nvvm.set_launch_bounds``: this wraps it to add
     ``cluster_dim_x/y/z``; a compile needs ``launch_bounds`` given for the wrap to run)."""
     from numba.cuda.cudadrv import nvvm
-    if not isinstance(C, int) or isinstance(C, bool) or not 1 <= C <= 8:
-        raise ValueError(f"C (the cluster size) must be an int in [1, 8] (the portable limit), got {C!r}")
+    C = check_int(C, "C", min=1, max=8)            # 8: the portable limit
     if not getattr(nvvm.set_launch_bounds, "_cluster_aware", False):
         nvvm.set_launch_bounds = _set_launch_bounds_and_cluster(nvvm.set_launch_bounds)
     prev = getattr(_PENDING, "dims", None)
@@ -170,9 +171,9 @@ def cluster_dims(C: int):
         _PENDING.dims = prev
 
 
-def emulated(C: int, S: int, syncthreads) -> dict:
-    """The four names for the simulator's one-block emulation of a cluster of C CTAs whose
-    shared arrays are consecutive slices of S values of one array (see the module docstring)."""
+def emulated(S: int) -> dict:
+    """The three DSMEM names for the one-block emulation of a cluster whose CTAs' shared arrays
+    are consecutive slices of S values of one array (see the module docstring)."""
     def base(arr, rank):
         return int(rank) * S
 
@@ -182,5 +183,4 @@ def emulated(C: int, S: int, syncthreads) -> dict:
     def store(arr, b, i, v):
         arr[b + int(i)] = v
 
-    return {"cluster_sync": syncthreads, "dsmem_base": base, "dsmem_load": load,
-            "dsmem_store": store}
+    return {"dsmem_base": base, "dsmem_load": load, "dsmem_store": store}

@@ -199,24 +199,15 @@ def monarch_time(gpu, row: dict, *, B: int, H: int) -> dict:
     L, R = row["L"], B * H
     N = kc.fft_size(L)
     M = N // 2
-    C = row.get("plan", {}).get("cluster", 1)
-    if C > 1:                    # one cluster of C blocks per row, L/C outputs per block
+    if row.get("passes", 1) == 1:   # fused (C = 1) or a cluster of C blocks, L/C outputs each
         res = row["resources"][0]
         roots = row["plan"]["roots"]
+        C = row["plan"].get("cluster", 1)
         hbm = (io_model.fused_conv(B, H, L, real_input=True).bytes
-               + _table_bytes(M, 1, "cluster", roots=roots, cluster=C))
+               + _table_bytes(M, 1, "cluster" if C > 1 else "conv", roots=roots, cluster=C))
         t = kernel_time(g, rows=R * C, L=L // C, sass_per_element=row["per_element"],
                         threads=row["threads"], registers=res["registers"],
                         smem_bytes=res["dynamic_shared"], hbm_bytes=hbm, sms=g.cluster_sms(C))
-        return {"time": t["time"], "bound": t["bound"], "passes": [t]}
-    if row.get("passes", 1) == 1:
-        res = row["resources"][0]
-        roots = row["plan"]["roots"]
-        smem = kc.monarch_smem_bytes(M, np.float32, "conv", roots=roots)
-        hbm = (io_model.fused_conv(B, H, L, real_input=True).bytes
-               + _table_bytes(M, 1, "conv", roots=roots))
-        t = kernel_time(g, rows=R, L=L, sass_per_element=row["per_element"], threads=row["threads"],
-                        registers=res["registers"], smem_bytes=smem, hbm_bytes=hbm)
         return {"time": t["time"], "bound": t["bound"], "passes": [t]}
     outer = row["plan"]["outer"]
     traffic = io_model.three_pass_traffic(B, H, L, real_input=True, outer=outer).passes
@@ -255,15 +246,11 @@ def model_rows(report=None, *, gpus=("A100", "H100"), B: int = 4, H: int = 64, l
             row = {"gpu": name, "L": L, "B": B, "H": H}
             N = kc.fft_size(L)
             r2 = _pick(report, kernel="radix2", L=L, cc=cc, dtype="float32")
-            top = 8 if g.cc >= (9, 0) else 1            # clusters from sm_90 on
-            mon = next((r for r in report if r["kernel"] == "monarch" and r["L"] == L
-                        and r["cc"] == cc and r.get("dtype") == "float32"
-                        and r.get("kind") == "conv" and r.get("block") == kc.default_block(N // 2)
-                        and r.get("cluster_max", top) == top and "per_element" in r), None)
-            tp = next((r for r in report if r["kernel"] == "monarch" and r["L"] == L
-                       and r["cc"] == cc and r.get("kind") == "conv" and r.get("passes") == 3
-                       and r.get("dtype") == "float32" and r.get("block") == kc.default_block(N // 2)
-                       and "per_element" in r), None)
+            p = kc.default_block(N // 2)
+            mon = _pick(report, kernel="monarch", L=L, cc=cc, dtype="float32", kind="conv", block=p,
+                        cluster_max=kc.default_cluster_max(g.cc))
+            tp = _pick(report, kernel="monarch", L=L, cc=cc, dtype="float32", kind="conv", block=p,
+                       passes=3)
             if tp is not None and tp is not mon:          # the three passes, for comparison
                 row["three_pass_s"] = monarch_time(g, tp, B=B, H=H)["time"]
                 row["three_pass_speedup"] = fft_conv_bound(g, B, H, L) / row["three_pass_s"]
