@@ -836,6 +836,9 @@ def test_bad_cluster_arguments_are_refused():
     with pytest.raises(TypeError, match=r"^C must be an int"):
         with dsmem.cluster_dims(2.0):
             pass
+    with pytest.raises(TypeError, match="^cc must be a"):
+        kc.default_cluster_max(9)
+    assert (kc.default_cluster_max((8, 0)), kc.default_cluster_max((9, 0))) == (1, 8)
     with pytest.raises(ValueError, match="^cluster=2 needs outer=1"):
         kc.monarch_tables(64, np.float32, 4, cluster=2)
     if not SIM:                                   # no GPU here: clusters are not available

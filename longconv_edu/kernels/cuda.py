@@ -2276,7 +2276,7 @@ def cuda_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int | None = None
     if cluster is None:
         cluster = top
     cluster = check_cluster(cluster)
-    if cluster > max(top, 1 if not simulator_active() else 8):
+    if cluster > top and not simulator_active():      # the simulator runs any C, emulated
         raise ValueError(f"cluster={cluster} needs thread block clusters (compute capability "
                          f"9.0 or later); this device allows cluster <= {top}")
     plan = monarch_plan(u.shape[2], real, smem_bytes=smem_bytes, block=block, threads=threads,

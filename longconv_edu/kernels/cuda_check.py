@@ -141,12 +141,12 @@ def _plot(rows, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    default = [r for r in rows if r.get("path") != "three passes" or
-               not any(o["L"] == r["L"] and o is not r for o in rows)]
+    default, extra = [], []                 # per L the default path first, then the three passes
+    for r in rows:
+        (extra if any(d["L"] == r["L"] for d in default) else default).append(r)
     Ls = [r["L"] for r in default]
     ax.plot(Ls, [r["ratio_fwd"] for r in default], "o-", label="forward")
     ax.plot(Ls, [r["ratio_fwdbwd"] for r in default], "s-", label="forward + backward")
-    extra = [r for r in rows if r not in default]
     if extra:
         ax.plot([r["L"] for r in extra], [r["ratio_fwd"] for r in extra], "x", color="gray",
                 label="forward, three passes (cluster=1)")
