@@ -839,6 +839,13 @@ def test_bad_cluster_arguments_are_refused():
     with pytest.raises(TypeError, match="^cc must be a"):
         kc.default_cluster_max(9)
     assert (kc.default_cluster_max((8, 0)), kc.default_cluster_max((9, 0))) == (1, 8)
+    with pytest.raises(ValueError, match="^device_index must be >= 0, got -1$"):
+        kc.device_cluster_max(-1)
+    with pytest.raises(TypeError, match="^device_index must be an int"):
+        kc.device_cluster_max("0")
+    from longconv_edu.kernels import perf_model as pm
+    with pytest.raises(ValueError, match="^C must be a power of two, got 3$"):
+        pm.GPUS["H100"].cluster_sms(3)
     with pytest.raises(ValueError, match="^cluster=2 needs outer=1"):
         kc.monarch_tables(64, np.float32, 4, cluster=2)
     if not SIM:                                   # no GPU here: clusters are not available

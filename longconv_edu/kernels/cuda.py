@@ -2036,6 +2036,7 @@ def default_cluster_max(cc) -> int:
 
 def device_cluster_max(device_index: int = 0) -> int:
     """``default_cluster_max`` of this device; 1 in the simulator and without a GPU."""
+    device_index = check_int(device_index, "device_index", min=0)
     if simulator_active():
         return 1
     from numba import cuda as ncuda
