@@ -409,6 +409,7 @@ def test_parse_sass_finds_loops_and_the_shortest_path():
     (s,) = ptx.parse_sass(text).values()
     assert [(lp.start, lp.end, lp.inner) for lp in s.loops] == [(1, 6, True)]
     assert s.min_path(s.loops[0]) == 4                 # LDS, BRA, STS, BRA: the FADDs skipped
+    assert s.min_path_ops(s.loops[0]) == [1, 2, 5, 6]
     c = s.count(1, 6)
     assert (c["shared_load"], c["shared_store"], c["float"], c["total"]) == (1, 1, 2, 6)
     log = ("ptxas info    : Compiling entry function 'kern' for 'sm_90'\n"
@@ -792,6 +793,49 @@ def test_cluster_kernel_compiles_for_sm90_with_dsmem_and_no_spills():
     assert kc.sass_counts("monarch", 32768, cc=(8, 0))["passes"] == 3
     with pytest.raises(RuntimeError):
         ptx.assemble(text.replace(".target sm_90", ".target sm_80"), (8, 0))
+
+
+def test_rank_branch_charges_the_longer_side():
+    # A cluster kernel's pairs phase in miniature: after the first cluster barrier a branch on
+    # the rank; the fall-through side (the other CTAs: a DSMEM store ST, 4 instructions and
+    # the jump) and the taken side (CTA 0: 6 instructions); all CTAs then wait at the second
+    # barrier, so the phase costs C x the longer side, where hot + setup charged both sides.
+    from longconv_edu.kernels import ptx
+    bar = "UCGABAR_ARV ;\n UCGABAR_WAIT ;\n"
+    body = ["MOV R1, R2 ;", bar, "@P0 BRA `(.L_x_1) ;", "ST.E [R2], R3 ;", "FADD R1, R1, R1 ;",
+            "FADD R1, R1, R1 ;", "BRA `(.L_x_2) ;", ".L_x_1:", *["FMUL R1, R1, R1 ;"] * 6,
+            ".L_x_2:", bar, bar, bar, "EXIT ;"]
+    lines, a = ["\t.text.kern:"], 0
+    for b in "\n".join(body).splitlines():
+        b = b.strip()
+        if not b:
+            continue
+        if b.startswith(".L"):
+            lines.append(b)
+        else:
+            lines.append(f"        /*{a:04x}*/   {b}")
+            a += 16
+    (s,) = ptx.parse_sass("\n".join(lines) + "\n").values()
+    rb = kc._rank_branch(s, [], NT=8, C=4)
+    assert (rb["others"], rb["cta0"]) == (4 * 8, 6 * 8)
+    assert rb["charged"] == (4 + 6) * 8 * 4 and rb["critical"] == 4 * 6 * 8
+    # a layout the function does not know is refused, not guessed
+    with pytest.raises(RuntimeError, match="DSMEM stores on 2 sides"):
+        kc._rank_branch(ptx.parse_sass("\n".join(lines).replace("FMUL", "ST.E [R2], R1 ; //")
+                                       + "\n").popitem()[1], [], NT=8, C=4)
+
+
+@needs_compiler
+def test_cluster_counts_charge_the_pairs_at_their_longer_side():
+    from longconv_edu.kernels import ptx
+    if ptx.nvdisasm_path() is None or ptx.ptxas_path() is None:
+        pytest.skip("ptxas/nvdisasm not installed (requirements.txt pins both wheels)")
+    r = kc.sass_counts("monarch", 8192, cc=(9, 0), cluster=2, smem_bytes=4 * 4096 * 4)
+    rb = r["rank_branch"]
+    assert r["per_element"] == pytest.approx(r["hot"] + r["setup"] + rb["per_element"])
+    # both sides do the Ml/2 pairs of one CTA (2048 here, 8 per thread of 256): CTA 0 in its
+    # own shared memory, the other through DSMEM; each costs tens of instructions per pair
+    assert r["threads"] == 256 and all(20 * 8 < rb[k] < 120 * 8 for k in ("cta0", "others"))
 
 
 @needs_compiler

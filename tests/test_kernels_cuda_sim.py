@@ -174,6 +174,25 @@ def test_monarch_fused_forward_and_both_gradients(L, Lk, dtype, block, smem):
         assert rel_err(got.double().numpy(), ref.detach().numpy()) < tol
 
 
+def test_monarch_twiddle_powers_keep_float32_accuracy():
+    # The first factors of a row whose root table is smaller than its span (Q < P) take one
+    # two-table lookup per group, w1 = W_P^j, and the other twiddles as its powers (depth
+    # log2 p multiplies). Measured before the change (two lookups per twiddle), three seeds,
+    # L = 4096 float32 against numpy's float64 convolution: Q = 64 p = 4 2.7e-7 -> 4.0e-7,
+    # p = 8 2.4e-7 -> 5.1e-7; Q = M (one lookup each, no powers) 2.2e-7 both. Here: the powers
+    # keep the error within 1e-6 and within 4x the one-lookup kernel's, on the same data.
+    u, k = make(1, 1, 4096, 4096, seed=3, dtype=torch.float32)
+    ref = causal_conv_np(u.double().numpy(), k.double().numpy())
+    errs = {}
+    for smem in (33792, None):
+        kw = {} if smem is None else {"smem_bytes": smem}
+        plan = monarch_plan(4096, np.float32, smem_bytes=smem or 227 * 1024, block=8)
+        assert plan.passes == 1 and (plan.roots == 64) == (smem is not None)
+        y = cuda_conv(u, k, threads=64, block=8, **kw)
+        errs[smem] = rel_err(y.double().numpy(), ref)
+    assert errs[33792] < 1e-6 and errs[33792] < 4 * errs[None], errs
+
+
 def test_monarch_4096_float64_fused_backward_with_two_level_twiddles():
     # float64 L = 4096 under 227 KiB: the forward keeps all of W_M (4 M values = 128 KiB), the
     # fused backward (6 M + 4 values = 192 KiB) only W_Q and W_4096^t for t < 4096/Q, Q the

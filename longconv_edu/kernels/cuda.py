@@ -582,7 +582,8 @@ def radix2_conv(u: torch.Tensor, k: torch.Tensor, *, smem_bytes: int = DEFAULT_S
 # (``half_spectrum``); the merge and the inverse factors, run backwards (conjugate twiddles
 # and blocks), restore natural order: no permutation anywhere. The twiddles come from two small
 # tables staged once per block (``monarch_tables``): W_Q^t (t < Q) serves every factor of span
-# P <= Q in one lookup; the first factors (P > Q) multiply W_Q^(t_hi) by W_M^(t_lo) (t < M/Q).
+# P <= Q in one lookup; the first factor (P > Q) makes W_P^j = W_Q^(t_hi) W_M^(t_lo) (t < M/Q)
+# once per group and its other twiddles as powers of it.
 # Q is the largest the shared-memory budget allows (``monarch_roots``; Q = M: one table).
 # Global memory: one read of u, one write of y per element, plus the (M+1)-point spectrum of
 # the row's channel and the tables.
@@ -925,6 +926,19 @@ def monarch_spans(M: int, block: int) -> list[int]:
     return out
 
 
+def _power_lines(p: int, ind: str) -> list[str]:
+    """Source making w_k = w1^k (variables wkr, wki), k = 2..p-1, from w1: each a product of two
+    earlier powers (w2 = w1 w1, w3 = w2 w1, w4 = w2 w2, w5 = w4 w1, ...), depth log2(k)
+    multiplies, so the rounding error stays a few ulp."""
+    out = []
+    for k in range(2, p):
+        a = 1 << (k.bit_length() - 1)                # k = a + b, a the highest power of two
+        a, b = (k // 2, k // 2) if a == k else (a, k - a)
+        out += [f"{ind}w{k}r = w{a}r * w{b}r - w{a}i * w{b}i",
+                f"{ind}w{k}i = w{a}r * w{b}i + w{a}i * w{b}r"]
+    return out
+
+
 def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind: str,
                            roots: int, start: str = "tid") -> list[str]:
     """Source of the Monarch factors of an M-point DFT applied IN PLACE in the shared buffer
@@ -942,8 +956,11 @@ def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind
 
     Twiddles come from two shared tables: w = W_Q^t (t < Q = ``roots``) and, when Q < M,
     f = W_M^t (t < M/Q). A factor whose span P <= Q reads W_P^(j k) = w[j k Q/P] (one
-    lookup); a larger span (only the first factors) splits t = j k M/P as t_hi M/Q + t_lo and
-    multiplies two entries: W_M^t = w[t_hi] f[t_lo] (two lookups and a complex multiply)."""
+    lookup per k); a larger span (only the first factor) makes w1 = W_P^j = W_M^(j M/P) from
+    both tables (t = j M/P = t_hi M/Q + t_lo: W_M^t = w[t_hi] f[t_lo]) and its powers
+    W_P^(j k) = w1^k by products of depth log2(k) (w2 = w1 w1, w3 = w2 w1, w4 = w2 w2, ...):
+    p - 2 complex multiplies for the group instead of p - 1 two-table lookups, each four loads
+    and a complex multiply, at a rounding error that grows with the depth (a few ulp)."""
     LOGM = M.bit_length() - 1
     Q = roots
     LOGQ = Q.bit_length() - 1
@@ -954,20 +971,23 @@ def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind
     lines = []
 
     def twiddle(k: int, P: int) -> list[str]:        # wr, wi = W_P^(j k), from e (see below)
+        if P > Q:                                     # the powers made by ``powers``
+            return [f"{i2}wr = w{k}r", f"{i2}wi = w{k}i"]
         t = "e" if k == 1 else f"{u(k)} * e"
-        if P <= Q:
-            return [f"{i2}wr = w_re[{t}]", f"{i2}wi = w_im[{t}]"]
-        sh = LOGM - LOGQ                              # t = t_hi 2^sh + t_lo
-        return [f"{i2}t = {t}", f"{i2}hr = w_re[t >> {u(sh)}]", f"{i2}hi = w_im[t >> {u(sh)}]",
-                f"{i2}fr = f_re[t & {u((1 << sh) - 1)}]", f"{i2}fi = f_im[t & {u((1 << sh) - 1)}]",
-                f"{i2}wr = hr * fr - hi * fi", f"{i2}wi = hr * fi + hi * fr"]
+        return [f"{i2}wr = w_re[{t}]", f"{i2}wi = w_im[{t}]"]
+
+    def powers(p: int) -> list[str]:                  # w1 = W_M^e from both tables, then
+        sh = LOGM - LOGQ                              # its powers
+        return [f"{i2}w1r = w_re[e >> {u(sh)}]", f"{i2}w1i = w_im[e >> {u(sh)}]",
+                f"{i2}fr = f_re[e & {u((1 << sh) - 1)}]", f"{i2}fi = f_im[e & {u((1 << sh) - 1)}]",
+                f"{i2}w1r, w1i = w1r * fr - w1i * fi, w1r * fi + w1i * fr", *_power_lines(p, i2)]
 
     for f in order:
         p, P = facs[f], spans[f]
         s = P // p
         lr, ls, lP = p.bit_length() - 1, s.bit_length() - 1, P.bit_length() - 1
         rev = [int(v) for v in bit_reversal_permutation(p)]
-        how = "one lookup" if P <= Q else "two lookups"
+        how = "one lookup" if P <= Q else "powers of W_P^j (two lookups)"
         lines.append(f"{ind}# factor {f}{' (inverse)' if sgn < 0 else ''}: {M // p} dense {p}x{p} "
                      f"DFT blocks in place, span {P}, stride {s}"
                      + (f", twiddles W_{P}^(j k): {how}" if s > 1 else ", no twiddles"))
@@ -977,6 +997,8 @@ def _inplace_factor_source(M: int, block: int, sgn: int, consts: dict, real, ind
             lines.append(f"{i2}q0 = ((c >> {u(ls)}) << {u(lP)}) + j")
             shift = LOGQ - lP if P <= Q else LOGM - lP           # e = j Q/P, or j M/P
             lines.append(f"{i2}e = j << {u(shift)}" if shift else f"{i2}e = j")
+            if P > Q:
+                lines += powers(p)
         else:
             lines.append(f"{i2}q0 = c << {u(lr)}")
 
@@ -1571,17 +1593,25 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
             "    nu_in = np.uint64(n_in)", "    nu_out = np.uint64(n_out)",
             f"    off = rank * {u(Ml)}                    # this CTA's positions in spec and tw",
             *_stage_roots(Q, F, u)]
+    def reads(ind: str, guard: bool) -> list[str]:     # z[m] and z[m + c Ml], c < C/2
+        def get(i: str) -> str:
+            return f"x[row, {i}] if {i} < nu_in else ZERO" if guard else f"x[row, {i}]"
+        out = [f"{ind}zr = {get('m2')}", f"{ind}zi = {get(f'm2 + {u(1)}')}"]
+        for c in range(1, C // 2):
+            out += [f"{ind}n2 = m2 + {u(2 * Ml * c)}",
+                    f"{ind}y{c}r = {get('n2')}", f"{ind}y{c}i = {get(f'n2 + {u(1)}')}"]
+        return out
+    # v_r[m] from the row's first C/2 chunks; the reads of one m are checked against the row's
+    # end only where the last of them is past it (never when L = M)
+    last = 2 * Ml * (C // 2 - 1) + 1
     load = [f"    for m in range(tid, {u(Ml)}, T):      # v_r[m]: the row's first C/2 chunks",
             f"{I2}m2 = {u(2)} * m",
-            f"{I2}zr = x[row, m2] if m2 < nu_in else ZERO",
-            f"{I2}zi = x[row, m2 + {u(1)}] if m2 + {u(1)} < nu_in else ZERO"]
+            f"{I2}if m2 + {u(last)} < nu_in:", *reads(I2 + I, False),
+            f"{I2}else:", *reads(I2 + I, True)]
     for c in range(1, C // 2):
-        load += [f"{I2}n2 = m2 + {u(2 * Ml * c)}",
-                 f"{I2}yr = x[row, n2] if n2 < nu_in else ZERO",
-                 f"{I2}yi = x[row, n2 + {u(1)}] if n2 + {u(1)} < nu_in else ZERO",
-                 f"{I2}t = (rank * {u(c * Ml)}) & {u(M - 1)}      # W_C^(r c) = W_M^(r c Ml)",
+        load += [f"{I2}t = (rank * {u(c * Ml)}) & {u(M - 1)}      # W_C^(r c) = W_M^(r c Ml)",
                  f"{I2}wr = ctw[0, t]", f"{I2}wi = ctw[1, t]",
-                 f"{I2}zr += yr * wr - yi * wi", f"{I2}zi += yr * wi + yi * wr"]
+                 f"{I2}zr += y{c}r * wr - y{c}i * wi", f"{I2}zi += y{c}r * wi + y{c}i * wr"]
     load += [f"{I2}t = rank * m", f"{I2}wr = ctw[0, t]", f"{I2}wi = ctw[1, t]",
              f"{I2}a_re[m] = zr * wr - zi * wi", f"{I2}a_im[m] = zr * wi + zi * wr",
              "    cuda.syncthreads()"]
@@ -1595,34 +1625,48 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
              "    else:                        # CTA r: pairs with CTA C - r, through DSMEM",
              f"{I2}pr = ({u(C)} - rank) & {u(C - 1)}",
              f"{I2}bp = dsmem_base(smc, pr)",
-             f"{I2}kp = pr * {u(Ml)}",
-             f"{I2}for i in range(tid, {u(Ml // 2)}, T):",
-             f"{I2}    i2 = {u(Ml - 1)} - i",
-             f"{I2}    wr = tw[0, off + i]", f"{I2}    wi = tw[1, off + i]",
-             f"{I2}    ar = a_re[i]", f"{I2}    ai = a_im[i]",
-             f"{I2}    br = dsmem_load(smc, bp, i2)", f"{I2}    bi = dsmem_load(smc, bp, i2 + {u(Ml)})",
-             *_split_pair(I2 + I, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
-             *_pair_product(I2 + I, "srow", "conj * ", "off + i", "kp + i2"), *_merge_pair(I2 + I),
-             f"{I2}    a_re[i] = z1r", f"{I2}    a_im[i] = z1i",
-             f"{I2}    dsmem_store(smc, bp, i2, z2r)", f"{I2}    dsmem_store(smc, bp, i2 + {u(Ml)}, z2i)"]
+             f"{I2}kp = pr * {u(Ml)}"]
+    # the Ml/2 pairs of CTA r, unrolled here (as CTA 0's are by _pair_source): pair i = tid +
+    # s NT, s = 0, 1, ..., so that every index offset is a constant of the instruction
+    for s_ in range(-(-(Ml // 2) // NT)):
+        pairs += [f"{I2}i = tid + {u(s_ * NT)}",
+                  f"{I2}if i < {u(Ml // 2)}:" if (s_ + 1) * NT > Ml // 2 else f"{I2}if True:",
+                  f"{I2}    i2 = {u(Ml - 1)} - i",
+                  f"{I2}    wr = tw[0, off + i]", f"{I2}    wi = tw[1, off + i]",
+                  f"{I2}    ar = a_re[i]", f"{I2}    ai = a_im[i]",
+                  f"{I2}    br = dsmem_load(smc, bp, i2)",
+                  f"{I2}    bi = dsmem_load(smc, bp, i2 + {u(Ml)})",
+                  *_split_pair(I2 + I, x1r="x1r", x1i="x1i", x2r="x2r", x2i="x2i"),
+                  *_pair_product(I2 + I, "srow", "conj * ", "off + i", "kp + i2"),
+                  *_merge_pair(I2 + I), f"{I2}    a_re[i] = z1r", f"{I2}    a_im[i] = z1i",
+                  f"{I2}    dsmem_store(smc, bp, i2, z2r)",
+                  f"{I2}    dsmem_store(smc, bp, i2 + {u(Ml)}, z2i)"]
     # the outputs: CTA rank makes n' in [rank Ml/C, (rank + 1) Ml/C), j < C/2
     w = Ml // C
     store = [*(f"    b{s} = dsmem_base(smc, {u(s)})" for s in range(C)),
              f"    for m in range(tid, {u(w)}, T):      # the C values a_r[n'] -> C/2 outputs",
              f"{I2}n = rank * {u(w)} + m"]
+    # W_M^(s n), s < C: one lookup, the others its powers (``_power_lines``)
+    store += [f"{I2}w1r = ctw[0, n]", f"{I2}w1i = ctw[1, n]", *_power_lines(C, I2)]
     for s in range(C):
         store += [f"{I2}xr = dsmem_load(smc, b{s}, n)", f"{I2}xi = dsmem_load(smc, b{s}, n + {u(Ml)})"]
         if s:
-            store += [f"{I2}t = {u(s)} * n", f"{I2}wr = ctw[0, t]", f"{I2}wi = ctw[1, t]",
-                      f"{I2}v{s}r = xr * wr + xi * wi", f"{I2}v{s}i = xi * wr - xr * wi"]
+            store += [f"{I2}v{s}r = xr * w{s}r + xi * w{s}i", f"{I2}v{s}i = xi * w{s}r - xr * w{s}i"]
         else:
             store += [f"{I2}v0r = xr", f"{I2}v0i = xi"]
+    outs = []
     for j in range(C // 2):
         er, ei = _cmac([(np.exp(2j * np.pi * j * s / C), f"v{s}r", f"v{s}i") for s in range(C)],
                        consts, real)
-        o = f"{u(2 * Ml * j)} + {u(2)} * n" if j else f"{u(2)} * n"
-        store += [f"{I2}o = {o}", f"{I2}if o < nu_out:", f"{I2}    out[row, o] = ({er}) * scale",
-                  f"{I2}if o + {u(1)} < nu_out:", f"{I2}    out[row, o + {u(1)}] = ({ei}) * scale"]
+        store += [f"{I2}o{j}r = ({er}) * scale", f"{I2}o{j}i = ({ei}) * scale"]
+        outs += [(f"o{j}r", f"{u(2 * Ml * j)} + o" if j else "o"),
+                 (f"o{j}i", f"{u(2 * Ml * j + 1)} + o")]
+    # the C/2 complex outputs of n: stored unchecked where the last of them is inside the row
+    # (always when L = M), else each checked against the row's end
+    store += [f"{I2}o = {u(2)} * n", f"{I2}if o + {u(2 * Ml * (C // 2 - 1) + 1)} < nu_out:",
+              *(f"{I2}    out[row, {i}] = {v}" for v, i in outs), f"{I2}else:"]
+    for v, i in outs:
+        store += [f"{I2}    if {i} < nu_out:", f"{I2}        out[row, {i}] = {v}"]
     body = ["def kernel(x, spec, roots, fine, tw, ctw, out, n_in, n_out, conj, scale):",
             *head, *load, *fwd, sync, *pairs, sync, *inv, sync, *store, sync]
     src = _fixed_thread_loops("\n".join(body) + "\n", NT, consts)
@@ -2448,6 +2492,8 @@ _LOOP_CLASSES = {  # (global load, shared load, shared store, global store) pres
     "load": (True, False, True, False), "shared": (False, True, True, False),
     "mixed": (True, True, True, False), "store": (None, True, False, True),
     "fill": (False, False, True, False),
+    # the cluster kernel's outputs: other CTAs' shared memory read through DSMEM (generic LD)
+    "dsmem_store": (None, False, False, True),
 }
 
 
@@ -2568,10 +2614,16 @@ def _match_segments(sass, plan: list) -> list[dict]:
 
         def per_item(lp, e):                       # items per iteration, or None if e cannot be lp
             c = sass.count(lp.start, lp.end)
+            if _loop_class(c) != e[1]:
+                return None
             st = c["shared_store"] + c["global_store"]
-            return st // e[2] if _loop_class(c) == e[1] and st and st % e[2] == 0 else None
+            if st and st % e[2]:                   # a checked slow path with its own stores:
+                path = sass.min_path_ops(lp) or []     # count the common (shorter) path's
+                st = sum(1 for i in path if sass.ops[i].split(".")[0] in ("STS", "STG"))
+            return st // e[2] if st and st % e[2] == 0 else None
         best = None
-        for chosen in itertools.combinations(range(len(entries)), min(len(entries), len(loops))):
+        pool = [ei for ei, e in enumerate(entries) if e[4] > 0]     # most = 0: unrolled for sure
+        for chosen in itertools.combinations(pool, min(len(pool), len(loops))):
             # the chosen entries take the loops in order (a remainder + main pair, or versions)
             assign, j, ok = {}, 0, True
             for ci, ei in enumerate(chosen):
@@ -2618,21 +2670,71 @@ def _match_segments(sass, plan: list) -> list[dict]:
     return out
 
 
+def _rank_branch(sass, loops: list, NT: int, C: int) -> dict:
+    """The cluster kernel's pairs phase as its SMs spend it. Between the first cluster barrier's
+    wait and the second's arrive, a branch on the rank sends CTA 0 to its local pairs and the
+    other CTAs to their pairs through DSMEM (the side with the DSMEM stores, ``ST``); the row's
+    C SMs all wait at the second barrier, so the phase costs C x the longer of the two sides.
+    ``hot`` + ``setup`` charge instead each side's straight-line code to every CTA and each
+    side's loops to the CTAs that run them: the sum of the two sides, not the longer. Returns
+    each side's instructions per CTA ("cta0", "others"), what hot + setup charge the phase per
+    row ("charged") and C x the longer side ("critical"); raises if the SASS does not have
+    this shape (the count would be a guess)."""
+    waits = [i for i, o in enumerate(sass.ops) if o.startswith("UCGABAR_WAIT")]
+    arrives = [i for i, o in enumerate(sass.ops) if o.startswith("UCGABAR_ARV")]
+    if len(waits) != 4 or len(arrives) != 4:
+        raise RuntimeError(f"{sass.name[:60]}: {len(waits)} cluster barrier waits and "
+                           f"{len(arrives)} arrives, not the source's 4")
+    lo, hi = waits[0], arrives[1]
+    br = next((i for i in range(lo, hi) if sass.ops[i].startswith("BRA") and sass.guarded[i]
+               and lo < sass.targets.get(i, -1) < hi), None)
+    if br is None:
+        raise RuntimeError(f"{sass.name[:60]}: no branch on the rank before the pairs")
+    t = sass.targets[br]                       # the taken side starts at t; the side that falls
+    join = t - 1                               # through ends with a jump over it
+    if not (sass.ops[join].startswith("BRA") and not sass.guarded[join]
+            and t < sass.targets.get(join, -1) <= hi):
+        raise RuntimeError(f"{sass.name[:60]}: the rank branch's two sides are not laid out "
+                           f"as [fall-through, jump][taken]")
+    sides = {"fall": range(br + 1, join + 1), "taken": range(t, sass.targets[join])}
+    inside = set()
+    for lp in sass.loops:
+        inside.update(range(lp.start, lp.end + 1))
+    cost, dsmem = {}, []
+    for side, rng in sides.items():
+        straight = sum(1 for i in rng if i not in inside and sass.ops[i] != "NOP")
+        looped = sum(x["instructions"] for x in loops if any(a in rng for a in x.get("at", ())))
+        cost[side] = (straight, looped)
+        if any(sass.ops[i].split(".")[0] == "ST" for i in rng):   # st.shared::cluster
+            dsmem.append(side)
+    if len(dsmem) != 1:
+        raise RuntimeError(f"{sass.name[:60]}: DSMEM stores on {len(dsmem)} sides of the rank "
+                           f"branch, not on one (the other CTAs' side)")
+    dsmem_side = dsmem[0]
+    (s_o, l_o), (s_0, l_0) = cost[dsmem_side], cost["taken" if dsmem_side == "fall" else "fall"]
+    others = s_o * NT + l_o / (C - 1)          # loops: per row (the C - 1 CTAs that run them)
+    cta0 = s_0 * NT + l_0
+    charged = (s_o + s_0) * NT * C + l_o + l_0
+    return {"cta0": cta0, "others": others, "charged": charged, "critical": C * max(cta0, others)}
+
+
 def _with_barriers(facs: list) -> list:
     """Each factor's source loop followed by its barrier."""
     return [x for f in facs for x in (f, BARRIER)]
 
 
-def _monarch_loop_plan(plan: MonarchPlan, kind: str) -> list[tuple]:
+def _monarch_loop_plan(plan: MonarchPlan, kind: str, L: int | None = None) -> list[tuple]:
     """The thread-strided loops of Monarch kernel ``kind``, in program order, with their items
     per thread block (for the fused kernel a block is a row; for the cluster kernel the mean
-    over its C blocks, since CTA 0 does the local pairs and the others the DSMEM pairs)."""
+    over its C blocks, since CTA 0 does the local pairs and the others the DSMEM pairs). L: the
+    row's length where the items depend on it (the cluster kernel's load; None: L = M).
+    An entry's last field is the most SASS loops it may take (0: unrolled completely)."""
     if kind == "cluster":
         C = plan.cluster
         Ml, Q = plan.M // C, check_roots(plan.M // C, plan.roots)
         NT = plan.kernel_threads(kind)
         facs = [("factor", "shared", 2 * p, Ml // p, 2) for p in monarch_factors(Ml, plan.block)]
-        fine = [("fine roots", "load", 2, Ml // Q, 2)] if Q < Ml else []
+        fine = [("fine roots", "load", 2, Ml // Q, 2 if Ml // Q > 2 * NT else 0)] if Q < Ml else []
         octaves, H = [], NT
         while H <= Ml // 4:
             octaves.append((f"CTA 0: split x K merge, octave {2 * H}", "mixed", 4, H / C, 2))
@@ -2642,7 +2744,7 @@ def _monarch_loop_plan(plan: MonarchPlan, kind: str) -> list[tuple]:
         return [("roots", "load", 2, Q, 2), *fine, ("load, x W_M^(r n)", "load", 2, Ml, 2), BARRIER,
                 *_with_barriers(facs), *octaves,
                 ("CTAs r > 0: split x K merge via DSMEM", "mixed", 2, (C - 1) / C * Ml / 2, 2),
-                *_with_barriers(facs[::-1]), ("outputs: C values via DSMEM", "store", C, Ml / C, 2)]
+                *_with_barriers(facs[::-1]), ("outputs: C values via DSMEM", "dsmem_store", C, Ml / C, 2)]
     if kind in ("conv", "grad"):
         if kind != "conv":
             raise ValueError("per-element SASS counts are made for kind='conv' (the forward)")
@@ -2731,7 +2833,10 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
     three passes under its 48 KiB default). cluster: the largest cluster the Monarch plan may
     take (``monarch_plan``; default 8 on sm_90 and later, else 1; cluster=1 gives sm_90's
     three-pass rows). Returns {"kernel", "L", "cc", "dtype", "block", "kind", "passes",
-    "per_element" (hot loops + setup), "hot", "setup", "loops": [...], "resources": [...]}; one
+    "per_element" (hot loops + setup, + the rank branch's correction for a cluster row), "hot",
+    "setup", "loops": [...], "resources": [...], cluster rows: "rank_branch" ({"cta0", "others":
+    the pairs phase's instructions per thread of CTA 0 and of the other CTAs, "per_element": the
+    correction that charges the phase at the longer of the two, ``_rank_branch``)}; one
     resources entry per launch, with its registers, spills, shared memory and (Monarch) its own
     "per_element", "threads" and "blocks_per_row"; Monarch: "shared_store_words", the 4-byte
     words stored to shared memory per row by the same loop map (its check: the tracer counts the
@@ -2788,7 +2893,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             pa = plan.program_args(kd)
             res, sass = _compiled_sass("monarch", tuple(sorted(pa.items(), key=str)), cc)
             nb = plan.blocks_per_row(kd)
-            launches.append((res, sass, None if kd == "grad" else _monarch_loop_plan(plan, kd),
+            launches.append((res, sass, None if kd == "grad" else _monarch_loop_plan(plan, kd, L),
                              nb, pa["threads"], {"kind": kd, "threads": pa["threads"],
                                                  "blocks_per_row": nb,
                                                  "dynamic_shared": plan.shared_bytes(kd)}))
@@ -2807,7 +2912,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             res, sass = _compiled_sass("radix2", (p,), cc)
             tiles = plan.N // p.n
             launches.append((res, sass, _radix2_loop_plan(p, tiles), 1, plan.block(p.n) * tiles, {}))
-    loops, hot, setup, resources, stores = [], 0.0, 0.0, [], 0.0
+    loops, hot, setup, rank, resources, stores = [], 0.0, 0.0, 0.0, [], 0.0
     for res, sass, lplan, nb, nthreads, info in launches:
         entry = {"kernel": sass.name[:60], "registers": res.registers,
                  "spill_stores": res.spill_stores, "spill_loads": res.spill_loads,
@@ -2832,11 +2937,19 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
         outside = sum(1 for i, o in enumerate(sass.ops) if i not in inside and o != "NOP")
         setup_l = outside * nthreads * nb / L
         hot, setup = hot + hot_l, setup + setup_l
+        if info.get("kind") == "cluster":       # the pairs phase at its longer path
+            rb = _rank_branch(sass, ls, nthreads, nb)
+            balance = (rb["critical"] - rb["charged"]) / L
+            out["rank_branch"] = {"cta0": rb["cta0"] / nthreads, "others": rb["others"] / nthreads,
+                                  "per_element": balance}
+            rank += balance
+        else:
+            balance = 0.0
         if kernel == "monarch":
-            entry["per_element"] = hot_l + setup_l
+            entry["per_element"] = hot_l + setup_l + balance
     out.update(resources=resources)
     if kind == "conv":
-        out.update(per_element=hot + setup, hot=hot, setup=setup, loops=loops)
+        out.update(per_element=hot + setup + rank, hot=hot, setup=setup, loops=loops)
         if kernel == "monarch":
             out["shared_store_words"] = stores
     return out

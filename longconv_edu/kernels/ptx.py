@@ -212,27 +212,37 @@ class Sass:
         The rarely taken slow paths (a sin/cos argument reduction, a 64-bit division
         subroutine) are then not counted, so for a body with such branches this is a lower
         bound on the instructions of the common path (NOPs count 0)."""
+        path = self.min_path_ops(loop)
+        return loop.size if path is None else sum(1 for i in path if self.ops[i] != "NOP")
+
+    def min_path_ops(self, loop: SassLoop) -> list[int] | None:
+        """The indices of the instructions on ``min_path``'s path (None: the loop's end is not
+        reached by a forward walk)."""
         if not isinstance(loop, SassLoop):
             raise TypeError(f"loop must be a SassLoop (from Sass.loops), got {type(loop).__name__}")
         INF = float("inf")
-        dist = {loop.start: 0}
-        best = INF
+        dist, prev = {loop.start: 0}, {loop.start: None}
         for i in range(loop.start, loop.end + 1):
             d = dist.get(i, INF)
             if d == INF:
                 continue
             d += 0 if self.ops[i] == "NOP" else 1
             if i == loop.end:
-                best = min(best, d)
-                continue
-            op = self.ops[i]
+                break
             t = self.targets.get(i)
-            if t is not None and i < t <= loop.end:
-                dist[t] = min(dist.get(t, INF), d)
-            unconditional = (op.startswith("BRA") or op.startswith("EXIT")) and not self.guarded[i]
-            if not unconditional:
-                dist[i + 1] = min(dist.get(i + 1, INF), d)
-        return int(best) if best < INF else loop.size
+            unconditional = (self.ops[i].startswith("BRA") or self.ops[i].startswith("EXIT")) \
+                and not self.guarded[i]
+            for nxt in ([t] if t is not None and i < t <= loop.end else []) + \
+                    ([] if unconditional else [i + 1]):
+                if d < dist.get(nxt, INF):
+                    dist[nxt], prev[nxt] = d, i
+        if loop.end not in dist:
+            return None
+        path, i = [], loop.end
+        while i is not None:
+            path.append(i)
+            i = prev[i]
+        return path[::-1]
 
     def count(self, start: int = 0, end: int | None = None) -> dict:
         """Instruction classes in ops[start:end+1] (all when omitted), plus 'total' (NOPs and
