@@ -2622,8 +2622,7 @@ def _match_segments(sass, plan: list) -> list[dict]:
                 st = sum(1 for i in path if sass.ops[i].split(".")[0] in ("STS", "STG"))
             return st // e[2] if st and st % e[2] == 0 else None
         best = None
-        pool = [ei for ei, e in enumerate(entries) if e[4] > 0]     # most = 0: unrolled for sure
-        for chosen in itertools.combinations(pool, min(len(pool), len(loops))):
+        for chosen in itertools.combinations(range(len(entries)), min(len(entries), len(loops))):
             # the chosen entries take the loops in order (a remainder + main pair, or versions)
             assign, j, ok = {}, 0, True
             for ci, ei in enumerate(chosen):
@@ -2723,18 +2722,16 @@ def _with_barriers(facs: list) -> list:
     return [x for f in facs for x in (f, BARRIER)]
 
 
-def _monarch_loop_plan(plan: MonarchPlan, kind: str, L: int | None = None) -> list[tuple]:
+def _monarch_loop_plan(plan: MonarchPlan, kind: str) -> list[tuple]:
     """The thread-strided loops of Monarch kernel ``kind``, in program order, with their items
     per thread block (for the fused kernel a block is a row; for the cluster kernel the mean
-    over its C blocks, since CTA 0 does the local pairs and the others the DSMEM pairs). L: the
-    row's length where the items depend on it (the cluster kernel's load; None: L = M).
-    An entry's last field is the most SASS loops it may take (0: unrolled completely)."""
+    over its C blocks, since CTA 0 does the local pairs and the others the DSMEM pairs)."""
     if kind == "cluster":
         C = plan.cluster
         Ml, Q = plan.M // C, check_roots(plan.M // C, plan.roots)
         NT = plan.kernel_threads(kind)
         facs = [("factor", "shared", 2 * p, Ml // p, 2) for p in monarch_factors(Ml, plan.block)]
-        fine = [("fine roots", "load", 2, Ml // Q, 2 if Ml // Q > 2 * NT else 0)] if Q < Ml else []
+        fine = [("fine roots", "load", 2, Ml // Q, 2)] if Q < Ml else []
         octaves, H = [], NT
         while H <= Ml // 4:
             octaves.append((f"CTA 0: split x K merge, octave {2 * H}", "mixed", 4, H / C, 2))
@@ -2893,7 +2890,7 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             pa = plan.program_args(kd)
             res, sass = _compiled_sass("monarch", tuple(sorted(pa.items(), key=str)), cc)
             nb = plan.blocks_per_row(kd)
-            launches.append((res, sass, None if kd == "grad" else _monarch_loop_plan(plan, kd, L),
+            launches.append((res, sass, None if kd == "grad" else _monarch_loop_plan(plan, kd),
                              nb, pa["threads"], {"kind": kd, "threads": pa["threads"],
                                                  "blocks_per_row": nb,
                                                  "dynamic_shared": plan.shared_bytes(kd)}))
