@@ -410,6 +410,11 @@ def test_parse_sass_finds_loops_and_the_shortest_path():
     assert [(lp.start, lp.end, lp.inner) for lp in s.loops] == [(1, 6, True)]
     assert s.min_path(s.loops[0]) == 4                 # LDS, BRA, STS, BRA: the FADDs skipped
     assert s.min_path_ops(s.loops[0]) == [1, 2, 5, 6]
+    assert s.in_loops() == set(range(1, 7))
+    for bad in ((1, 6), None):
+        for f in (s.min_path, s.min_path_ops):
+            with pytest.raises(TypeError, match=r"^loop must be a SassLoop \(from Sass.loops\), got"):
+                f(bad)
     c = s.count(1, 6)
     assert (c["shared_load"], c["shared_store"], c["float"], c["total"]) == (1, 1, 2, 6)
     log = ("ptxas info    : Compiling entry function 'kern' for 'sm_90'\n"

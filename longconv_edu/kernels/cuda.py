@@ -1602,7 +1602,8 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
                     f"{ind}y{c}r = {get('n2')}", f"{ind}y{c}i = {get(f'n2 + {u(1)}')}"]
         return out
     # v_r[m] from the row's first C/2 chunks; the reads of one m are checked against the row's
-    # end only where the last of them is past it (never when L = M)
+    # end only where the last of them is past it (never when L = M). last: that read's offset
+    # from 2m, and the offset of the last output of n' from 2n' (the same chunks, j < C/2)
     last = 2 * Ml * (C // 2 - 1) + 1
     load = [f"    for m in range(tid, {u(Ml)}, T):      # v_r[m]: the row's first C/2 chunks",
             f"{I2}m2 = {u(2)} * m",
@@ -1626,8 +1627,9 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
              f"{I2}pr = ({u(C)} - rank) & {u(C - 1)}",
              f"{I2}bp = dsmem_base(smc, pr)",
              f"{I2}kp = pr * {u(Ml)}"]
-    # the Ml/2 pairs of CTA r, unrolled here (as CTA 0's are by _pair_source): pair i = tid +
-    # s NT, s = 0, 1, ..., so that every index offset is a constant of the instruction
+    # the Ml/2 pairs of CTA r, unrolled here: pair i = tid + s NT, s = 0, 1, ..., so that every
+    # index offset is a constant of the instruction (as a loop the compiler kept them a loop;
+    # CTA 0's octave loops from _pair_source it unrolls itself)
     for s_ in range(-(-(Ml // 2) // NT)):
         pairs += [f"{I2}i = tid + {u(s_ * NT)}",
                   f"{I2}if i < {u(Ml // 2)}:" if (s_ + 1) * NT > Ml // 2 else f"{I2}if True:",
@@ -1663,7 +1665,7 @@ def _cluster(M: int, C: int, block: int, real, threads: int | None, roots: int |
                  (f"o{j}i", f"{u(2 * Ml * j + 1)} + o")]
     # the C/2 complex outputs of n: stored unchecked where the last of them is inside the row
     # (always when L = M), else each checked against the row's end
-    store += [f"{I2}o = {u(2)} * n", f"{I2}if o + {u(2 * Ml * (C // 2 - 1) + 1)} < nu_out:",
+    store += [f"{I2}o = {u(2)} * n", f"{I2}if o + {u(last)} < nu_out:",
               *(f"{I2}    out[row, {i}] = {v}" for v, i in outs), f"{I2}else:"]
     for v, i in outs:
         store += [f"{I2}    if {i} < nu_out:", f"{I2}        out[row, {i}] = {v}"]
@@ -2558,10 +2560,7 @@ def _match_loops(sass, plan: list[tuple]) -> list[dict]:
 def _shared_store_words(sass, start: int = 0, end: int | None = None, outside: bool = False) -> int:
     """Words (4 bytes) stored to shared memory by one pass over ops[start:end+1] (STS.64: 2,
     STS.128: 4); outside=True: only the straight-line code (no loop's instructions)."""
-    inside = set()
-    if outside:
-        for lp in sass.loops:
-            inside.update(range(lp.start, lp.end + 1))
+    inside = sass.in_loops() if outside else set()
     end = len(sass.ops) - 1 if end is None else end
     return sum(4 if o.endswith(".128") else 2 if o.endswith(".64") else 1
                for i, o in enumerate(sass.ops[start:end + 1], start)
@@ -2696,9 +2695,7 @@ def _rank_branch(sass, loops: list, NT: int, C: int) -> dict:
         raise RuntimeError(f"{sass.name[:60]}: the rank branch's two sides are not laid out "
                            f"as [fall-through, jump][taken]")
     sides = {"fall": range(br + 1, join + 1), "taken": range(t, sass.targets[join])}
-    inside = set()
-    for lp in sass.loops:
-        inside.update(range(lp.start, lp.end + 1))
+    inside = sass.in_loops()
     cost, dsmem = {}, []
     for side, rng in sides.items():
         straight = sum(1 for i in rng if i not in inside and sass.ops[i] != "NOP")
@@ -2928,20 +2925,16 @@ def sass_counts(kernel: str, L: int, *, dtype: torch.dtype = torch.float32, cc=(
             stores += (sum(x.get("shared_stores", 0.0) for x in ls)
                        + _shared_store_words(sass, outside=True) * nthreads * nb)
         hot_l = sum(x["instructions"] for x in ls) / L
-        inside = set()
-        for lp in sass.loops:
-            inside.update(range(lp.start, lp.end + 1))
+        inside = sass.in_loops()
         outside = sum(1 for i, o in enumerate(sass.ops) if i not in inside and o != "NOP")
         setup_l = outside * nthreads * nb / L
-        hot, setup = hot + hot_l, setup + setup_l
-        if info.get("kind") == "cluster":       # the pairs phase at its longer path
+        balance = 0.0
+        if info.get("kind") == "cluster":       # the pairs phase at its longer side
             rb = _rank_branch(sass, ls, nthreads, nb)
             balance = (rb["critical"] - rb["charged"]) / L
             out["rank_branch"] = {"cta0": rb["cta0"] / nthreads, "others": rb["others"] / nthreads,
                                   "per_element": balance}
-            rank += balance
-        else:
-            balance = 0.0
+        hot, setup, rank = hot + hot_l, setup + setup_l, rank + balance
         if kernel == "monarch":
             entry["per_element"] = hot_l + setup_l + balance
     out.update(resources=resources)

@@ -206,6 +206,10 @@ class Sass:
     guarded: list[bool] = field(default_factory=list)
     targets: dict = field(default_factory=dict)
 
+    def in_loops(self) -> set[int]:
+        """The indices of the instructions inside any loop (the rest is straight-line code)."""
+        return {i for lp in self.loops for i in range(lp.start, lp.end + 1)}
+
     def min_path(self, loop: SassLoop) -> int:
         """Instructions on the shortest path through one iteration of ``loop``: from its first
         instruction to its closing branch, taking at every forward branch the shorter side.
